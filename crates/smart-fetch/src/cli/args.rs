@@ -1,0 +1,283 @@
+//! clap definitions: every subcommand and flag of spec §2 with the Python tool's names,
+//! defaults and help groups. Parsing only; values are validated by the commands.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "smart-fetch",
+    version = crate::COMPAT_VERSION,
+    about = "Pull FHIR data out of an EHR for research (crawl, bulk export, hydration)",
+    subcommand_required = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub general: General,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted at root level and on every subcommand.
+#[derive(Args, Debug, Clone, Default)]
+pub struct General {
+    /// TOML config file (keys are long option names)
+    #[arg(short = 'c', long = "config", value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    /// show more output (like network errors)
+    #[arg(short = 'v', long = "verbose", global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Subcommand, Debug)]
+#[command(
+    subcommand_help_heading = "commands",
+    after_help = "if you are unsure which you want, start with the high-level 'export' command"
+)]
+pub enum Command {
+    /// run a managed export
+    Export(ExportArgs),
+    /// run a bulk export
+    Bulk(BulkArgs),
+    /// run a crawl (REST alternative to bulk export)
+    Crawl(CrawlArgs),
+    /// add to already-exported data
+    Hydrate(HydrateArgs),
+    /// request a single resource
+    Single(SingleArgs),
+    /// convert a folder of data into a single Bundle file
+    #[command(
+        long_about = "Caution: this will delete all current FHIR data in the folder, replacing it with the Bundle file"
+    )]
+    Bundle(BundleArgs),
+    /// reset managed export symlinks (not normally needed)
+    #[command(name = "reset-symlinks")]
+    ResetSymlinks(ResetSymlinksArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "authentication")]
+pub struct AuthArgs {
+    /// client ID for SMART authentication
+    #[arg(long, value_name = "ID")]
+    pub smart_client_id: Option<String>,
+    /// JWKS or PEM file for SMART authentication
+    #[arg(long, value_name = "PATH")]
+    pub smart_key: Option<String>,
+    /// JWK Set URL to name in the client assertion's `jku` header (Epic asks for one)
+    #[arg(long, value_name = "URL")]
+    pub smart_jku: Option<String>,
+    /// client ID for bulk-export SMART authentication, only needed if the EHR uses separate bulk credentials
+    #[arg(long, value_name = "ID")]
+    pub bulk_smart_client_id: Option<String>,
+    /// JWKS or PEM file for bulk-export SMART authentication
+    #[arg(long, value_name = "PATH")]
+    pub bulk_smart_key: Option<String>,
+    /// username for Basic authentication
+    #[arg(long, value_name = "USER")]
+    pub basic_user: Option<String>,
+    /// password file for Basic authentication
+    #[arg(long, value_name = "PATH")]
+    pub basic_passwd: Option<String>,
+    /// token file for Bearer authentication
+    #[arg(long, value_name = "PATH")]
+    pub bearer_token: Option<String>,
+    /// FHIR server base URL
+    #[arg(long, value_name = "URL")]
+    pub fhir_url: Option<String>,
+    /// FHIR server token URL, only needed if server does not provide it
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    /// PEM file of extra CA certificates to trust (e.g. a hospital's internal CA)
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// most simultaneous requests to the server (a ceiling; fewer while it pushes back)
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_connections: u16,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "cohort selection")]
+pub struct CohortArgs {
+    /// FHIR Group ID to export (default is whole system)
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// a human-friendly name for the cohort, used in log files
+    #[arg(long, value_name = "NAME")]
+    pub group_nickname: Option<String>,
+    /// comma-separated list of IDs or MRNs (instead of a Group)
+    #[arg(long, value_name = "IDS")]
+    pub id_list: Option<String>,
+    /// file with IDs or MRNs, one per line (or a .csv file with an 'id' or 'mrn' column)
+    #[arg(long, visible_alias = "mrn-file", value_name = "PATH")]
+    pub id_file: Option<PathBuf>,
+    /// system identifier for the IDs (if not provided, IDs are FHIR Patient IDs)
+    #[arg(long, visible_alias = "mrn-system", value_name = "SYSTEM")]
+    pub id_system: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "resource selection")]
+pub struct ResourceArgs {
+    /// only consider this resource type (can be specified multiple times or comma-separated; use 'help' to list them)
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// search filter for a resource type, like 'Observation?category=laboratory' (can be specified multiple times)
+    #[arg(long = "type-filter", value_name = "FILTER")]
+    pub type_filters: Vec<String>,
+    /// disable any default filters (e.g. Observation categories)
+    #[arg(long)]
+    pub no_default_filters: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExportMode {
+    #[default]
+    Auto,
+    Bulk,
+    Crawl,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SinceModeArg {
+    #[default]
+    Auto,
+    Updated,
+    Created,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// folder to hold the managed export
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub output_dir: String,
+    /// nickname for this export (defaults to today's date)
+    #[arg(long, value_name = "NAME")]
+    pub nickname: Option<String>,
+    /// how to export the data
+    #[arg(long, value_enum, default_value_t = ExportMode::Auto, value_name = "MODE")]
+    pub export_mode: ExportMode,
+    /// only get data since this date (or 'auto' to use the previous export's time)
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub since: Option<String>,
+    /// how to interpret --since
+    #[arg(long, value_enum, default_value_t = SinceModeArg::Auto)]
+    pub since_mode: SinceModeArg,
+    /// which hydration tasks to run (comma separated, default is all; use 'help' to list them)
+    #[arg(long, value_name = "NAMES")]
+    pub hydration_tasks: Option<String>,
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    #[arg(long)]
+    pub no_compression: bool,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub cohort: CohortArgs,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BulkArgs {
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub output_dir: String,
+    /// FHIR Group ID to export (default is whole system)
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// only get data since this date
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub since: Option<String>,
+    /// how to interpret --since
+    #[arg(long, value_enum, default_value_t = SinceModeArg::Auto)]
+    pub since_mode: SinceModeArg,
+    /// put all resources into one Bundle file
+    #[arg(long)]
+    pub bundle: bool,
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    #[arg(long)]
+    pub no_compression: bool,
+    /// cancel an interrupted export
+    #[arg(long)]
+    pub cancel: bool,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CrawlArgs {
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub output_dir: String,
+    /// only get data since this date
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub since: Option<String>,
+    /// how to interpret --since
+    #[arg(long, value_enum, default_value_t = SinceModeArg::Auto)]
+    pub since_mode: SinceModeArg,
+    /// put all resources into one Bundle file
+    #[arg(long)]
+    pub bundle: bool,
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    #[arg(long)]
+    pub no_compression: bool,
+    /// folder with existing Patient resources, to use as a cohort (defaults to output folder)
+    #[arg(long, value_name = "DIR", help_heading = "cohort selection")]
+    pub source_dir: Option<String>,
+    #[command(flatten)]
+    pub cohort: CohortArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HydrateArgs {
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub output_dir: String,
+    /// which hydration tasks to run (comma separated, default is all; use 'help' to list them)
+    #[arg(long, value_name = "NAMES")]
+    pub tasks: Option<String>,
+    /// folder with your existing source resources (defaults to output folder)
+    #[arg(long, value_name = "DIR")]
+    pub source_dir: Option<String>,
+    /// mimetypes to inline, comma separated (default is text, HTML, and XHTML)
+    #[arg(long, value_name = "MIMES")]
+    pub mimetypes: Option<String>,
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    #[arg(long)]
+    pub no_compression: bool,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SingleArgs {
+    /// the resource to request, like Patient/abc or Patient?active=true
+    #[arg(value_name = "ResourceType/ID")]
+    pub path: String,
+    /// for Binary resources, print the decoded data instead of the JSON
+    #[arg(long)]
+    pub binary: bool,
+    /// print the JSON on one line
+    #[arg(long)]
+    pub compact: bool,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BundleArgs {
+    #[arg(value_name = "DIR")]
+    pub dir: String,
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    #[arg(long)]
+    pub no_compression: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ResetSymlinksArgs {
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub output_dir: String,
+}

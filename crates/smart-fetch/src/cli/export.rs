@@ -1,0 +1,9 @@
+//! `export`: the managed export (spec §14).
+
+use super::args::{ExportArgs, General};
+use crate::error::AppError;
+
+pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
+    let _ = (args, general);
+    todo!()
+}

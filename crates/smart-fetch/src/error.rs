@@ -1,0 +1,38 @@
+//! The one error type commands return, and its exit code. Only `main` turns it into text
+//! for a person.
+
+use crate::crawl::CrawlError;
+use crate::fhir::FhirError;
+use crate::filters::FilterError;
+use crate::folder::FolderError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Fhir(#[from] FhirError),
+    #[error(transparent)]
+    Folder(#[from] FolderError),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(transparent)]
+    Crawl(#[from] CrawlError),
+    /// A fatal message worded at the point of failure (spec §19.3).
+    #[error("{0}")]
+    Message(String),
+    /// Already printed to stdout (help listings, unknown type/task): exit with this code.
+    #[error("")]
+    Exit(u8),
+    /// Interrupted by the user (SIGINT): committed work is safe.
+    #[error("Interrupted. Run the same command again to resume.")]
+    Interrupted,
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Exit(code) => *code,
+            AppError::Interrupted => 130,
+            _ => 1,
+        }
+    }
+}

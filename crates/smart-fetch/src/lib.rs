@@ -1,0 +1,18 @@
+//! smart-fetch: pull FHIR data out of an EHR (crawl, bulk export, hydration) into folders that
+//! SMART Fetch 1.0.3 and Cumulus ETL read. The binary in `main.rs` is a thin shell over `cli`.
+
+pub mod cli;
+pub mod console;
+pub mod crawl;
+pub mod error;
+pub mod fhir;
+pub mod filters;
+pub mod folder;
+pub mod json;
+pub mod ndjson;
+pub mod resources;
+pub mod timestamp;
+
+/// The SMART Fetch version whose on-disk format and output we reproduce. Written into
+/// `.metadata` and `log.ndjson` so downstream tools see a folder they know.
+pub const COMPAT_VERSION: &str = "1.0.3";
