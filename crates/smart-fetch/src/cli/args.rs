@@ -1,15 +1,26 @@
 //! clap definitions: every subcommand and flag of spec §2 with the Python tool's names,
-//! defaults and help groups. Parsing only; values are validated by the commands.
+//! metavars, defaults and help groups, parsed argparse-style (`options:` heading, unique-prefix
+//! long options, `-c`/`-v` in either position). Parsing only; values are validated by the
+//! commands, and the config file is layered on top by `cli::config`.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+
+/// Default of `--max-connections` (the Python tool's connection pool size).
+pub const DEFAULT_MAX_CONNECTIONS: u16 = 5;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "smart-fetch",
     version = crate::COMPAT_VERSION,
     about = "Pull FHIR data out of an EHR for research (crawl, bulk export, hydration)",
-    subcommand_required = true
+    subcommand_required = true,
+    propagate_version = true,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    disable_help_subcommand = true,
+    infer_long_args = true,
+    next_help_heading = "options"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -18,14 +29,20 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options accepted at root level and on every subcommand.
+/// Options accepted at root level and on every subcommand (both positions are honoured).
 #[derive(Args, Debug, Clone, Default)]
 pub struct General {
+    /// show this help message and exit
+    #[arg(short = 'h', long = "help", action = ArgAction::Help, global = true)]
+    pub help: Option<bool>,
+    /// show program's version number and exit
+    #[arg(long = "version", action = ArgAction::Version, global = true)]
+    pub version: Option<bool>,
     /// TOML config file (keys are long option names)
     #[arg(short = 'c', long = "config", value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
     /// show more output (like network errors)
-    #[arg(short = 'v', long = "verbose", global = true)]
+    #[arg(short = 'v', long = "verbose", action = ArgAction::SetTrue, global = true)]
     pub verbose: bool,
 }
 
@@ -91,9 +108,17 @@ pub struct AuthArgs {
     /// PEM file of extra CA certificates to trust (e.g. a hospital's internal CA)
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
-    /// most simultaneous requests to the server (a ceiling; fewer while it pushes back)
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub max_connections: u16,
+    /// most simultaneous requests to the server, a ceiling: fewer while it pushes back (default 5)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_connections: Option<u16>,
+}
+
+impl AuthArgs {
+    /// `--max-connections`, or its default (5) when neither the command line nor the config
+    /// file set it.
+    pub fn max_connections(&self) -> usize {
+        usize::from(self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -109,10 +134,10 @@ pub struct CohortArgs {
     #[arg(long, value_name = "IDS")]
     pub id_list: Option<String>,
     /// file with IDs or MRNs, one per line (or a .csv file with an 'id' or 'mrn' column)
-    #[arg(long, visible_alias = "mrn-file", value_name = "PATH")]
+    #[arg(long, alias = "mrn-file", value_name = "PATH")]
     pub id_file: Option<PathBuf>,
     /// system identifier for the IDs (if not provided, IDs are FHIR Patient IDs)
-    #[arg(long, visible_alias = "mrn-system", value_name = "SYSTEM")]
+    #[arg(long, alias = "mrn-system", value_name = "SYSTEM")]
     pub id_system: Option<String>,
 }
 
@@ -147,9 +172,10 @@ pub enum SinceModeArg {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
 pub struct ExportArgs {
     /// folder to hold the managed export
-    #[arg(value_name = "OUTPUT_DIR")]
+    #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
     pub output_dir: String,
     /// nickname for this export (defaults to today's date)
     #[arg(long, value_name = "NAME")]
@@ -178,8 +204,9 @@ pub struct ExportArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
 pub struct BulkArgs {
-    #[arg(value_name = "OUTPUT_DIR")]
+    #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
     pub output_dir: String,
     /// FHIR Group ID to export (default is whole system)
     #[arg(long, value_name = "GROUP")]
@@ -206,8 +233,9 @@ pub struct BulkArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
 pub struct CrawlArgs {
-    #[arg(value_name = "OUTPUT_DIR")]
+    #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
     pub output_dir: String,
     /// only get data since this date
     #[arg(long, value_name = "TIMESTAMP")]
@@ -233,8 +261,9 @@ pub struct CrawlArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
 pub struct HydrateArgs {
-    #[arg(value_name = "OUTPUT_DIR")]
+    #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
     pub output_dir: String,
     /// which hydration tasks to run (comma separated, default is all; use 'help' to list them)
     #[arg(long, value_name = "NAMES")]
@@ -253,9 +282,10 @@ pub struct HydrateArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
 pub struct SingleArgs {
     /// the resource to request, like Patient/abc or Patient?active=true
-    #[arg(value_name = "ResourceType/ID")]
+    #[arg(value_name = "ResourceType/ID", help_heading = "positional arguments")]
     pub path: String,
     /// for Binary resources, print the decoded data instead of the JSON
     #[arg(long)]
@@ -268,8 +298,9 @@ pub struct SingleArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
 pub struct BundleArgs {
-    #[arg(value_name = "DIR")]
+    #[arg(value_name = "DIR", help_heading = "positional arguments")]
     pub dir: String,
     /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
     #[arg(long)]
@@ -277,7 +308,8 @@ pub struct BundleArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
 pub struct ResetSymlinksArgs {
-    #[arg(value_name = "OUTPUT_DIR")]
+    #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
     pub output_dir: String,
 }

@@ -5,5 +5,5 @@ use crate::error::AppError;
 
 pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
     let _ = (args, general);
-    todo!()
+    Err(AppError::Message("crawl: being wired".into()))
 }

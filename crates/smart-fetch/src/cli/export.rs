@@ -5,5 +5,5 @@ use crate::error::AppError;
 
 pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
     let _ = (args, general);
-    todo!()
+    Err(AppError::Message("export: being wired".into()))
 }

@@ -1,7 +1,29 @@
-//! The crawl: cohort resolution, the per-patient search scheduler and its resume journal.
+//! The crawl: emulating a bulk export with per-patient searches (spec §13). `cohort` reads
+//! the IDs a user names, `engine` plans and schedules the search chains, `search` runs one
+//! chain, `sink` commits results crash-safely and resumably.
+
+pub mod cohort;
+pub mod engine;
+pub mod search;
+pub mod sink;
+
+pub use engine::{CrawlPlan, run};
+
+use crate::fhir::FhirError;
+use crate::folder::FolderError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrawlError {
+    #[error(transparent)]
+    Fhir(#[from] FhirError),
+    #[error(transparent)]
+    Folder(#[from] FolderError),
+    #[error(
+        "No cohort patients found in {0}.\nYou must either provide a cohort from a previous export with --source-dir, --id-list, or --id-file, or export patients in this crawl too."
+    )]
+    NoCohort(String),
+    #[error("Interrupted. Run the same command again to resume.")]
+    Interrupted,
     #[error("{0}")]
     Message(String),
 }

@@ -1,0 +1,295 @@
+//! The "prepare clients" step shared by export, bulk, crawl, hydrate and single (spec §4.1):
+//! `--fhir-url` is required, REST/bulk credentials fall back on each other, and two
+//! `FhirClient`s are built over one connection budget. No network happens here: sessions are
+//! opened later by the commands. Also the local-folder checks of spec §4.2.
+
+use super::args::{AuthArgs, General};
+use crate::error::AppError;
+use crate::fhir::{AuthOptions, Budget, ClientOptions, FhirClient};
+use crate::folder::FolderError;
+use std::path::{Path, PathBuf};
+
+/// The two clients of a run and the budget they share.
+#[derive(Clone)]
+pub struct Clients {
+    /// Searches, reference downloads, `single`.
+    pub rest: FhirClient,
+    /// Bulk kickoff/poll/download/delete and server detection in `export`.
+    pub bulk: FhirClient,
+    /// The one connection budget of the process (both clients draw from it).
+    pub budget: Budget,
+}
+
+/// SMART credentials of one client after the REST/bulk fallback.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmartCredentials {
+    pub client_id: Option<String>,
+    pub key: Option<String>,
+}
+
+/// Spec §4.1 step 3: which SMART id/key each client uses, as (REST, bulk).
+pub fn fallback_credentials(auth: &AuthArgs) -> (SmartCredentials, SmartCredentials) {
+    // Python tests truthiness, so an empty string counts as "not given".
+    let given = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(String::from);
+    let rest_id = given(&auth.smart_client_id);
+    let rest_key = given(&auth.smart_key);
+    let bulk_id = given(&auth.bulk_smart_client_id);
+    let bulk_key = given(&auth.bulk_smart_key);
+
+    let rest_full = rest_id.is_some() && rest_key.is_some();
+    let bulk_none = bulk_id.is_none() && bulk_key.is_none();
+    let bulk_full = bulk_id.is_some() && bulk_key.is_some();
+    let rest_none = rest_id.is_none() && rest_key.is_none();
+
+    if rest_full && bulk_none {
+        let creds = SmartCredentials {
+            client_id: rest_id,
+            key: rest_key,
+        };
+        (creds.clone(), creds)
+    } else if bulk_full && rest_none {
+        let creds = SmartCredentials {
+            client_id: bulk_id,
+            key: bulk_key,
+        };
+        (creds.clone(), creds)
+    } else {
+        let bulk = SmartCredentials {
+            client_id: bulk_id.or_else(|| rest_id.clone()),
+            key: bulk_key.or_else(|| rest_key.clone()),
+        };
+        let rest = SmartCredentials {
+            client_id: rest_id,
+            key: rest_key,
+        };
+        (rest, bulk)
+    }
+}
+
+/// The options each client is built with, as (REST, bulk). Fails without `--fhir-url`.
+pub fn client_options(
+    auth: &AuthArgs,
+    general: &General,
+) -> Result<(ClientOptions, ClientOptions), AppError> {
+    let fhir_url = auth
+        .fhir_url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| AppError::Message("--fhir-url is required".to_string()))?;
+    let (rest_creds, bulk_creds) = fallback_credentials(auth);
+    let options = |creds: SmartCredentials| ClientOptions {
+        fhir_url: fhir_url.clone(),
+        auth: AuthOptions {
+            smart_client_id: creds.client_id,
+            smart_key: creds.key,
+            basic_user: auth.basic_user.clone(),
+            basic_passwd: auth.basic_passwd.clone(),
+            bearer_token: auth.bearer_token.clone(),
+        },
+        token_url: auth.token_url.clone(),
+        smart_jku: auth.smart_jku.clone(),
+        ca_file: auth.ca_file.clone(),
+        verbose: general.verbose,
+    };
+    Ok((options(rest_creds), options(bulk_creds)))
+}
+
+/// Prepare clients with a fresh budget of `--max-connections` (default 5).
+pub fn prepare(auth: &AuthArgs, general: &General) -> Result<Clients, AppError> {
+    prepare_with_budget(auth, general, Budget::new(auth.max_connections()))
+}
+
+/// Prepare clients drawing from an existing budget (several export groups in one process).
+/// Validates the auth combination and loads secrets; opens no session.
+pub fn prepare_with_budget(
+    auth: &AuthArgs,
+    general: &General,
+    budget: Budget,
+) -> Result<Clients, AppError> {
+    let (rest_options, bulk_options) = client_options(auth, general)?;
+    let rest = FhirClient::new(rest_options, budget.clone())?;
+    let bulk = FhirClient::new(bulk_options, budget.clone())?;
+    Ok(Clients { rest, bulk, budget })
+}
+
+/// Spec §4.2: does this path parse as a URL with a scheme (`s3://…`, `http://…`, `a:b`)?
+/// Deliberate difference from the Python tool: a Windows drive path (`C:\x`, `C:/x`, `C:`)
+/// is a local folder, not a URL with scheme `c`.
+pub fn looks_like_url(path: &str) -> bool {
+    let Some(colon) = path.find(':') else {
+        return false;
+    };
+    let scheme = &path[..colon];
+    let mut chars = scheme.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    if !first.is_ascii_alphabetic()
+        || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return false;
+    }
+    let rest = &path[colon + 1..];
+    let drive = scheme.len() == 1 && (rest.is_empty() || rest.starts_with(['\\', '/']));
+    !drive
+}
+
+/// Output-folder check (spec §4.2): refuses URL-looking paths. The folder may not exist yet.
+pub fn check_output_folder(path: &str) -> Result<PathBuf, AppError> {
+    if looks_like_url(path) {
+        return Err(FolderError::LooksLikeUrl(path.to_string()).into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Input-folder check (spec §4.2): refuses URL-looking paths and paths that do not exist.
+pub fn check_input_folder(path: &str) -> Result<PathBuf, AppError> {
+    let folder = check_output_folder(path)?;
+    if !Path::new(path).exists() {
+        return Err(FolderError::Missing(path.to_string()).into());
+    }
+    Ok(folder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(rest: (Option<&str>, Option<&str>), bulk: (Option<&str>, Option<&str>)) -> AuthArgs {
+        AuthArgs {
+            smart_client_id: rest.0.map(String::from),
+            smart_key: rest.1.map(String::from),
+            bulk_smart_client_id: bulk.0.map(String::from),
+            bulk_smart_key: bulk.1.map(String::from),
+            fhir_url: Some("http://example.invalid/R4".to_string()),
+            ..AuthArgs::default()
+        }
+    }
+
+    fn creds(id: Option<&str>, key: Option<&str>) -> SmartCredentials {
+        SmartCredentials {
+            client_id: id.map(String::from),
+            key: key.map(String::from),
+        }
+    }
+
+    #[test]
+    fn fallback_rest_only_is_shared() {
+        let a = auth((Some("rid"), Some("rkey")), (None, None));
+        let (rest, bulk) = fallback_credentials(&a);
+        assert_eq!(rest, creds(Some("rid"), Some("rkey")));
+        assert_eq!(bulk, creds(Some("rid"), Some("rkey")));
+    }
+
+    #[test]
+    fn fallback_bulk_only_is_shared() {
+        let a = auth((None, None), (Some("bid"), Some("bkey")));
+        let (rest, bulk) = fallback_credentials(&a);
+        assert_eq!(rest, creds(Some("bid"), Some("bkey")));
+        assert_eq!(bulk, creds(Some("bid"), Some("bkey")));
+    }
+
+    #[test]
+    fn fallback_both_given_each_its_own() {
+        let a = auth((Some("rid"), Some("rkey")), (Some("bid"), Some("bkey")));
+        let (rest, bulk) = fallback_credentials(&a);
+        assert_eq!(rest, creds(Some("rid"), Some("rkey")));
+        assert_eq!(bulk, creds(Some("bid"), Some("bkey")));
+    }
+
+    #[test]
+    fn fallback_partial_bulk_fills_from_rest_individually() {
+        let a = auth((Some("rid"), Some("rkey")), (Some("bid"), None));
+        let (rest, bulk) = fallback_credentials(&a);
+        assert_eq!(rest, creds(Some("rid"), Some("rkey")));
+        assert_eq!(bulk, creds(Some("bid"), Some("rkey")));
+
+        // Only a REST id: both get just the id (client construction then complains).
+        let a = auth((Some("rid"), None), (None, None));
+        let (rest, bulk) = fallback_credentials(&a);
+        assert_eq!(rest, creds(Some("rid"), None));
+        assert_eq!(bulk, creds(Some("rid"), None));
+
+        // Only a bulk key: REST gets nothing, bulk keeps its key.
+        let a = auth((None, None), (None, Some("bkey")));
+        let (rest, bulk) = fallback_credentials(&a);
+        assert_eq!(rest, creds(None, None));
+        assert_eq!(bulk, creds(None, Some("bkey")));
+    }
+
+    #[test]
+    fn options_share_everything_but_smart_credentials() {
+        let mut a = auth((Some("rid"), Some("rkey")), (Some("bid"), Some("bkey")));
+        a.basic_user = Some("u".into());
+        a.token_url = Some("https://token/".into());
+        a.smart_jku = Some("https://jku/".into());
+        let general = General {
+            verbose: true,
+            ..General::default()
+        };
+        let (rest, bulk) = client_options(&a, &general).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rest.fhir_url, "http://example.invalid/R4");
+        assert_eq!(bulk.fhir_url, "http://example.invalid/R4");
+        assert_eq!(rest.auth.smart_client_id.as_deref(), Some("rid"));
+        assert_eq!(bulk.auth.smart_client_id.as_deref(), Some("bid"));
+        assert_eq!(bulk.auth.basic_user.as_deref(), Some("u"));
+        assert_eq!(bulk.token_url.as_deref(), Some("https://token/"));
+        assert_eq!(rest.smart_jku.as_deref(), Some("https://jku/"));
+        assert!(rest.verbose && bulk.verbose);
+    }
+
+    #[test]
+    fn fhir_url_is_required() {
+        let a = AuthArgs::default();
+        let err = client_options(&a, &General::default()).err();
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some("--fhir-url is required")
+        );
+    }
+
+    #[test]
+    fn url_detection() {
+        for url in ["s3://bucket/", "http://x/y", "https://x", "a:b", "git+ssh://x"] {
+            assert!(looks_like_url(url), "{url}");
+        }
+        for path in [
+            "/tmp/x",
+            "out",
+            "./a:b",
+            "1a:b",
+            "C:\\x",
+            "C:/x",
+            "C:",
+            ":x",
+            "",
+        ] {
+            assert!(!looks_like_url(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn folder_checks() {
+        let err = check_output_folder("s3://bucket/").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("Expected a local folder, but 's3://bucket/' looks like a URL.")
+        );
+        assert!(check_output_folder("/definitely/not/here").is_ok());
+        let err = check_input_folder("/definitely/not/here")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("Local folder '/definitely/not/here' does not exist.")
+        );
+        let err = check_input_folder("http://x/").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("Expected a local folder, but 'http://x/' looks like a URL.")
+        );
+        let tmp = std::env::temp_dir();
+        let tmp = tmp.to_string_lossy();
+        assert!(check_input_folder(&tmp).is_ok());
+    }
+}

@@ -1,0 +1,106 @@
+//! Who to crawl: the IDs or MRNs a user names with `--id-list` and `--id-file` (text, or CSV
+//! with an `id`/`mrn` column), spec §13.3. Read before any request so a bad file costs
+//! nothing. Does not talk to the server.
+
+use super::CrawlError;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// IDs from both sources, de-duplicated, in a stable order; empty values dropped.
+pub fn read_ids(id_list: Option<&str>, id_file: Option<&Path>) -> Result<Vec<String>, CrawlError> {
+    let mut ids = BTreeSet::new();
+    if let Some(list) = id_list {
+        ids.extend(list.split(',').filter(|s| !s.is_empty()).map(str::to_string));
+    }
+    if let Some(path) = id_file {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            CrawlError::Message(format!(
+                "Could not read ID file {}: {err}. Check the --id-file path.",
+                path.display()
+            ))
+        })?;
+        let is_csv = path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"));
+        if is_csv {
+            ids.extend(read_csv_ids(path, &text)?);
+        } else {
+            ids.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            );
+        }
+    }
+    Ok(ids.into_iter().collect())
+}
+
+fn read_csv_ids(path: &Path, text: &str) -> Result<Vec<String>, CrawlError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let bad_csv = |err: csv::Error| {
+        CrawlError::Message(format!("ID file {} is not valid CSV: {err}", path.display()))
+    };
+    let headers = reader.headers().map_err(bad_csv)?.clone();
+    let find = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let column = find("id").or_else(|| find("mrn")).ok_or_else(|| {
+        CrawlError::Message(format!(
+            "ID file {} has no 'id' or 'mrn' header",
+            path.display()
+        ))
+    })?;
+    let mut ids = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(bad_csv)?;
+        if let Some(value) = record.get(column).filter(|v| !v.is_empty()) {
+            ids.push(value.to_string());
+        }
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sf-cohort-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    #[test]
+    fn text_file_trims_and_drops_blank_lines() {
+        let path = temp_file("ids.txt", " abc \n\ndef\n");
+        let ids = read_ids(Some("x,,y"), Some(&path)).unwrap();
+        assert_eq!(ids, vec!["abc", "def", "x", "y"]);
+    }
+
+    #[test]
+    fn csv_prefers_id_then_mrn_case_insensitively() {
+        let path = temp_file("a.csv", "name,MRN\nbob,123\nann,\n");
+        assert_eq!(read_ids(None, Some(&path)).unwrap(), vec!["123"]);
+        let path = temp_file("b.CSV", "mrn,Id\n1,p1\n2,p2\n");
+        assert_eq!(read_ids(None, Some(&path)).unwrap(), vec!["p1", "p2"]);
+    }
+
+    #[test]
+    fn csv_without_id_column_is_an_error() {
+        let path = temp_file("c.csv", "name,dob\nbob,2000\n");
+        let err = read_ids(None, Some(&path)).unwrap_err().to_string();
+        assert!(err.ends_with("has no 'id' or 'mrn' header"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = read_ids(None, Some(Path::new("/nonexistent/MRN-123")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/MRN-123"), "{err}");
+    }
+}

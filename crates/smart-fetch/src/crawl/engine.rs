@@ -1,0 +1,368 @@
+//! Plans and runs a crawl (spec §13.2): decides where the cohort comes from, which types to
+//! search, and feeds (patient, type) search chains to a pool of workers under the client's
+//! connection budget. There is no barrier between types: as soon as a Patient lookup
+//! returns, that patient's searches of every type join the queue, so the budget stays full
+//! from the first request to the last. Resume and crash safety live in `sink`.
+
+use super::CrawlError;
+use super::search::{encode_query_value, fetch_chain};
+use super::sink::{ChainResult, Resumed, Sink, SinkSender};
+use crate::fhir::FhirClient;
+use crate::filters::Filters;
+use crate::folder::discovery;
+use crate::folder::{ExportContext, OutputMetadata, log};
+use crate::resources::ResourceType;
+use crate::timestamp;
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+/// Everything a crawl needs, decided by the command that runs it.
+pub struct CrawlPlan {
+    pub workdir: PathBuf,
+    /// Where the cohort's Patients are read from when no IDs are given.
+    pub source_dir: PathBuf,
+    /// Selected types (after limiting to the server), canonical order.
+    pub types: Vec<ResourceType>,
+    /// Stored in `.metadata` and compared on resume.
+    pub context: ExportContext,
+    /// Base filters plus since parameters (spec §6.7).
+    pub effective: Filters,
+    /// IDs or MRNs from `--id-list` / `--id-file`.
+    pub ids: Option<Vec<String>>,
+    pub id_system: Option<String>,
+    /// Group name for the fake `log.ndjson` (spec §12.8).
+    pub group_name: String,
+    pub fhir_url: String,
+    pub compress: bool,
+    pub epic: bool,
+    /// Concurrent chains; the client's budget caps actual connections.
+    pub workers: usize,
+}
+
+/// What a crawl leaves behind for the caller (managed exports need the metadata).
+pub struct CrawlOutcome {
+    pub metadata: OutputMetadata,
+}
+
+pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, CrawlError> {
+    std::fs::create_dir_all(&plan.workdir).map_err(|e| {
+        CrawlError::Message(format!("Could not create {}: {e}", plan.workdir.display()))
+    })?;
+    let mut metadata = OutputMetadata::load(&plan.workdir)?;
+    metadata.note_context(&plan.context)?;
+
+    // Where do the patients come from?
+    let mut lookup_ids: Option<Vec<String>> = None;
+    let mut cohort_dir: Option<PathBuf> = None;
+    let patient_selected = plan.types.contains(&ResourceType::Patient);
+    if patient_selected && metadata.is_done(ResourceType::Patient) {
+        println!("Skipping Patient, already done.");
+        cohort_dir = Some(plan.workdir.clone());
+    } else if let Some(ids) = &plan.ids {
+        println!("Fetching Patients for the provided IDs.");
+        if metadata.is_done(ResourceType::Patient) {
+            // Unlike the Python tool, a resumed crawl does not look the IDs up again.
+            cohort_dir = Some(plan.workdir.clone());
+        } else {
+            lookup_ids = Some(ids.clone());
+        }
+    } else if patient_selected {
+        return Err(CrawlError::Message(
+            "Fetching Patients by bulk export is not available yet in this version. \
+             Pass the cohort with --id-list or --id-file."
+                .into(),
+        ));
+    } else {
+        cohort_dir = Some(plan.source_dir.clone());
+    }
+
+    // Which types get per-patient searches?
+    let mut search_types = Vec::new();
+    for &t in &plan.types {
+        if t == ResourceType::Patient {
+            continue;
+        }
+        if metadata.is_done(t) {
+            println!("Skipping {t}, already done.");
+        } else if plan.epic && matches!(t, ResourceType::EpisodeOfCare | ResourceType::Specimen) {
+            println!(
+                "Skipping {t}, Epic does not support searching by patient, so they will have to be hydrated instead."
+            );
+            metadata.mark_done(t, &timestamp::now())?;
+        } else {
+            search_types.push(t);
+        }
+    }
+
+    let mut sink_types = search_types.clone();
+    if lookup_ids.is_some() {
+        sink_types.insert(0, ResourceType::Patient);
+    }
+
+    if !sink_types.is_empty() {
+        let cohort = match &cohort_dir {
+            Some(dir) => {
+                let mut ids: Vec<String> = discovery::ids_of_type(dir, "Patient")
+                    .into_iter()
+                    .collect();
+                ids.sort();
+                if ids.is_empty() && !search_types.is_empty() {
+                    return Err(CrawlError::NoCohort(dir.display().to_string()));
+                }
+                ids
+            }
+            None => Vec::new(),
+        };
+        let done = crawl(&client, &plan, &sink_types, &search_types, lookup_ids, cohort).await?;
+        for (t, when) in &done {
+            metadata.mark_done(*t, when)?;
+            Sink::clear_state(&plan.workdir, *t);
+        }
+        if !search_types.is_empty() && lookup_ids_were_empty(&done, &plan) {
+            return Err(CrawlError::NoCohort(plan.workdir.display().to_string()));
+        }
+    }
+
+    if let Some(earliest) = metadata.earliest_done() {
+        let url = crawl_export_url(&plan.fhir_url, &plan.group_name);
+        log::append_crawl_log(&plan.workdir, &url, &earliest)?;
+    }
+    Ok(CrawlOutcome { metadata })
+}
+
+/// Patient lookups that found nobody leave nothing to crawl; say so like the Python tool.
+fn lookup_ids_were_empty(
+    done: &std::collections::BTreeMap<ResourceType, timestamp::Timestamp>,
+    plan: &CrawlPlan,
+) -> bool {
+    done.contains_key(&ResourceType::Patient)
+        && discovery::ids_of_type(&plan.workdir, "Patient").is_empty()
+}
+
+/// A unit of work: every search URL of one key (patient id, or ID to look up) for one type.
+struct Chain {
+    resource_type: ResourceType,
+    key: String,
+    urls: Vec<String>,
+}
+
+struct Queue {
+    state: Mutex<QueueState>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    chains: VecDeque<Chain>,
+    in_flight: usize,
+    /// Patients whose searches are already queued (one patient may have several MRNs).
+    enqueued: HashSet<String>,
+    aborted: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // A poisoned lock only means another worker panicked; the data is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn next(&self) -> Option<Chain> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut s = self.lock();
+                if s.aborted {
+                    return None;
+                }
+                if let Some(c) = s.chains.pop_front() {
+                    s.in_flight += 1;
+                    return Some(c);
+                }
+                if s.in_flight == 0 {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn complete(&self) {
+        self.lock().in_flight -= 1;
+        self.notify.notify_waiters();
+    }
+
+    fn abort(&self) {
+        self.lock().aborted = true;
+        self.notify.notify_waiters();
+    }
+}
+
+struct Planner {
+    search_types: Vec<ResourceType>,
+    effective: Filters,
+    resumed: Resumed,
+}
+
+impl Planner {
+    fn urls_for(&self, t: ResourceType, patient: &str) -> Vec<String> {
+        let base = format!("{t}?patient={}", encode_query_value(patient));
+        with_filters(base, self.effective.get(&t))
+    }
+
+    /// Queue every not-yet-committed search of a patient.
+    fn enqueue_patient(&self, queue: &Queue, patient: &str) {
+        let mut s = queue.lock();
+        if !s.enqueued.insert(patient.to_string()) {
+            return;
+        }
+        for &t in &self.search_types {
+            if self.resumed.keys.get(&t).is_some_and(|k| k.contains(patient)) {
+                continue;
+            }
+            s.chains.push_back(Chain {
+                resource_type: t,
+                key: patient.to_string(),
+                urls: self.urls_for(t, patient),
+            });
+        }
+        drop(s);
+        queue.notify.notify_waiters();
+    }
+}
+
+fn with_filters(base: String, filters: Option<&std::collections::BTreeSet<String>>) -> Vec<String> {
+    match filters {
+        Some(f) if !f.is_empty() => f.iter().map(|f| format!("{base}&{f}")).collect(),
+        _ => vec![base],
+    }
+}
+
+async fn crawl(
+    client: &FhirClient,
+    plan: &CrawlPlan,
+    sink_types: &[ResourceType],
+    search_types: &[ResourceType],
+    lookup_ids: Option<Vec<String>>,
+    cohort: Vec<String>,
+) -> Result<std::collections::BTreeMap<ResourceType, timestamp::Timestamp>, CrawlError> {
+    let (sink, resumed) = Sink::open(&plan.workdir, sink_types, plan.compress)?;
+    let planner = Arc::new(Planner {
+        search_types: search_types.to_vec(),
+        effective: plan.effective.clone(),
+        resumed,
+    });
+    let queue = Arc::new(Queue {
+        state: Mutex::new(QueueState::default()),
+        notify: Notify::new(),
+    });
+
+    // Lookups first: each one unlocks a patient's worth of searches.
+    if let Some(ids) = lookup_ids {
+        let done = planner.resumed.keys.get(&ResourceType::Patient);
+        let patient_filters = plan
+            .types
+            .contains(&ResourceType::Patient)
+            .then(|| plan.effective.get(&ResourceType::Patient))
+            .flatten();
+        let mut s = queue.lock();
+        for id in ids {
+            if done.is_some_and(|d| d.contains(&id)) {
+                continue;
+            }
+            let base = match &plan.id_system {
+                Some(system) => format!(
+                    "Patient?identifier={}",
+                    encode_query_value(&format!("{system}|{id}"))
+                ),
+                None => format!("Patient?_id={}", encode_query_value(&id)),
+            };
+            s.chains.push_back(Chain {
+                resource_type: ResourceType::Patient,
+                key: id,
+                urls: with_filters(base, patient_filters),
+            });
+        }
+    }
+    for patient in planner.resumed.found_patients.iter().chain(cohort.iter()) {
+        planner.enqueue_patient(&queue, patient);
+    }
+
+    let now = timestamp::now();
+    let mut workers = JoinSet::new();
+    for _ in 0..plan.workers.max(1) {
+        let client = client.clone();
+        let queue = queue.clone();
+        let planner = planner.clone();
+        let sender = sink.sender();
+        workers.spawn(async move { worker(client, queue, planner, sender, now).await });
+    }
+
+    let outcome = tokio::select! {
+        r = join_all(&mut workers, &queue) => r,
+        _ = tokio::signal::ctrl_c() => Err(CrawlError::Interrupted),
+    };
+    match outcome {
+        Ok(()) => sink.finish().await,
+        Err(err) => {
+            queue.abort();
+            workers.abort_all();
+            while workers.join_next().await.is_some() {}
+            sink.abandon().await?;
+            Err(err)
+        }
+    }
+}
+
+async fn join_all(workers: &mut JoinSet<Result<(), CrawlError>>, queue: &Queue) -> Result<(), CrawlError> {
+    while let Some(joined) = workers.join_next().await {
+        let result = joined.map_err(|e| CrawlError::Message(format!("A crawl worker failed: {e}")))?;
+        if let Err(err) = result {
+            queue.abort();
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+async fn worker(
+    client: FhirClient,
+    queue: Arc<Queue>,
+    planner: Arc<Planner>,
+    sender: SinkSender,
+    now: timestamp::Timestamp,
+) -> Result<(), CrawlError> {
+    while let Some(chain) = queue.next().await {
+        let result = fetch_chain(&client, chain.resource_type, chain.key, &chain.urls, now).await;
+        let result: ChainResult = match result {
+            Ok(r) => r,
+            Err(err) => {
+                queue.complete();
+                return Err(err.into());
+            }
+        };
+        if result.resource_type == ResourceType::Patient {
+            for record in &result.records {
+                if let Some(id) = &record.id {
+                    planner.enqueue_patient(&queue, id);
+                }
+            }
+        }
+        let sent = sender.send(result).await;
+        queue.complete();
+        sent?;
+    }
+    Ok(())
+}
+
+/// `<fhir-url>/Group/<name>/$export`, or `<fhir-url>/$export` without a name (spec §12.8).
+fn crawl_export_url(fhir_url: &str, group_name: &str) -> String {
+    let base = fhir_url.trim_end_matches('/');
+    if group_name.is_empty() {
+        format!("{base}/$export")
+    } else {
+        format!("{base}/Group/{group_name}/$export")
+    }
+}

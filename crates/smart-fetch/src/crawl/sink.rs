@@ -1,0 +1,466 @@
+//! Where crawled resources land: one writer thread owns every type's in-progress file and
+//! resume journal. Each finished search chain (one patient, one type) is appended as its own
+//! gzip member to `<Type>.ndjson[.gz].tmp`, then a journal line records the new length and
+//! the chain's key. A crawl killed at any moment (even SIGKILL) loses at most the chains not
+//! yet journaled; on restart the file is cut back to the last journaled length. Only when a
+//! type is complete is its file renamed to the final name (never half-written there).
+//! Must not make requests or decide what to crawl.
+
+use super::CrawlError;
+use crate::ndjson::SafeWriter;
+use crate::resources::ResourceType;
+use crate::timestamp::{self, Timestamp};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
+
+/// Folder (inside the workdir) for our own resume state; the Python tool ignores it.
+pub const STATE_DIR: &str = ".resume";
+
+/// One resource, already serialized as its NDJSON line (with the trailing newline).
+pub struct Record {
+    pub id: Option<String>,
+    pub line: String,
+}
+
+/// Everything one search chain produced.
+pub struct ChainResult {
+    pub resource_type: ResourceType,
+    /// Patient id (per-patient searches) or the looked-up ID/MRN (Patient lookups).
+    pub key: String,
+    pub records: Vec<Record>,
+    /// OperationOutcome lines for `error/`.
+    pub errors: Vec<String>,
+    pub max_date: Option<Timestamp>,
+}
+
+/// What earlier runs already committed, per type.
+#[derive(Default)]
+pub struct Resumed {
+    pub keys: HashMap<ResourceType, HashSet<String>>,
+    /// Patient ids found by committed Patient lookups.
+    pub found_patients: Vec<String>,
+}
+
+enum Msg {
+    Chain(ChainResult),
+    Finish,
+}
+
+/// Handle the crawl workers send results through.
+#[derive(Clone)]
+pub struct SinkSender {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl SinkSender {
+    pub async fn send(&self, result: ChainResult) -> Result<(), CrawlError> {
+        self.tx
+            .send(Msg::Chain(result))
+            .await
+            .map_err(|_| CrawlError::Message("The output writer stopped unexpectedly.".into()))
+    }
+}
+
+pub struct Sink {
+    tx: mpsc::Sender<Msg>,
+    thread: WriterThread,
+}
+
+impl Sink {
+    /// Open (or resume) the in-progress files of `types` in `workdir`.
+    pub fn open(
+        workdir: &Path,
+        types: &[ResourceType],
+        compress: bool,
+    ) -> Result<(Sink, Resumed), CrawlError> {
+        let state_dir = workdir.join(STATE_DIR);
+        fs::create_dir_all(&state_dir).map_err(|e| io_error(&state_dir, e))?;
+        let mut states = HashMap::new();
+        let mut resumed = Resumed::default();
+        for &t in types {
+            let (state, keys, found) = TypeState::open(workdir, t, compress)?;
+            resumed.keys.insert(t, keys);
+            resumed.found_patients.extend(found);
+            states.insert(t, state);
+        }
+        let error_target = workdir
+            .join("error")
+            .join(crate::ndjson::file_name("OperationOutcome", compress));
+        let (tx, rx) = mpsc::channel(256);
+        let thread = std::thread::Builder::new()
+            .name("crawl-writer".into())
+            .spawn(move || writer_loop(rx, states, error_target))
+            .map_err(|e| CrawlError::Message(format!("Could not start the output writer: {e}")))?;
+        Ok((Sink { tx, thread }, resumed))
+    }
+
+    pub fn sender(&self) -> SinkSender {
+        SinkSender {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Every chain has been sent: finalize each type. Returns each type's done time.
+    pub async fn finish(self) -> Result<BTreeMap<ResourceType, Timestamp>, CrawlError> {
+        // The writer only finalizes on an explicit Finish, so an interrupted crawl (senders
+        // dropped without it) leaves every type resumable.
+        let Sink { tx, thread } = self;
+        let _ = tx.send(Msg::Finish).await;
+        drop(tx);
+        join(thread).await
+    }
+
+    /// Stop without finalizing anything (interrupt or fatal error): waits until everything
+    /// already received is committed.
+    pub async fn abandon(self) -> Result<(), CrawlError> {
+        let Sink { tx, thread } = self;
+        drop(tx);
+        join(thread).await.map(|_| ())
+    }
+
+    /// Finalize removes the journal only after the caller has recorded `done`.
+    pub fn clear_state(workdir: &Path, t: ResourceType) {
+        let state_dir = workdir.join(STATE_DIR);
+        let _ = fs::remove_file(state_dir.join(journal_name(t)));
+        let _ = fs::remove_file(state_dir.join(errors_name(t)));
+        // Leaves the folder when it is empty; harmless if other types still use it.
+        let _ = fs::remove_dir(&state_dir);
+    }
+}
+
+type WriterThread = std::thread::JoinHandle<Result<BTreeMap<ResourceType, Timestamp>, CrawlError>>;
+
+async fn join(thread: WriterThread) -> Result<BTreeMap<ResourceType, Timestamp>, CrawlError> {
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_err(|e| CrawlError::Message(format!("The output writer failed: {e}")))?
+        .map_err(|_| CrawlError::Message("The output writer panicked.".into()))?
+}
+
+fn writer_loop(
+    mut rx: mpsc::Receiver<Msg>,
+    mut states: HashMap<ResourceType, TypeState>,
+    error_target: PathBuf,
+) -> Result<BTreeMap<ResourceType, Timestamp>, CrawlError> {
+    let mut finish = false;
+    while let Some(msg) = rx.blocking_recv() {
+        let mut batch: HashMap<ResourceType, Vec<ChainResult>> = HashMap::new();
+        let mut push = |msg: Msg, finish: &mut bool| match msg {
+            Msg::Chain(r) => batch.entry(r.resource_type).or_default().push(r),
+            Msg::Finish => *finish = true,
+        };
+        push(msg, &mut finish);
+        // Coalesce whatever else is already queued into the same commit per type.
+        while let Ok(msg) = rx.try_recv() {
+            push(msg, &mut finish);
+        }
+        for (t, results) in batch {
+            let state = states.get_mut(&t).ok_or_else(|| {
+                CrawlError::Message(format!("No output file was opened for {t}."))
+            })?;
+            state.commit(results)?;
+        }
+        if finish {
+            break;
+        }
+    }
+    if !finish {
+        return Ok(BTreeMap::new());
+    }
+    let mut done = BTreeMap::new();
+    let mut types: Vec<_> = states.into_iter().collect();
+    types.sort_by_key(|(t, _)| *t);
+    for (t, state) in types {
+        done.insert(t, state.finalize(&error_target)?);
+    }
+    Ok(done)
+}
+
+fn journal_name(t: ResourceType) -> String {
+    format!("{t}.journal")
+}
+
+fn errors_name(t: ResourceType) -> String {
+    format!("{t}.errors.ndjson")
+}
+
+fn io_error(path: &Path, e: io::Error) -> CrawlError {
+    CrawlError::Message(format!("Could not write {}: {e}", path.display()))
+}
+
+struct TypeState {
+    target: PathBuf,
+    tmp: PathBuf,
+    compress: bool,
+    data: Option<File>,
+    data_len: u64,
+    errors_path: PathBuf,
+    errors: Option<File>,
+    errors_len: u64,
+    journal: File,
+    journal_path: PathBuf,
+    start: Timestamp,
+    max_date: Option<Timestamp>,
+    /// Patient lookups may find one patient under two MRNs; write it once.
+    seen: Option<HashSet<String>>,
+}
+
+impl TypeState {
+    fn open(
+        workdir: &Path,
+        t: ResourceType,
+        compress: bool,
+    ) -> Result<(TypeState, HashSet<String>, Vec<String>), CrawlError> {
+        let file_name = crate::ndjson::file_name(t.as_str(), compress);
+        let target = workdir.join(&file_name);
+        let tmp = workdir.join(format!("{file_name}.tmp"));
+        let state_dir = workdir.join(STATE_DIR);
+        let journal_path = state_dir.join(journal_name(t));
+        let errors_path = state_dir.join(errors_name(t));
+
+        let previous = read_journal(&journal_path, &file_name);
+        let mut keys = HashSet::new();
+        let mut found = Vec::new();
+        let mut resumed_ok = false;
+        let (start, data_len, errors_len, max_date) = match previous {
+            Some(j) => {
+                // A crash between the final rename and clearing the journal: take it back.
+                if !tmp.exists() && j.data_len > 0 && target.exists() {
+                    fs::rename(&target, &tmp).map_err(|e| io_error(&tmp, e))?;
+                }
+                if truncate_to(&tmp, j.data_len) && truncate_to(&errors_path, j.errors_len) {
+                    keys = j.keys;
+                    found = j.found;
+                    resumed_ok = true;
+                    (j.start, j.data_len, j.errors_len, j.max_date)
+                } else {
+                    fresh(&tmp, &errors_path)?;
+                    (timestamp::now(), 0, 0, None)
+                }
+            }
+            None => {
+                fresh(&tmp, &errors_path)?;
+                (timestamp::now(), 0, 0, None)
+            }
+        };
+
+        let reuse_journal = resumed_ok;
+        let mut journal = OpenOptions::new()
+            .create(true)
+            .append(reuse_journal)
+            .write(true)
+            .truncate(!reuse_journal)
+            .open(&journal_path)
+            .map_err(|e| io_error(&journal_path, e))?;
+        if !reuse_journal {
+            let head = json!({"start": timestamp::isoformat(&start), "file": file_name});
+            writeln!(journal, "{head}").map_err(|e| io_error(&journal_path, e))?;
+        }
+        let open_append = |path: &Path, len: u64| -> Result<Option<File>, CrawlError> {
+            if len == 0 {
+                return Ok(None);
+            }
+            OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map(Some)
+                .map_err(|e| io_error(path, e))
+        };
+        let seen = (t == ResourceType::Patient).then(|| found.iter().cloned().collect());
+        let state = TypeState {
+            data: open_append(&tmp, data_len)?,
+            errors: open_append(&errors_path, errors_len)?,
+            target,
+            tmp,
+            compress,
+            data_len,
+            errors_path,
+            errors_len,
+            journal,
+            journal_path,
+            start,
+            max_date,
+            seen,
+        };
+        Ok((state, keys, found))
+    }
+
+    fn commit(&mut self, results: Vec<ChainResult>) -> Result<(), CrawlError> {
+        let mut lines = Vec::new();
+        let mut errors = Vec::new();
+        let mut keys = Vec::with_capacity(results.len());
+        let mut found = Vec::new();
+        for r in results {
+            keys.push(r.key);
+            for record in r.records {
+                if let (Some(seen), Some(id)) = (self.seen.as_mut(), record.id.as_ref()) {
+                    found.push(id.clone());
+                    if !seen.insert(id.clone()) {
+                        continue;
+                    }
+                }
+                lines.extend_from_slice(record.line.as_bytes());
+            }
+            for e in r.errors {
+                errors.extend_from_slice(e.as_bytes());
+            }
+            if let Some(d) = r.max_date {
+                self.max_date = Some(self.max_date.map_or(d, |m| m.max(d)));
+            }
+        }
+        if !lines.is_empty() {
+            let bytes = if self.compress { gzip(&lines) } else { lines };
+            let file = match self.data.as_mut() {
+                Some(f) => f,
+                None => self.data.insert(
+                    File::create(&self.tmp).map_err(|e| io_error(&self.tmp, e))?,
+                ),
+            };
+            file.write_all(&bytes).map_err(|e| io_error(&self.tmp, e))?;
+            self.data_len += bytes.len() as u64;
+        }
+        if !errors.is_empty() {
+            let file = match self.errors.as_mut() {
+                Some(f) => f,
+                None => self.errors.insert(
+                    File::create(&self.errors_path).map_err(|e| io_error(&self.errors_path, e))?,
+                ),
+            };
+            file.write_all(&errors)
+                .map_err(|e| io_error(&self.errors_path, e))?;
+            self.errors_len += errors.len() as u64;
+        }
+        // The journal line goes last: a crash before it discards this chain's bytes.
+        let entry = json!({
+            "o": self.data_len,
+            "e": self.errors_len,
+            "k": keys,
+            "f": found,
+            "m": self.max_date.as_ref().map(timestamp::isoformat),
+        });
+        writeln!(self.journal, "{entry}").map_err(|e| io_error(&self.journal_path, e))
+    }
+
+    /// Move the finished file to its final name, pass errors on to `error/`, and return the
+    /// type's transaction time (spec §13.6).
+    fn finalize(self, error_target: &Path) -> Result<Timestamp, CrawlError> {
+        if let Some(file) = self.data {
+            file.sync_all().map_err(|e| io_error(&self.tmp, e))?;
+            drop(file);
+            fs::rename(&self.tmp, &self.target).map_err(|e| io_error(&self.target, e))?;
+        }
+        if self.errors_len > 0 {
+            if let Some(parent) = error_target.parent() {
+                fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+            }
+            let mut writer = SafeWriter::new(error_target.to_path_buf(), true);
+            for value in crate::ndjson::read_values(&self.errors_path) {
+                writer
+                    .write(&value)
+                    .map_err(|e| io_error(error_target, e))?;
+            }
+            writer.commit().map_err(|e| io_error(error_target, e))?;
+        }
+        Ok(match self.max_date {
+            Some(m) if m < self.start => m,
+            _ => self.start,
+        })
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 4), Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+/// Start a type over: no stale partial data may leak into the new file.
+fn fresh(tmp: &Path, errors: &Path) -> Result<(), CrawlError> {
+    for path in [tmp, errors] {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(path, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Cut `path` back to `len` bytes. False when the file holds less than the journal says
+/// (e.g. lost in a power failure), which means starting the type over.
+fn truncate_to(path: &Path, len: u64) -> bool {
+    if len == 0 {
+        return fs::remove_file(path).is_ok() || !path.exists();
+    }
+    match OpenOptions::new().write(true).open(path) {
+        Ok(f) => match f.metadata() {
+            Ok(m) if m.len() >= len => f.set_len(len).is_ok(),
+            _ => false,
+        },
+        Err(_) => false,
+    }
+}
+
+struct Journal {
+    start: Timestamp,
+    data_len: u64,
+    errors_len: u64,
+    keys: HashSet<String>,
+    found: Vec<String>,
+    max_date: Option<Timestamp>,
+}
+
+fn read_journal(path: &Path, file_name: &str) -> Option<Journal> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let head: Value = serde_json::from_str(lines.next()?).ok()?;
+    if head.get("file")?.as_str()? != file_name {
+        return None;
+    }
+    let start = timestamp::parse_fhir(head.get("start")?.as_str()?)?;
+    let mut journal = Journal {
+        start,
+        data_len: 0,
+        errors_len: 0,
+        keys: HashSet::new(),
+        found: Vec::new(),
+        max_date: None,
+    };
+    for line in lines {
+        // A torn last line (killed mid-write) is simply not committed.
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            break;
+        };
+        let (Some(o), Some(e)) = (
+            entry.get("o").and_then(Value::as_u64),
+            entry.get("e").and_then(Value::as_u64),
+        ) else {
+            break;
+        };
+        journal.data_len = o;
+        journal.errors_len = e;
+        let strings = |key: &str| {
+            entry
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        journal.keys.extend(strings("k"));
+        journal.found.extend(strings("f"));
+        if let Some(m) = entry.get("m").and_then(Value::as_str) {
+            journal.max_date = timestamp::parse_fhir(m);
+        }
+    }
+    Some(journal)
+}
