@@ -1,0 +1,25 @@
+//! fake-ehr: a deterministic synthetic FHIR R4 server for smart-fetch's end-to-end tests,
+//! README demo and benchmarks. Patients are generated on demand from a seed; the server
+//! imitates Epic or a generic FHIR server, with optional auth, latency and injected faults.
+
+mod auth;
+mod capability;
+mod catalog;
+mod config;
+pub mod data;
+mod faults;
+mod instant;
+mod jwt;
+pub mod keys;
+mod outcome;
+mod query;
+mod router;
+mod search;
+mod server;
+mod stats;
+mod store;
+mod token;
+
+pub use config::{AuthMode, Config, Flavor};
+pub use server::{Server, spawn, start};
+pub use stats::Stats;

@@ -1,1 +1,224 @@
-fn main() {}
+//! The `fake-ehr` command: serve the synthetic FHIR server, generate client keys
+//! (`keygen`), or list patient MRNs (`mrns`).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use fake_ehr::keys::{self, KeyAlg};
+use fake_ehr::{AuthMode, Config, Flavor, data};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "fake-ehr",
+    version,
+    about = "Deterministic synthetic FHIR R4 server for testing smart-fetch",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a client key pair: writes private.jwks, public.jwks and private.pem.
+    Keygen {
+        #[arg(long, value_enum, default_value_t = AlgArg::Rs384)]
+        alg: AlgArg,
+        /// Output folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the MRNs of patients `from .. from+patients`, one per line.
+    Mrns {
+        #[arg(long, default_value_t = 100)]
+        patients: usize,
+        #[arg(long, default_value_t = 0)]
+        from: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AlgArg {
+    Rs384,
+    Es384,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FlavorArg {
+    Epic,
+    Generic,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuthArg {
+    Open,
+    Basic,
+    Bearer,
+    Smart,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TCP port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    #[arg(long, default_value_t = 100)]
+    patients: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = FlavorArg::Generic)]
+    flavor: FlavorArg,
+    /// Added to every request.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Fraction (0.0..=1.0) of search/read/token requests that get a fault.
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    #[arg(long, default_value_t = 10)]
+    page_size: usize,
+    #[arg(long, value_enum, default_value_t = AuthArg::Open)]
+    auth: AuthArg,
+    #[arg(long)]
+    basic_user: Option<String>,
+    #[arg(long)]
+    basic_password: Option<String>,
+    #[arg(long)]
+    bearer_token: Option<String>,
+    /// SMART client id whose assertions are accepted.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Public JWKS file for SMART client assertions.
+    #[arg(long)]
+    jwks: Option<PathBuf>,
+    #[arg(long, default_value_t = 300)]
+    token_lifetime_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Keygen { alg, out }) => keygen(alg, &out),
+        Some(Command::Mrns { patients, from }) => mrns(from, patients),
+        None => serve(cli.serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("fake-ehr: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn keygen(alg: AlgArg, out: &std::path::Path) -> Result<(), String> {
+    let pair = keys::generate(match alg {
+        AlgArg::Rs384 => KeyAlg::Rs384,
+        AlgArg::Es384 => KeyAlg::Es384,
+    });
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    let files = [
+        ("private.jwks", pretty(&pair.private_jwks)),
+        ("public.jwks", pretty(&pair.public_jwks)),
+        ("private.pem", pair.private_pem.clone()),
+    ];
+    for (name, contents) in files {
+        let path = out.join(name);
+        std::fs::write(&path, contents)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    println!("kid {}", pair.kid);
+    Ok(())
+}
+
+fn mrns(from: usize, count: usize) -> Result<(), String> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for i in from..from.saturating_add(count) {
+        if writeln!(out, "{}", data::mrn(i)).is_err() {
+            return Ok(()); // e.g. a closed pipe: stop quietly
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
+fn required(value: Option<String>, flag: &str, mode: &str) -> Result<String, String> {
+    value.ok_or_else(|| format!("--auth {mode} needs {flag}"))
+}
+
+fn config_from(args: ServeArgs) -> Result<Config, String> {
+    if !(0.0..=1.0).contains(&args.fault_rate) {
+        return Err(format!(
+            "--fault-rate must be within 0.0..=1.0, got {}",
+            args.fault_rate
+        ));
+    }
+    if args.page_size == 0 {
+        return Err("--page-size must be at least 1".into());
+    }
+    let auth = match args.auth {
+        AuthArg::Open => AuthMode::Open,
+        AuthArg::Basic => AuthMode::Basic {
+            user: required(args.basic_user, "--basic-user", "basic")?,
+            password: required(args.basic_password, "--basic-password", "basic")?,
+        },
+        AuthArg::Bearer => AuthMode::Bearer {
+            token: required(args.bearer_token, "--bearer-token", "bearer")?,
+        },
+        AuthArg::Smart => {
+            let path = args.jwks.ok_or("--auth smart needs --jwks")?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let public_jwks: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+            if !public_jwks["keys"].is_array() {
+                return Err(format!("{} has no \"keys\" array", path.display()));
+            }
+            AuthMode::Smart {
+                client_id: required(args.client_id, "--client-id", "smart")?,
+                public_jwks,
+                token_lifetime: Duration::from_secs(args.token_lifetime_secs),
+            }
+        }
+    };
+    Ok(Config {
+        seed: args.seed,
+        patients: args.patients,
+        flavor: match args.flavor {
+            FlavorArg::Epic => Flavor::Epic,
+            FlavorArg::Generic => Flavor::Generic,
+        },
+        auth,
+        latency: Duration::from_millis(args.latency_ms),
+        fault_rate: args.fault_rate,
+        page_size: args.page_size,
+        port: args.port,
+    })
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = config_from(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let server = fake_ehr::start(config)
+            .await
+            .map_err(|e| format!("cannot listen: {e}"))?;
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(stdout, "fake-ehr listening on {}", server.base_url());
+        let _ = stdout.flush();
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        drop(server);
+        Ok(())
+    })
+}

@@ -178,8 +178,8 @@ mod tests {
     fn compact_ascii_keeps_number_spelling_and_order() {
         let v = parse(r#"{"a": "é", "b": [1.50, 2]}"#);
         assert_eq!(to_ndjson_line(&v), r#"{"a":"\u00e9","b":[1.50,2]}"#);
-        let v = parse(r#"{"z": 1, "a": {"y": 1e5, "b": -0.0}}"#);
-        assert_eq!(to_ndjson_line(&v), r#"{"z":1,"a":{"y":1e5,"b":-0.0}}"#);
+        let v = parse(r#"{"z": 1, "a": {"y": 100.000, "b": -0.0}}"#);
+        assert_eq!(to_ndjson_line(&v), r#"{"z":1,"a":{"y":100.000,"b":-0.0}}"#);
     }
 
     #[test]
@@ -195,7 +195,8 @@ mod tests {
 
     #[test]
     fn escapes_like_python_ensure_ascii() {
-        let v = Value::String("a/b \"q\" \\ \n\r\t\u{8}\u{c}\u{1}\u{7f}\u{e9}\u{20ac}\u{1f600}".into());
+        let v =
+            Value::String("a/b \"q\" \\ \n\r\t\u{8}\u{c}\u{1}\u{7f}\u{e9}\u{20ac}\u{1f600}".into());
         assert_eq!(
             to_ndjson_line(&v),
             r#""a/b \"q\" \\ \n\r\t\b\f\u0001\u007f\u00e9\u20ac\ud83d\ude00""#

@@ -12,6 +12,8 @@ mod vocab;
 use serde_json::Value;
 
 pub use binary::binary;
+pub(crate) use binary::binary_from;
+pub(crate) use rng::mix;
 pub use shared::{SHARED_POOLS, shared_pool, shared_resource};
 
 /// Identifier system of the patients' MRNs (an Epic-style OID).

@@ -64,7 +64,7 @@ pub enum Command {
     Single(SingleArgs),
     /// convert a folder of data into a single Bundle file
     #[command(
-        long_about = "Caution: this will delete all current FHIR data in the folder, replacing it with the Bundle file"
+        help_template = "{before-help}Caution: this will delete all current FHIR data in the folder, replacing it with the Bundle file\n\n{usage-heading} {usage}\n\n{all-args}{after-help}"
     )]
     Bundle(BundleArgs),
     /// reset managed export symlinks (not normally needed)
@@ -172,7 +172,12 @@ pub enum SinceModeArg {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 pub struct ExportArgs {
     /// folder to hold the managed export
     #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
@@ -187,7 +192,7 @@ pub struct ExportArgs {
     #[arg(long, value_name = "TIMESTAMP")]
     pub since: Option<String>,
     /// how to interpret --since
-    #[arg(long, value_enum, default_value_t = SinceModeArg::Auto)]
+    #[arg(long, value_enum, default_value_t = SinceModeArg::Auto, value_name = "MODE")]
     pub since_mode: SinceModeArg,
     /// which hydration tasks to run (comma separated, default is all; use 'help' to list them)
     #[arg(long, value_name = "NAMES")]
@@ -204,8 +209,14 @@ pub struct ExportArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 pub struct BulkArgs {
+    /// folder to hold the exported files
     #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
     pub output_dir: String,
     /// FHIR Group ID to export (default is whole system)
@@ -215,7 +226,7 @@ pub struct BulkArgs {
     #[arg(long, value_name = "TIMESTAMP")]
     pub since: Option<String>,
     /// how to interpret --since
-    #[arg(long, value_enum, default_value_t = SinceModeArg::Auto)]
+    #[arg(long, value_enum, default_value_t = SinceModeArg::Auto, value_name = "MODE")]
     pub since_mode: SinceModeArg,
     /// put all resources into one Bundle file
     #[arg(long)]
@@ -233,15 +244,21 @@ pub struct BulkArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 pub struct CrawlArgs {
+    /// folder to hold the exported files
     #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
     pub output_dir: String,
     /// only get data since this date
     #[arg(long, value_name = "TIMESTAMP")]
     pub since: Option<String>,
     /// how to interpret --since
-    #[arg(long, value_enum, default_value_t = SinceModeArg::Auto)]
+    #[arg(long, value_enum, default_value_t = SinceModeArg::Auto, value_name = "MODE")]
     pub since_mode: SinceModeArg,
     /// put all resources into one Bundle file
     #[arg(long)]
@@ -261,8 +278,14 @@ pub struct CrawlArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 pub struct HydrateArgs {
+    /// folder with exported data, where hydrated resources are written too
     #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
     pub output_dir: String,
     /// which hydration tasks to run (comma separated, default is all; use 'help' to list them)
@@ -282,7 +305,12 @@ pub struct HydrateArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 pub struct SingleArgs {
     /// the resource to request, like Patient/abc or Patient?active=true
     #[arg(value_name = "ResourceType/ID", help_heading = "positional arguments")]
@@ -298,8 +326,14 @@ pub struct SingleArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 pub struct BundleArgs {
+    /// folder of exported data to bundle
     #[arg(value_name = "DIR", help_heading = "positional arguments")]
     pub dir: String,
     /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
@@ -308,8 +342,14 @@ pub struct BundleArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(next_help_heading = "options", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 pub struct ResetSymlinksArgs {
+    /// folder holding a managed export
     #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
     pub output_dir: String,
 }

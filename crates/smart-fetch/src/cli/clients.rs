@@ -90,6 +90,7 @@ pub fn client_options(
         smart_jku: auth.smart_jku.clone(),
         ca_file: auth.ca_file.clone(),
         verbose: general.verbose,
+        ..ClientOptions::default()
     };
     Ok((options(rest_creds), options(bulk_creds)))
 }
@@ -250,19 +251,17 @@ mod tests {
 
     #[test]
     fn url_detection() {
-        for url in ["s3://bucket/", "http://x/y", "https://x", "a:b", "git+ssh://x"] {
+        for url in [
+            "s3://bucket/",
+            "http://x/y",
+            "https://x",
+            "a:b",
+            "git+ssh://x",
+        ] {
             assert!(looks_like_url(url), "{url}");
         }
         for path in [
-            "/tmp/x",
-            "out",
-            "./a:b",
-            "1a:b",
-            "C:\\x",
-            "C:/x",
-            "C:",
-            ":x",
-            "",
+            "/tmp/x", "out", "./a:b", "1a:b", "C:\\x", "C:/x", "C:", ":x", "",
         ] {
             assert!(!looks_like_url(path), "{path}");
         }
@@ -270,7 +269,9 @@ mod tests {
 
     #[test]
     fn folder_checks() {
-        let err = check_output_folder("s3://bucket/").err().map(|e| e.to_string());
+        let err = check_output_folder("s3://bucket/")
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
             Some("Expected a local folder, but 's3://bucket/' looks like a URL.")

@@ -31,7 +31,13 @@ pub fn load(path: &Path) -> Result<Table, AppError> {
 /// Parse config text; the error is one line: the TOML message and where it happened.
 pub fn parse(text: &str) -> Result<Table, String> {
     text.parse::<Table>().map_err(|e| {
-        let message = e.message().trim().to_string();
+        let message = e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         match e.span() {
             Some(span) => {
                 let (line, column) = line_column(text, span.start);
@@ -434,7 +440,9 @@ mod tests {
 
     #[test]
     fn parse_errors_are_one_line() {
-        let err = parse("fhir-url = \"a\"\ngroup = \n").err().unwrap_or_default();
+        let err = parse("fhir-url = \"a\"\ngroup = \n")
+            .err()
+            .unwrap_or_default();
         assert!(!err.contains('\n'), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }
@@ -444,9 +452,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sf-config-test-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let missing = dir.join("missing.toml");
-        let err = load(&missing).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = load(&missing)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(
-            err.starts_with(&format!("Could not read config file '{}'", missing.display())),
+            err.starts_with(&format!(
+                "Could not read config file '{}'",
+                missing.display()
+            )),
             "{err}"
         );
         let bad = dir.join("bad.toml");

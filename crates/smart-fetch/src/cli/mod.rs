@@ -1,6 +1,294 @@
-//! The command-line layer: parse, layer the config file, dispatch to one module per
-//! subcommand. Turns nothing into text; `main` does that.
+//! The command-line layer: parse (argparse-compatible exit codes and streams), layer the
+//! config file, dispatch to one module per subcommand, and turn the outcome into a message
+//! and an exit code. `main.rs` only builds the runtime around `parse`, `run` and `finish`.
 
 pub mod args;
+pub mod clients;
+pub mod config;
 pub mod crawl;
 pub mod export;
+pub mod reset_symlinks;
+pub mod single;
+
+use crate::error::AppError;
+use args::{Cli, Command};
+use clap::Parser;
+use clap::error::ErrorKind;
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Parse the command line. Help goes to stdout (exit 0), `--version` prints
+/// `smart-fetch 1.0.3` (exit 0), usage errors go to stderr (exit 2); those come back as the
+/// `Err` exit code, already printed.
+pub fn parse<I, T>(argv: I) -> Result<Cli, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => Ok(cli),
+        Err(err) if err.kind() == ErrorKind::DisplayVersion => {
+            // Subcommands would render as `smart-fetch-export 1.0.3`; argparse always says
+            // the program name.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "smart-fetch {}", crate::COMPAT_VERSION);
+            let _ = out.flush();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            let _ = err.print();
+            Err(ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2)))
+        }
+    }
+}
+
+/// Layer the config file (for the subcommands that read it), then run the subcommand.
+/// Ctrl-C ends the run with `AppError::Interrupted`: committed work is safe on disk.
+pub async fn run(cli: Cli) -> Result<(), AppError> {
+    let interrupted = async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => (),
+            // No signal handling available: never report an interruption.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = dispatch(cli) => result,
+        () = interrupted => Err(AppError::Interrupted),
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), AppError> {
+    let Cli {
+        general,
+        mut command,
+    } = cli;
+    if config::applies_to(&command)
+        && let Some(path) = &general.config
+    {
+        let table = config::load(path)?;
+        config::apply(&mut command, &table)?;
+    }
+    match command {
+        Command::Export(args) => export::run(args, &general).await,
+        Command::Crawl(args) => crawl::run(args, &general).await,
+        Command::Single(args) => single::run(args, &general).await,
+        Command::ResetSymlinks(args) => reset_symlinks::run(args, &general).await,
+        Command::Bulk(_) => not_available("bulk"),
+        Command::Hydrate(_) => not_available("hydrate"),
+        Command::Bundle(_) => not_available("bundle"),
+    }
+}
+
+fn not_available(name: &str) -> Result<(), AppError> {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "smart-fetch {name} is not available yet in this version."
+    );
+    Err(AppError::Exit(2))
+}
+
+/// Print a failed run's message (one line; the spec's multi-line messages as they are) on
+/// stderr and pick the exit code. `AppError::Exit` prints nothing.
+pub fn finish(result: Result<(), AppError>) -> ExitCode {
+    let _ = std::io::stdout().lock().flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if !matches!(err, AppError::Exit(_)) {
+                let mut stderr = std::io::stderr().lock();
+                let _ = writeln!(stderr, "{err}");
+            }
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// The whole program: parse, run on a multi-thread runtime, report.
+pub fn main<I, T>(argv: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match parse(argv) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return finish(Err(AppError::Message(format!(
+                "Could not start the async runtime: {e}"
+            ))));
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Do not wait for stray blocking tasks (e.g. a file write cut short by Ctrl-C).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    finish(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn cli(argv: &[&str]) -> Result<Cli, clap::Error> {
+        let mut full = vec!["smart-fetch"];
+        full.extend_from_slice(argv);
+        Cli::try_parse_from(full)
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn verbose_and_config_in_either_position() {
+        let parsed =
+            cli(&["-v", "-c", "a.toml", "export", "out"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(parsed.general.verbose);
+        assert_eq!(
+            parsed.general.config.as_deref(),
+            Some(std::path::Path::new("a.toml"))
+        );
+        let parsed = cli(&["export", "out", "--verbose", "--config", "b.toml"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(parsed.general.verbose);
+        assert_eq!(
+            parsed.general.config.as_deref(),
+            Some(std::path::Path::new("b.toml"))
+        );
+        let parsed = cli(&["export", "out"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!parsed.general.verbose);
+        assert!(parsed.general.config.is_none());
+    }
+
+    #[test]
+    fn hidden_aliases_and_prefixes() {
+        let parsed = cli(&[
+            "crawl",
+            "out",
+            "--mrn-file",
+            "ids.txt",
+            "--mrn-system",
+            "uri:x",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Crawl(args) = parsed.command else {
+            panic!("not crawl")
+        };
+        assert_eq!(
+            args.cohort.id_file.as_deref(),
+            Some(std::path::Path::new("ids.txt"))
+        );
+        assert_eq!(args.cohort.id_system.as_deref(), Some("uri:x"));
+
+        let parsed = cli(&["export", "out", "--fhir", "http://x/", "--no-default"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Export(args) = parsed.command else {
+            panic!("not export")
+        };
+        assert_eq!(args.auth.fhir_url.as_deref(), Some("http://x/"));
+        assert!(args.resources.no_default_filters);
+        // Ambiguous prefix is an error.
+        assert!(cli(&["export", "out", "--no", "x"]).is_err());
+
+        let mut help = Cli::command();
+        let crawl = help
+            .find_subcommand_mut("crawl")
+            .map(|c| c.render_help().to_string());
+        let crawl = crawl.unwrap_or_default();
+        assert!(!crawl.contains("--mrn"), "{crawl}");
+        assert!(crawl.contains("--id-file"), "{crawl}");
+    }
+
+    #[test]
+    fn repeatable_types_and_interleaving() {
+        let parsed = cli(&[
+            "crawl",
+            "--type",
+            "Patient",
+            "out",
+            "--type=Condition,Device",
+            "--type-filter",
+            "Condition?code=1",
+            "--since-mode",
+            "created",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Crawl(args) = parsed.command else {
+            panic!("not crawl")
+        };
+        assert_eq!(args.output_dir, "out");
+        assert_eq!(args.resources.types, vec!["Patient", "Condition,Device"]);
+        assert_eq!(args.resources.type_filters, vec!["Condition?code=1"]);
+        assert_eq!(args.since_mode, args::SinceModeArg::Created);
+    }
+
+    #[test]
+    fn usage_errors() {
+        for argv in [
+            &[][..],
+            &["bogus"],
+            &["export"],
+            &["export", "out", "--bogus"],
+            &["export", "out", "--export-mode", "fast"],
+            &["export", "out", "--since-mode", "whenever"],
+            &["single", "x", "--max-connections", "0"],
+        ] {
+            let err = cli(argv).err().map(|e| e.exit_code());
+            assert_eq!(err, Some(2), "{argv:?}");
+        }
+        let err = cli(&["--help"]).err().map(|e| (e.kind(), e.exit_code()));
+        assert_eq!(err, Some((ErrorKind::DisplayHelp, 0)));
+        let err = cli(&["export", "--version"]).err().map(|e| e.kind());
+        assert_eq!(err, Some(ErrorKind::DisplayVersion));
+    }
+
+    #[test]
+    fn help_uses_argparse_headings() {
+        let mut root = Cli::command();
+        let text = root.render_help().to_string();
+        assert!(text.contains("\noptions:\n"), "{text}");
+        assert!(text.contains("commands:"), "{text}");
+        assert!(!text.contains("Options:"), "{text}");
+        let names: Vec<String> = root
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "export",
+                "bulk",
+                "crawl",
+                "hydrate",
+                "single",
+                "bundle",
+                "reset-symlinks"
+            ]
+        );
+        for name in names {
+            let mut root = Cli::command();
+            root.build();
+            let Some(sub) = root.find_subcommand_mut(&name) else {
+                panic!("{name}")
+            };
+            let text = sub.render_help().to_string();
+            assert!(text.contains("\noptions:\n"), "{name}: {text}");
+            assert!(!text.contains("Options:"), "{name}: {text}");
+            assert!(!text.contains("Arguments:"), "{name}: {text}");
+            assert!(text.contains("--config"), "{name}: {text}");
+            assert!(text.contains("--verbose"), "{name}: {text}");
+        }
+    }
+}

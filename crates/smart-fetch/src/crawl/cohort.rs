@@ -10,7 +10,11 @@ use std::path::Path;
 pub fn read_ids(id_list: Option<&str>, id_file: Option<&Path>) -> Result<Vec<String>, CrawlError> {
     let mut ids = BTreeSet::new();
     if let Some(list) = id_list {
-        ids.extend(list.split(',').filter(|s| !s.is_empty()).map(str::to_string));
+        ids.extend(
+            list.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
     }
     if let Some(path) = id_file {
         let text = std::fs::read_to_string(path).map_err(|err| {
@@ -42,7 +46,10 @@ fn read_csv_ids(path: &Path, text: &str) -> Result<Vec<String>, CrawlError> {
         .flexible(true)
         .from_reader(text.as_bytes());
     let bad_csv = |err: csv::Error| {
-        CrawlError::Message(format!("ID file {} is not valid CSV: {err}", path.display()))
+        CrawlError::Message(format!(
+            "ID file {} is not valid CSV: {err}",
+            path.display()
+        ))
     };
     let headers = reader.headers().map_err(bad_csv)?.clone();
     let find = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));

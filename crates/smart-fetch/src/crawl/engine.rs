@@ -105,9 +105,8 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
     if !sink_types.is_empty() {
         let cohort = match &cohort_dir {
             Some(dir) => {
-                let mut ids: Vec<String> = discovery::ids_of_type(dir, "Patient")
-                    .into_iter()
-                    .collect();
+                let mut ids: Vec<String> =
+                    discovery::ids_of_type(dir, "Patient").into_iter().collect();
                 ids.sort();
                 if ids.is_empty() && !search_types.is_empty() {
                     return Err(CrawlError::NoCohort(dir.display().to_string()));
@@ -116,7 +115,15 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
             }
             None => Vec::new(),
         };
-        let done = crawl(&client, &plan, &sink_types, &search_types, lookup_ids, cohort).await?;
+        let done = crawl(
+            &client,
+            &plan,
+            &sink_types,
+            &search_types,
+            lookup_ids,
+            cohort,
+        )
+        .await?;
         for (t, when) in &done {
             metadata.mark_done(*t, when)?;
             Sink::clear_state(&plan.workdir, *t);
@@ -127,7 +134,7 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
     }
 
     if let Some(earliest) = metadata.earliest_done() {
-        let url = crawl_export_url(&plan.fhir_url, &plan.group_name);
+        let url = log::crawl_export_url(&plan.fhir_url, &plan.group_name);
         log::append_crawl_log(&plan.workdir, &url, &earliest)?;
     }
     Ok(CrawlOutcome { metadata })
@@ -219,7 +226,12 @@ impl Planner {
             return;
         }
         for &t in &self.search_types {
-            if self.resumed.keys.get(&t).is_some_and(|k| k.contains(patient)) {
+            if self
+                .resumed
+                .keys
+                .get(&t)
+                .is_some_and(|k| k.contains(patient))
+            {
                 continue;
             }
             s.chains.push_back(Chain {
@@ -316,9 +328,13 @@ async fn crawl(
     }
 }
 
-async fn join_all(workers: &mut JoinSet<Result<(), CrawlError>>, queue: &Queue) -> Result<(), CrawlError> {
+async fn join_all(
+    workers: &mut JoinSet<Result<(), CrawlError>>,
+    queue: &Queue,
+) -> Result<(), CrawlError> {
     while let Some(joined) = workers.join_next().await {
-        let result = joined.map_err(|e| CrawlError::Message(format!("A crawl worker failed: {e}")))?;
+        let result =
+            joined.map_err(|e| CrawlError::Message(format!("A crawl worker failed: {e}")))?;
         if let Err(err) = result {
             queue.abort();
             return Err(err);
@@ -357,12 +373,3 @@ async fn worker(
     Ok(())
 }
 
-/// `<fhir-url>/Group/<name>/$export`, or `<fhir-url>/$export` without a name (spec §12.8).
-fn crawl_export_url(fhir_url: &str, group_name: &str) -> String {
-    let base = fhir_url.trim_end_matches('/');
-    if group_name.is_empty() {
-        format!("{base}/$export")
-    } else {
-        format!("{base}/Group/{group_name}/$export")
-    }
-}

@@ -64,11 +64,14 @@ pub async fn fetch_chain(
                     result.errors.push(line_of(resource));
                     continue;
                 }
-                let id = resource.get("id").and_then(Value::as_str).map(str::to_string);
-                if let (Some(seen), Some(id)) = (seen.as_mut(), id.as_ref()) {
-                    if !seen.insert(id.clone()) {
-                        continue;
-                    }
+                let id = resource
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if let (Some(seen), Some(id)) = (seen.as_mut(), id.as_ref())
+                    && !seen.insert(id.clone())
+                {
+                    continue;
                 }
                 if let Some(d) = latest_date(resource, resource_type, &now) {
                     result.max_date = Some(result.max_date.map_or(d, |m| m.max(d)));

@@ -318,9 +318,9 @@ impl TypeState {
             let bytes = if self.compress { gzip(&lines) } else { lines };
             let file = match self.data.as_mut() {
                 Some(f) => f,
-                None => self.data.insert(
-                    File::create(&self.tmp).map_err(|e| io_error(&self.tmp, e))?,
-                ),
+                None => self
+                    .data
+                    .insert(File::create(&self.tmp).map_err(|e| io_error(&self.tmp, e))?),
             };
             file.write_all(&bytes).map_err(|e| io_error(&self.tmp, e))?;
             self.data_len += bytes.len() as u64;

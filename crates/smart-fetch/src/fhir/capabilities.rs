@@ -89,10 +89,14 @@ impl Capabilities {
         self.raw.pointer("/software/name").and_then(Value::as_str)
     }
     pub fn software_version(&self) -> Option<&str> {
-        self.raw.pointer("/software/version").and_then(Value::as_str)
+        self.raw
+            .pointer("/software/version")
+            .and_then(Value::as_str)
     }
     pub fn software_release_date(&self) -> Option<&str> {
-        self.raw.pointer("/software/releaseDate").and_then(Value::as_str)
+        self.raw
+            .pointer("/software/releaseDate")
+            .and_then(Value::as_str)
     }
     pub fn fhir_version(&self) -> Option<&str> {
         self.raw.get("fhirVersion").and_then(Value::as_str)
@@ -134,7 +138,10 @@ mod tests {
         assert_eq!(caps().vendor(), Vendor::Epic);
         let oracle = json!({"publisher": "Oracle Health", "software": {"name": "Epic"}});
         assert_eq!(Capabilities::new(oracle).vendor(), Vendor::Oracle);
-        assert_eq!(Capabilities::new(json!({"publisher": "Cerner"})).vendor(), Vendor::Oracle);
+        assert_eq!(
+            Capabilities::new(json!({"publisher": "Cerner"})).vendor(),
+            Vendor::Oracle
+        );
         assert_eq!(Capabilities::default().vendor(), Vendor::Unknown);
     }
 

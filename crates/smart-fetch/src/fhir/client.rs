@@ -1,18 +1,57 @@
 //! `FhirClient`: one server, one credential set. Sessions (capabilities + auth), request
-//! construction (§7.3), retries (§7.5), 401 renewal (§7.6) and the budget.
+//! construction (§7.3), retries (§7.5, our own policy), 401 renewal (§7.6) and the budget.
 
-use super::{Budget, Capabilities, FhirError};
+use super::auth::{self, AccessToken, AuthMethod, NO_AUTH_MESSAGE, SmartAuth, TokenEndpoint};
+use super::error::error_detail;
+use super::retry::parse_retry_after;
+use super::{Budget, Capabilities, FhirError, RetryPolicy, Vendor};
+use crate::resources::ResourceType;
+use futures_util::future::BoxFuture;
+use reqwest::header::{ACCEPT, ACCEPT_CHARSET, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, Url};
+use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+const MAX_REDIRECTS: usize = 10;
+/// Longest token lifetime we plan around; also keeps `Instant` arithmetic in range.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+const FHIR_JSON: &str = "application/fhir+json";
+const EPIC_CLIENT_ID: HeaderName = HeaderName::from_static("epic-client-id");
 
 /// Raw credential arguments as the user gave them (spec §2.2); loaded and validated by
 /// `FhirClient::new`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct AuthOptions {
     pub smart_client_id: Option<String>,
     pub smart_key: Option<String>,
     pub basic_user: Option<String>,
     pub basic_passwd: Option<String>,
     pub bearer_token: Option<String>,
+}
+
+/// Secrets stay out of debug output; a key given inline as JSON is a secret too.
+impl std::fmt::Debug for AuthOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        let key = self.smart_key.as_deref().map(|k| {
+            if k.starts_with('{') {
+                "<inline key>"
+            } else {
+                k
+            }
+        });
+        f.debug_struct("AuthOptions")
+            .field("smart_client_id", &self.smart_client_id)
+            .field("smart_key", &key)
+            .field("basic_user", &self.basic_user)
+            .field("basic_passwd", &redacted(&self.basic_passwd))
+            .field("bearer_token", &redacted(&self.bearer_token))
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -23,52 +62,666 @@ pub struct ClientOptions {
     pub smart_jku: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub verbose: bool,
+    /// Searches, downloads and other requests made through the client.
+    pub retry: RetryPolicy,
+    /// Metadata, SMART configuration and token requests: short, so a dead server fails fast.
+    pub startup_retry: RetryPolicy,
 }
 
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            fhir_url: String::new(),
+            auth: AuthOptions::default(),
+            token_url: None,
+            smart_jku: None,
+            ca_file: None,
+            verbose: false,
+            retry: RetryPolicy::data(),
+            startup_retry: RetryPolicy::startup(),
+        }
+    }
+}
+
+/// A successful (< 400) answer, body read in full.
+#[derive(Clone, Debug)]
 pub struct FhirResponse {
+    /// Where the answer came from (after redirects).
     pub url: String,
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
-    pub body: bytes_body::Bytes,
+    pub body: bytes::Bytes,
 }
 
-mod bytes_body {
-    pub type Bytes = Vec<u8>;
+impl FhirResponse {
+    pub fn json(&self) -> Result<Value, FhirError> {
+        serde_json::from_slice(&self.body).map_err(|e| FhirError::Invalid {
+            url: self.url.clone(),
+            message: format!("The server sent invalid JSON: {e}"),
+        })
+    }
+
+    /// The body as text, invalid UTF-8 replaced.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+}
+
+/// Hooks into the retry loop of one request, for callers that log each attempt (the bulk
+/// export log records every download attempt and error).
+pub trait RequestObserver: Send + Sync {
+    /// A counted attempt is about to be sent.
+    fn attempt(&self, _url: &str) {}
+    /// An attempt failed; `error` is what the caller gets if no retry follows.
+    fn failed(&self, _error: &FhirError) {}
+    /// About to sleep `wait` before the next attempt.
+    fn retrying(&self, _wait: Duration) {}
+}
+
+/// A request beyond a plain GET: method, extra headers, own retry policy, observer.
+pub struct Request<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub accept: &'a str,
+    /// Added after the defaults, replacing any of the same name.
+    pub headers: HeaderMap,
+    /// `None` = the client's data policy.
+    pub retry: Option<RetryPolicy>,
+    pub observer: Option<&'a dyn RequestObserver>,
+    /// Replaces the 300 s limit on the whole exchange (e.g. for a very large download).
+    pub timeout: Option<Duration>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(method: Method, url: &'a str, accept: &'a str) -> Self {
+        Request {
+            method,
+            url,
+            accept,
+            headers: HeaderMap::new(),
+            retry: None,
+            observer: None,
+            timeout: None,
+        }
+    }
+
+    pub fn get(url: &'a str, accept: &'a str) -> Self {
+        Self::new(Method::GET, url, accept)
+    }
 }
 
 #[derive(Clone)]
-pub struct FhirClient {}
+pub struct FhirClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base: Url,
+    base_str: String,
+    http: reqwest::Client,
+    auth: AuthMethod,
+    /// Sent as `Epic-Client-ID` to Epic servers.
+    client_id: Option<String>,
+    token_url: Option<String>,
+    jku: Option<String>,
+    verbose: bool,
+    retry: RetryPolicy,
+    startup_retry: RetryPolicy,
+    budget: Budget,
+    capabilities: RwLock<Capabilities>,
+}
+
+/// Makes the form body of one attempt.
+type FormBuilder<'a> = dyn Fn() -> Result<Vec<(&'static str, String)>, FhirError> + Sync + 'a;
+
+/// One request as the retry loop sees it.
+struct Plan<'a> {
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    /// Through the client: budget, `Epic-Client-ID`, auth. Startup requests have none.
+    client_request: bool,
+    /// Built anew for each attempt (a token request needs a fresh `jti` every time).
+    form: Option<&'a FormBuilder<'a>>,
+    policy: &'a RetryPolicy,
+    /// Retry 4xx too: token renewal mid-run, where Epic is known to answer a flaky 400.
+    retry_all: bool,
+    observer: Option<&'a dyn RequestObserver>,
+    timeout: Option<Duration>,
+}
+
+enum SendError {
+    Transport(reqwest::Error),
+    Other(FhirError),
+}
 
 impl FhirClient {
     /// Validates the auth combination and loads secrets and keys; no network.
     pub fn new(options: ClientOptions, budget: Budget) -> Result<Self, FhirError> {
-        let _ = (options, budget);
-        todo!()
+        let loaded = auth::load(&options.auth)?;
+        let base_str = if options.fhir_url.ends_with('/') {
+            options.fhir_url.clone()
+        } else {
+            format!("{}/", options.fhir_url)
+        };
+        let base = Url::parse(&base_str).map_err(|e| {
+            FhirError::Config(format!("Invalid FHIR URL '{}': {e}", options.fhir_url))
+        })?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            // reqwest drops Authorization (and cookies) when a redirect changes host or port.
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS));
+        if let Some(path) = &options.ca_file {
+            for certificate in read_ca_file(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|e| {
+            FhirError::Config(format!(
+                "Could not set up the HTTP client: {}",
+                error_chain(&e)
+            ))
+        })?;
+        Ok(FhirClient {
+            inner: Arc::new(Inner {
+                base,
+                base_str,
+                http,
+                auth: loaded.method,
+                client_id: loaded.client_id,
+                token_url: options.token_url.filter(|t| !t.is_empty()),
+                jku: options.smart_jku.filter(|j| !j.is_empty()),
+                verbose: options.verbose,
+                retry: options.retry,
+                startup_retry: options.startup_retry,
+                budget,
+                capabilities: RwLock::new(Capabilities::default()),
+            }),
+        })
     }
 
-    /// Read the CapabilityStatement and authorize (spec §7.1).
+    /// Read the CapabilityStatement and authorize (spec §7.1). May be called again: each call
+    /// re-reads the capabilities and re-authorizes.
     pub async fn open(&self) -> Result<(), FhirError> {
-        todo!()
+        let url = self.resolve("metadata")?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT_CHARSET, HeaderValue::from_static("UTF-8"));
+        let plan = self.startup_plan(Method::GET, url, headers);
+        let capabilities = match self.execute(&plan).await {
+            Ok(response) => match serde_json::from_slice::<Value>(&response.body) {
+                Ok(value @ Value::Object(_)) => Capabilities::new(value),
+                _ => Capabilities::default(),
+            },
+            // No server at all: nothing later can work, so say so now.
+            Err(error @ FhirError::Transport { .. }) => return Err(error),
+            Err(_) => Capabilities::default(),
+        };
+        *self
+            .inner
+            .capabilities
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = capabilities;
+        self.authorize().await
     }
 
     pub fn capabilities(&self) -> Capabilities {
-        todo!()
+        self.inner
+            .capabilities
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The base URL with a trailing slash.
     pub fn base_url(&self) -> &str {
-        todo!()
+        &self.inner.base_str
+    }
+
+    /// The budget this client's requests draw from.
+    pub fn budget(&self) -> &Budget {
+        &self.inner.budget
+    }
+
+    pub fn verbose(&self) -> bool {
+        self.inner.verbose
+    }
+
+    /// A path joined to the base (RFC 3986), or an absolute URL unchanged.
+    pub fn resolve(&self, url: &str) -> Result<Url, FhirError> {
+        self.inner.base.join(url).map_err(|e| FhirError::Invalid {
+            url: url.to_string(),
+            message: format!("Invalid URL: {e}"),
+        })
     }
 
     /// GET a path (joined to the base) or absolute URL with retries, auth and budget.
+    /// Any status >= 400 is an error (`FhirError::Http`, body kept).
     pub async fn get(&self, url: &str, accept: &str) -> Result<FhirResponse, FhirError> {
-        let _ = (url, accept);
-        todo!()
+        self.request(Request::get(url, accept)).await
     }
 
     /// GET with `Accept: application/fhir+json` and parse the body as JSON.
     pub async fn get_json(&self, url: &str) -> Result<serde_json::Value, FhirError> {
-        let _ = url;
-        todo!()
+        self.get(url, FHIR_JSON).await?.json()
+    }
+
+    /// Any request through the client: auth, `Epic-Client-ID`, budget and retries.
+    pub async fn request(&self, request: Request<'_>) -> Result<FhirResponse, FhirError> {
+        let url = self.resolve(request.url)?;
+        let mut headers = HeaderMap::new();
+        let accept = HeaderValue::from_str(request.accept).map_err(|_| FhirError::Invalid {
+            url: url.to_string(),
+            message: format!("Invalid Accept header '{}'", request.accept),
+        })?;
+        headers.insert(ACCEPT, accept);
+        headers.insert(ACCEPT_CHARSET, HeaderValue::from_static("UTF-8"));
+        for (name, value) in &request.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        let plan = Plan {
+            method: request.method,
+            url,
+            headers,
+            client_request: true,
+            form: None,
+            policy: request.retry.as_ref().unwrap_or(&self.inner.retry),
+            retry_all: false,
+            observer: request.observer,
+            timeout: request.timeout,
+        };
+        self.execute(&plan).await
+    }
+
+    fn startup_plan(&self, method: Method, url: Url, headers: HeaderMap) -> Plan<'_> {
+        Plan {
+            method,
+            url,
+            headers,
+            client_request: false,
+            form: None,
+            policy: &self.inner.startup_retry,
+            retry_all: false,
+            observer: None,
+            timeout: None,
+        }
+    }
+
+    async fn authorize(&self) -> Result<(), FhirError> {
+        if let AuthMethod::Smart(smart) = &self.inner.auth {
+            let serial = smart.tokens.serial();
+            smart
+                .tokens
+                .renew(serial, || self.fetch_token(smart, false))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The `Authorization` value for a request, and the token it came from (SMART only).
+    async fn authorization(
+        &self,
+    ) -> Result<(Option<HeaderValue>, Option<Arc<AccessToken>>), FhirError> {
+        match &self.inner.auth {
+            AuthMethod::None => Ok((None, None)),
+            AuthMethod::Static(header) => Ok((Some(header.clone()), None)),
+            AuthMethod::Smart(smart) => {
+                let token = smart
+                    .tokens
+                    .current(|| {
+                        if self.inner.verbose && smart.tokens.serial() > 0 {
+                            eprintln!("Renewing the SMART access token before it expires");
+                        }
+                        self.fetch_token(smart, true)
+                    })
+                    .await?;
+                Ok((Some(token.header.clone()), Some(token)))
+            }
+        }
+    }
+
+    /// Discovery (once per client), then a token request (spec §8.3).
+    /// Boxed because a token request runs through `execute`, which may itself renew.
+    fn fetch_token<'a>(
+        &'a self,
+        smart: &'a SmartAuth,
+        retry_all: bool,
+    ) -> BoxFuture<'a, Result<(HeaderValue, Option<Duration>), FhirError>> {
+        Box::pin(self.fetch_token_inner(smart, retry_all))
+    }
+
+    async fn fetch_token_inner(
+        &self,
+        smart: &SmartAuth,
+        retry_all: bool,
+    ) -> Result<(HeaderValue, Option<Duration>), FhirError> {
+        let endpoint = smart
+            .endpoint
+            .get_or_try_init(|| self.discover())
+            .await?
+            .clone();
+        let token_url = Url::parse(&endpoint.url).map_err(|e| {
+            FhirError::Auth(format!(
+                "Could not authenticate: invalid token URL '{}': {e}",
+                endpoint.url
+            ))
+        })?;
+        let scope = ResourceType::SCOPE_TYPES
+            .iter()
+            .map(|t| format!("system/{}.{}", t.as_str(), endpoint.scope_suffix))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let jku = self.inner.jku.as_deref();
+        let audience = endpoint.url.clone();
+        let form = move || -> Result<Vec<(&'static str, String)>, FhirError> {
+            let now = chrono::Utc::now().timestamp();
+            let assertion = smart
+                .key
+                .client_assertion(&smart.client_id, &audience, jku, now)?;
+            Ok(vec![
+                ("grant_type", "client_credentials".to_string()),
+                ("scope", scope.clone()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+                ),
+                ("client_assertion", assertion),
+            ])
+        };
+        let mut plan = self.startup_plan(Method::POST, token_url, HeaderMap::new());
+        plan.form = Some(&form);
+        plan.retry_all = retry_all;
+        let response = self.execute(&plan).await.map_err(|e| match e {
+            FhirError::Auth(_) | FhirError::Config(_) => e,
+            other => FhirError::Auth(format!("Could not authenticate: {other}")),
+        })?;
+        let unusable = |what: &str| {
+            FhirError::Auth(format!(
+                "Could not authenticate: the token endpoint \"{}\" {what}",
+                endpoint.url
+            ))
+        };
+        let body: Value = serde_json::from_slice(&response.body)
+            .map_err(|_| unusable("did not answer with JSON"))?;
+        let token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unusable("gave no access_token"))?;
+        let header = auth::sensitive_header(&format!("Bearer {token}"), "access token")
+            .map_err(|_| unusable("gave an access token that cannot be sent in a header"))?;
+        let lifetime = body.get("expires_in").and_then(|v| match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        });
+        let lifetime = lifetime
+            .filter(|secs| secs.is_finite() && *secs >= 0.0)
+            .map(|secs| Duration::from_secs_f64(secs).min(MAX_TOKEN_LIFETIME));
+        Ok((header, lifetime))
+    }
+
+    /// `GET .well-known/smart-configuration` (no auth). With `--token-url` its failure is
+    /// harmless (fix of quirk 7). A 4xx means "no SMART configuration here", which the
+    /// missing-endpoint message says more plainly than the raw error.
+    async fn discover(&self) -> Result<TokenEndpoint, FhirError> {
+        let url = self.resolve(".well-known/smart-configuration")?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let plan = self.startup_plan(Method::GET, url, headers);
+        let config = match self.execute(&plan).await {
+            Ok(response) => serde_json::from_slice(&response.body).unwrap_or(Value::Null),
+            Err(_) if self.inner.token_url.is_some() => Value::Null,
+            Err(FhirError::Http { status, .. }) if status < 500 => Value::Null,
+            Err(error) => return Err(error),
+        };
+        let url = self
+            .inner
+            .token_url
+            .clone()
+            .or_else(|| {
+                config
+                    .get("token_endpoint")
+                    .and_then(Value::as_str)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| {
+                FhirError::Auth(format!(
+                    "Server {} does not expose an OAuth token endpoint",
+                    self.inner.base_str
+                ))
+            })?;
+        let declares = |capability: &str| {
+            config
+                .get("capabilities")
+                .and_then(Value::as_array)
+                .is_some_and(|caps| caps.iter().any(|c| c.as_str() == Some(capability)))
+        };
+        let scope_suffix = if declares("permission-v2") && !declares("permission-v1") {
+            "rs"
+        } else {
+            "read"
+        };
+        Ok(TokenEndpoint { url, scope_suffix })
+    }
+
+    /// The retry loop: one request, up to `policy.max_attempts` counted attempts, plus at most
+    /// one immediate resend after renewing the token on a 401.
+    async fn execute(&self, plan: &Plan<'_>) -> Result<FhirResponse, FhirError> {
+        let inner = &self.inner;
+        let max_attempts = plan.policy.max_attempts.max(1);
+        let mut attempt: u32 = 1;
+        let mut renewed = false;
+        let mut resend = false;
+        loop {
+            // The slot first, then the token: the queue for a slot can be long, and the token
+            // should be the freshest one when the request leaves.
+            let permit = if plan.client_request {
+                Some(inner.budget.acquire().await)
+            } else {
+                None
+            };
+            let (authorization, token) = if plan.client_request {
+                self.authorization().await?
+            } else {
+                (None, None)
+            };
+            if !resend && let Some(observer) = plan.observer {
+                observer.attempt(plan.url.as_str());
+            }
+            resend = false;
+            let outcome = self.send_once(plan, authorization).await;
+            drop(permit);
+
+            let (error, retry_after) = match outcome {
+                Ok(response) if response.status < 400 => {
+                    if plan.client_request {
+                        inner.budget.healthy();
+                    }
+                    return Ok(response);
+                }
+                Ok(response) if response.status == 401 && plan.client_request => {
+                    match &inner.auth {
+                        AuthMethod::None => {
+                            return Err(FhirError::Auth(NO_AUTH_MESSAGE.to_string()));
+                        }
+                        AuthMethod::Smart(smart) if !renewed => {
+                            renewed = true;
+                            resend = true;
+                            let seen = token.map_or(0, |t| t.serial);
+                            if inner.verbose {
+                                eprintln!(
+                                    "Renewing the SMART access token after a 401 from {}",
+                                    plan.url
+                                );
+                            }
+                            smart
+                                .tokens
+                                .renew(seen, || self.fetch_token(smart, true))
+                                .await?;
+                            continue;
+                        }
+                        // Same credentials again would only fail again (spec §7.6).
+                        _ => (http_error(&response), None),
+                    }
+                }
+                Ok(response) => (http_error(&response), parse_retry_after(&response.headers)),
+                Err(SendError::Transport(e)) => (
+                    FhirError::Transport {
+                        url: plan.url.to_string(),
+                        message: describe_transport_error(&e),
+                    },
+                    None,
+                ),
+                Err(SendError::Other(e)) => return Err(e),
+            };
+
+            if let Some(observer) = plan.observer {
+                observer.failed(&error);
+            }
+            let retryable = error.is_temporary() || (plan.retry_all && error.status().is_some());
+            if !retryable || attempt >= max_attempts {
+                return Err(error);
+            }
+            let wait = plan.policy.wait_after(attempt, retry_after);
+            if plan.client_request && matches!(error.status(), Some(429 | 503)) {
+                inner.budget.throttled(wait);
+            }
+            if inner.verbose {
+                let reason = match &error {
+                    FhirError::Http { status, detail, .. } => format!("[{status}] {detail}"),
+                    FhirError::Transport { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                eprintln!(
+                    "Retrying {} {} in {:.1}s (attempt {}/{}): {}",
+                    plan.method,
+                    plan.url,
+                    wait.as_secs_f64(),
+                    attempt + 1,
+                    max_attempts,
+                    reason
+                );
+            }
+            if let Some(observer) = plan.observer {
+                observer.retrying(wait);
+            }
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// One HTTP exchange, body read in full. Any status comes back as `Ok`.
+    async fn send_once(
+        &self,
+        plan: &Plan<'_>,
+        authorization: Option<HeaderValue>,
+    ) -> Result<FhirResponse, SendError> {
+        let mut headers = plan.headers.clone();
+        if plan.client_request {
+            if let Some(client_id) = &self.inner.client_id
+                && self.capabilities().vendor() == Vendor::Epic
+                && let Ok(value) = HeaderValue::from_str(client_id)
+            {
+                headers.insert(EPIC_CLIENT_ID, value);
+            }
+            if let Some(authorization) = authorization {
+                headers.insert(AUTHORIZATION, authorization);
+            }
+        }
+        let mut builder = self
+            .inner
+            .http
+            .request(plan.method.clone(), plan.url.clone())
+            .headers(headers);
+        if let Some(timeout) = plan.timeout {
+            builder = builder.timeout(timeout);
+        }
+        if let Some(form) = plan.form {
+            builder = builder.form(&form().map_err(SendError::Other)?);
+        }
+        let response = builder.send().await.map_err(SendError::Transport)?;
+        let url = response.url().to_string();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(SendError::Transport)?;
+        Ok(FhirResponse {
+            url,
+            status,
+            headers,
+            body,
+        })
     }
 }
+
+fn http_error(response: &FhirResponse) -> FhirError {
+    let body = response.text();
+    FhirError::Http {
+        url: response.url.clone(),
+        status: response.status,
+        detail: error_detail(response.status, &body),
+        body,
+    }
+}
+
+/// `--ca-file`: every certificate of the PEM file becomes a trusted root.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, FhirError> {
+    let fail = |why: String| {
+        FhirError::Config(format!(
+            "Could not read CA file '{}': {why}",
+            path.display()
+        ))
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(error_chain(&e)))?;
+    if certificates.is_empty() {
+        return Err(fail("no PEM certificate found".to_string()));
+    }
+    Ok(certificates)
+}
+
+/// A plain account of why no answer came: the kind of failure and its root cause, without
+/// reqwest's "error sending request for url (…)" wrapper (the URL is already in the message).
+fn describe_transport_error(error: &reqwest::Error) -> String {
+    let root = root_cause(error);
+    if error.is_timeout() {
+        format!("Timed out waiting for the server: {root}")
+    } else if error.is_connect() {
+        format!("Could not connect to the server: {root}")
+    } else if error.is_redirect() {
+        format!("Redirect failed: {root}")
+    } else if error.is_body() || error.is_decode() {
+        format!("Connection lost while reading the response: {root}")
+    } else {
+        format!("Request failed: {root}")
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut current = error;
+    while let Some(source) = current.source() {
+        parts.push(source.to_string());
+        current = source;
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -26,10 +26,11 @@ pub enum FhirError {
     /// Bad client configuration found before any request (argument combos, key files).
     #[error("{0}")]
     Config(String),
-    /// A successful answer whose body is not the JSON the caller asked for (`get_json`).
-    /// Not retried: a complete but malformed body is a server bug, not a hiccup.
+    /// A request that could not be made (unusable URL) or a successful answer that could not
+    /// be used (`get_json` on a body that is not JSON). Not retried: a complete but malformed
+    /// body is a server bug, not a hiccup. Fatal for that request only.
     #[error("An error occurred when connecting to \"{url}\": {message}")]
-    InvalidJson { url: String, message: String },
+    Invalid { url: String, message: String },
 }
 
 impl FhirError {
@@ -127,7 +128,10 @@ mod tests {
     #[test]
     fn detail_from_oauth_and_raw_text() {
         assert_eq!(
-            error_detail(400, r#"{"error":"invalid_client","error_description":"bad key"}"#),
+            error_detail(
+                400,
+                r#"{"error":"invalid_client","error_description":"bad key"}"#
+            ),
             "bad key"
         );
         assert_eq!(
@@ -136,8 +140,14 @@ mod tests {
         );
         assert_eq!(error_detail(500, "[1, 2]"), "[1, 2]");
         assert_eq!(error_detail(502, "Bad gateway here\n"), "Bad gateway here");
-        assert_eq!(error_detail(503, ""), "Server error '503 Service Unavailable'");
-        assert_eq!(error_detail(400, r#"{"other":1}"#), "Client error '400 Bad Request'");
+        assert_eq!(
+            error_detail(503, ""),
+            "Server error '503 Service Unavailable'"
+        );
+        assert_eq!(
+            error_detail(400, r#"{"other":1}"#),
+            "Client error '400 Bad Request'"
+        );
     }
 
     #[test]

@@ -2,12 +2,17 @@
 //! It owns auth and its renewal, retries, the shared connection budget and server
 //! capabilities. It knows nothing about export folders.
 
+mod auth;
 pub mod budget;
 pub mod capabilities;
 pub mod client;
 pub mod error;
+pub mod keys;
+pub mod retry;
 
+pub use auth::load_secret;
 pub use budget::Budget;
 pub use capabilities::{Capabilities, Vendor};
-pub use client::{AuthOptions, ClientOptions, FhirClient, FhirResponse};
+pub use client::{AuthOptions, ClientOptions, FhirClient, FhirResponse, Request, RequestObserver};
 pub use error::FhirError;
+pub use retry::RetryPolicy;

@@ -1,23 +1,359 @@
-//! Finding NDJSON files of a type in a folder (spec §9.5): direct children, symlinks
-//! resolved, type from the file name or else the first line.
+//! Finding NDJSON files of a type in a folder (spec §9.5): direct children only, symlinks
+//! resolved to their targets, type from the file name or else the first line. Reads at most
+//! one line per file to learn its type (plus whole files in `ids_of_type`); never writes.
 
+use crate::ndjson;
+use crate::resources::R4_RESOURCE_TYPES;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io::BufRead;
+use std::path::{Component, Path, PathBuf};
+
+/// Multi-line JSON endings we accept, compared lower-cased.
+const ENDINGS: [&str; 4] = [".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz"];
+
+/// Symlink hops before a chain is treated as a loop (same bound as Linux's ELOOP).
+const MAX_LINK_HOPS: usize = 40;
 
 /// `(absolute path, type)` of every NDJSON file directly in `dir`, sorted by path.
+/// Files whose first line is an object without `resourceType` (like `log.ndjson`) come back
+/// with type `None`; files that are empty, unreadable or not objects are left out.
 pub fn list(dir: &Path) -> Vec<(PathBuf, Option<String>)> {
-    let _ = dir;
-    todo!()
+    let mut found: Vec<(PathBuf, Option<String>)> = candidate_files(dir)
+        .into_iter()
+        .filter(|p| has_ndjson_ending(p))
+        .filter_map(|p| match sniff_type(&p) {
+            Sniffed::Typed(t) => Some((p, Some(t))),
+            Sniffed::Untyped => Some((p, None)),
+            Sniffed::Ignored => None,
+        })
+        .collect();
+    // Byte order of the path string, as Python sorts `str` paths.
+    found.sort_by(|a, b| {
+        a.0.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.0.as_os_str().as_encoded_bytes())
+    });
+    found
 }
 
 /// Files whose type is `resource_type`.
 pub fn files_of_type(dir: &Path, resource_type: &str) -> Vec<PathBuf> {
-    let _ = (dir, resource_type);
-    todo!()
+    list(dir)
+        .into_iter()
+        .filter(|(_, t)| t.as_deref() == Some(resource_type))
+        .map(|(p, _)| p)
+        .collect()
 }
 
-/// Ids of every resource of `resource_type` found in `dir`.
+/// Ids of every resource of `resource_type` found in `dir`. Records without a string `id`
+/// (or of another type, if they say so) are skipped instead of aborting the scan.
 pub fn ids_of_type(dir: &Path, resource_type: &str) -> HashSet<String> {
-    let _ = (dir, resource_type);
-    todo!()
+    let mut ids = HashSet::new();
+    for path in files_of_type(dir, resource_type) {
+        for value in ndjson::read_values(&path) {
+            let other_type = value
+                .get("resourceType")
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| t != resource_type);
+            if other_type {
+                continue;
+            }
+            if let Some(id) = value.get("id").and_then(|i| i.as_str()) {
+                ids.insert(id.to_string());
+            }
+        }
+    }
+    ids
+}
+
+/// The type named by a file name: split on runs of non-letters; exactly one piece must be
+/// an R4 resource type name (`Bundle.Patient.ndjson` names two, so it is undecided).
+pub fn type_from_name(name: &str) -> Option<&'static str> {
+    let mut hits = name
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|piece| !piece.is_empty())
+        .filter_map(|piece| R4_RESOURCE_TYPES.iter().copied().find(|t| *t == piece));
+    let first = hits.next()?;
+    match hits.next() {
+        None => Some(first),
+        Some(_) => None,
+    }
+}
+
+fn has_ndjson_ending(path: &Path) -> bool {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_lowercase()) else {
+        return false;
+    };
+    // A bare `.ndjson` is a hidden file with no suffix at all (as pathlib sees it).
+    ENDINGS
+        .iter()
+        .any(|end| name.len() > end.len() && name.ends_with(end))
+}
+
+enum Sniffed {
+    Typed(String),
+    Untyped,
+    Ignored,
+}
+
+fn sniff_type(path: &Path) -> Sniffed {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(t) = type_from_name(&name) {
+        return Sniffed::Typed(t.to_string());
+    }
+    let mut line = Vec::new();
+    let read = ndjson::open_decompressed(path).and_then(|mut r| r.read_until(b'\n', &mut line));
+    if let Err(e) = read {
+        println!("Could not read from '{}': {e}", path.display());
+        return Sniffed::Ignored;
+    }
+    while line.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+        line.pop();
+    }
+    if line.is_empty() {
+        return Sniffed::Ignored;
+    }
+    match serde_json::from_slice::<serde_json::Value>(&line) {
+        Ok(serde_json::Value::Object(map)) => match map.get("resourceType") {
+            Some(serde_json::Value::String(t)) => Sniffed::Typed(t.clone()),
+            _ => Sniffed::Untyped,
+        },
+        Ok(_) => Sniffed::Ignored,
+        Err(e) => {
+            println!("Could not read from '{}': {e}", path.display());
+            Sniffed::Ignored
+        }
+    }
+}
+
+/// Lexical normalization (`.` dropped, `..` pops), like Python's `os.path.normpath`: link
+/// targets are joined to the link's folder and normalized without consulting the disk.
+pub(crate) fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Absolute, normalized form of `dir` (no symlinks resolved), or `None` if unavailable.
+pub(crate) fn absolute_dir(dir: &Path) -> Option<PathBuf> {
+    std::path::absolute(dir).ok().map(|p| normalize(&p))
+}
+
+/// Regular files directly in `dir`, with symlinks replaced by the files they finally point
+/// to (links to folders, dangling links and loops contribute nothing). Each path once.
+fn candidate_files(dir: &Path) -> Vec<PathBuf> {
+    let Some(abs) = absolute_dir(dir) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(&abs) else {
+        return Vec::new();
+    };
+    let mut seen = HashSet::new();
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let path = abs.join(entry.file_name());
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        let resolved = if file_type.is_symlink() {
+            match resolve_link(&path) {
+                Some(p) => p,
+                None => continue,
+            }
+        } else if file_type.is_file() {
+            path
+        } else {
+            continue;
+        };
+        if seen.insert(resolved.clone()) {
+            files.push(resolved);
+        }
+    }
+    files
+}
+
+fn resolve_link(link: &Path) -> Option<PathBuf> {
+    let mut current = link.to_path_buf();
+    for _ in 0..MAX_LINK_HOPS {
+        let meta = fs::symlink_metadata(&current).ok()?;
+        if !meta.file_type().is_symlink() {
+            return meta.is_file().then_some(current);
+        }
+        let target = fs::read_link(&current).ok()?;
+        let base = current.parent().map(Path::to_path_buf).unwrap_or_default();
+        current = normalize(&base.join(target));
+    }
+    None
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::Write;
+
+    pub(crate) fn temp_dir(tag: &str) -> PathBuf {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!(
+            "sf-folder-{tag}-{}-{n}-{}",
+            std::process::id(),
+            crate::timestamp::now().timestamp_micros()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        if let Err(e) = fs::create_dir_all(&dir) {
+            panic!("temp dir: {e}");
+        }
+        dir
+    }
+
+    pub(crate) fn write(path: &Path, text: &str) {
+        if let Some(parent) = path.parent() {
+            let _ = fs::create_dir_all(parent);
+        }
+        let result = if ndjson::is_compressed_name(path) {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let _ = enc.write_all(text.as_bytes());
+            enc.finish().and_then(|bytes| fs::write(path, bytes))
+        } else {
+            fs::write(path, text)
+        };
+        if let Err(e) = result {
+            panic!("write {}: {e}", path.display());
+        }
+    }
+
+    fn names(found: &[(PathBuf, Option<String>)]) -> Vec<(String, Option<String>)> {
+        found
+            .iter()
+            .map(|(p, t)| {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (name, t.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn name_sniffing() {
+        assert_eq!(
+            type_from_name("Observation.results.ndjson.gz"),
+            Some("Observation")
+        );
+        assert_eq!(
+            type_from_name("PractitionerRole.searched.ndjson.gz"),
+            Some("PractitionerRole")
+        );
+        assert_eq!(
+            type_from_name("Condition20240614-112115.ndjson"),
+            Some("Condition")
+        );
+        assert_eq!(type_from_name("1.Condition.ndjson"), Some("Condition"));
+        assert_eq!(type_from_name("log.ndjson"), None);
+        assert_eq!(type_from_name("Bundle.Patient.ndjson.gz"), None);
+        assert_eq!(type_from_name("test.ndjson.gz"), None);
+        assert_eq!(type_from_name("patient.ndjson"), None);
+    }
+
+    #[test]
+    fn lists_direct_children_with_types() {
+        let dir = temp_dir("disc");
+        write(&dir.join("Observation.results.ndjson.gz"), "not even json");
+        write(&dir.join("log.ndjson"), "{\"exportId\":\"x\"}\n");
+        write(
+            &dir.join("Bundle.Patient.ndjson.gz"),
+            "{\"resourceType\":\"Bundle\"}\n",
+        );
+        write(
+            &dir.join("test.ndjson.gz"),
+            "{\"resourceType\":\"Patient\",\"id\":\"p1\"}\n",
+        );
+        write(
+            &dir.join("UPPER.JSONL"),
+            "{\"resourceType\":\"Condition\"}\n",
+        );
+        write(
+            &dir.join("empty.ndjson"),
+            "\n{\"resourceType\":\"Condition\"}\n",
+        );
+        write(&dir.join("array.ndjson"), "[1]\n");
+        write(&dir.join("broken.ndjson"), "{oops\n");
+        write(&dir.join("Patient.001.ndjson.gz.tmp"), "{}\n");
+        write(&dir.join("Patient.json"), "{}\n");
+        write(&dir.join("sub/Patient.ndjson"), "{}\n");
+        let found = list(&dir);
+        assert_eq!(
+            names(&found),
+            vec![
+                ("Bundle.Patient.ndjson.gz".into(), Some("Bundle".into())),
+                (
+                    "Observation.results.ndjson.gz".into(),
+                    Some("Observation".into())
+                ),
+                ("UPPER.JSONL".into(), Some("Condition".into())),
+                ("log.ndjson".into(), None),
+                ("test.ndjson.gz".into(), Some("Patient".into())),
+            ]
+        );
+        assert!(found.iter().all(|(p, _)| p.is_absolute()));
+        assert_eq!(
+            files_of_type(&dir, "Patient"),
+            vec![dir.join("test.ndjson.gz")]
+        );
+        let ids = ids_of_type(&dir, "Patient");
+        assert_eq!(ids.len(), 1);
+        assert!(ids.contains("p1"));
+        assert!(list(&dir.join("missing")).is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_resolve_to_targets() {
+        use std::os::unix::fs::symlink;
+        let dir = temp_dir("links");
+        let work = dir.join("001.x");
+        write(&work.join("Condition.001.ndjson.gz"), "{}\n");
+        write(&dir.join("other/Device.ndjson"), "{}\n");
+        let ok = |r: std::io::Result<()>| {
+            if let Err(e) = r {
+                panic!("symlink: {e}")
+            }
+        };
+        ok(symlink(
+            "001.x/Condition.001.ndjson.gz",
+            dir.join("Condition.001.ndjson.gz"),
+        ));
+        // Chain: link -> link -> file.
+        ok(symlink("other/Device.ndjson", dir.join("hop.ndjson")));
+        ok(symlink("hop.ndjson", dir.join("Device.001.ndjson")));
+        ok(symlink("001.x", dir.join("dirlink.ndjson")));
+        ok(symlink("nowhere.ndjson", dir.join("dangling.ndjson")));
+        let found = list(&dir);
+        let paths: Vec<PathBuf> = found.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                work.join("Condition.001.ndjson.gz"),
+                dir.join("other/Device.ndjson"),
+            ]
+        );
+        assert_eq!(found[0].1.as_deref(), Some("Condition"));
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

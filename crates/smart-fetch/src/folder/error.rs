@@ -1,4 +1,5 @@
-//! Folder errors, worded as the spec's fatal messages (§19.3).
+//! Folder errors, worded as the spec's fatal messages (§19.3). Only `main` prints them; the
+//! folder layer never exits the process itself.
 
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
@@ -6,7 +7,12 @@ pub enum FolderError {
     LooksLikeUrl(String),
     #[error("Local folder '{0}' does not exist.")]
     Missing(String),
-    #[error("Folder {folder} is not a {expected} folder, but an {found} folder")]
+    /// `Folder X is not an output folder, but a managed folder` (and the reverse).
+    #[error(
+        "Folder {folder} is not {} folder, but {} folder",
+        with_article(expected),
+        with_article(found)
+    )]
     WrongKind {
         folder: String,
         expected: &'static str,
@@ -15,7 +21,9 @@ pub enum FolderError {
     /// Context mismatches and the managed-folder checks carry the spec's full text.
     #[error("{0}")]
     Mismatch(String),
-    #[error("Existing subfolder '{0}' with the same nickname is too old to resume. Choose a new nickname.")]
+    #[error(
+        "Existing subfolder '{0}' with the same nickname is too old to resume. Choose a new nickname."
+    )]
     NicknameTooOld(String),
     #[error("Folder '{0}' does not look like a SMART Fetch managed export folder.")]
     NotManaged(String),
@@ -27,4 +35,40 @@ pub enum FolderError {
     },
     #[error("Could not read {path}: {message}")]
     Corrupt { path: String, message: String },
+}
+
+/// `output` → `an output`, `managed` → `a managed`.
+fn with_article(word: &str) -> String {
+    let vowel = word
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {word}", if vowel { "an" } else { "a" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_messages_read_like_the_spec() {
+        let e = FolderError::WrongKind {
+            folder: "/tmp/x".into(),
+            expected: "output",
+            found: "managed".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Folder /tmp/x is not an output folder, but a managed folder"
+        );
+        let e = FolderError::WrongKind {
+            folder: "out".into(),
+            expected: "managed",
+            found: "output".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Folder out is not a managed folder, but an output folder"
+        );
+    }
 }

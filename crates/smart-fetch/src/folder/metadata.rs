@@ -1,12 +1,25 @@
 //! `.metadata` files (spec §10): output (workdir) and managed kinds, key order preserved,
-//! written atomically.
+//! written atomically as pretty ASCII JSON. Owns the context checks (§10.3, §10.5), the
+//! "same context" rule (§14.3) and "matching timestamps" (§14.5). Keeps unknown keys as
+//! found; never decides what to export and never prints.
 
 use super::FolderError;
 use crate::filters::{Filters, SinceMode};
+use crate::json;
+use crate::ndjson;
 use crate::resources::ResourceType;
-use crate::timestamp::Timestamp;
+use crate::timestamp::{self, Timestamp};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+
+/// File name inside every workdir and managed folder.
+pub const FILE_NAME: &str = ".metadata";
+
+const KIND_OUTPUT: &str = "output";
+const KIND_MANAGED: &str = "managed";
 
 /// What a crawl or bulk run is exporting, compared against a workdir's stored context.
 #[derive(Clone, Debug, Default)]
@@ -19,6 +32,130 @@ pub struct ExportContext {
     pub since_resources: BTreeSet<ResourceType>,
 }
 
+/// Read `<dir>/.metadata`; missing (or blank) = empty. A different `kind` is an error.
+fn load_map(dir: &Path, expected_kind: &'static str) -> Result<Map<String, Value>, FolderError> {
+    let path = dir.join(FILE_NAME);
+    let corrupt = |message: String| FolderError::Corrupt {
+        path: path.display().to_string(),
+        message,
+    };
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Map::new()),
+        Err(e) => return Err(corrupt(e.to_string())),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let data = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err(corrupt("not a JSON object".to_string())),
+        Err(e) => return Err(corrupt(e.to_string())),
+    };
+    if let Some(kind) = data.get("kind")
+        && kind.as_str() != Some(expected_kind)
+    {
+        return Err(FolderError::WrongKind {
+            folder: dir.display().to_string(),
+            expected: expected_kind,
+            found: py_str(kind),
+        });
+    }
+    Ok(data)
+}
+
+/// Refresh `kind`/`timestamp`/`version` and replace `<dir>/.metadata` atomically.
+fn write_map(dir: &Path, data: &mut Map<String, Value>, kind: &str) -> Result<(), FolderError> {
+    data.insert("kind".into(), Value::String(kind.into()));
+    data.insert(
+        "timestamp".into(),
+        Value::String(timestamp::isoformat(&timestamp::now())),
+    );
+    data.insert(
+        "version".into(),
+        Value::String(crate::COMPAT_VERSION.into()),
+    );
+    let path = dir.join(FILE_NAME);
+    let io_err = |source| FolderError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(io_err)?;
+    let value = Value::Object(std::mem::take(data));
+    let text = json::to_pretty_ascii(&value);
+    if let Value::Object(map) = value {
+        *data = map;
+    }
+    ndjson::write_atomic(&path, text.as_bytes()).map_err(io_err)
+}
+
+/// How Python's `str()` / f-strings print a JSON value: `None`, bare strings.
+fn py_str(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        other => json::to_log_line(other),
+    }
+}
+
+fn opt_str_value(value: Option<&str>) -> Value {
+    value.map_or(Value::Null, |s| Value::String(s.into()))
+}
+
+/// Filters as stored: type → sorted array of params, types in canonical order.
+pub fn filters_to_json(filters: &Filters) -> Value {
+    let map = filters
+        .iter()
+        .map(|(t, params)| {
+            let list = params.iter().cloned().map(Value::String).collect();
+            (t.as_str().to_string(), Value::Array(list))
+        })
+        .collect();
+    Value::Object(map)
+}
+
+/// The §10.3 listing: sorted by type, `  T?params` per filter or `  T (no filter)`.
+fn pretty_filters(filters: &Value) -> String {
+    let Some(map) = filters.as_object() else {
+        return format!("  {}", py_str(filters));
+    };
+    let mut types: Vec<&String> = map.keys().collect();
+    types.sort();
+    let mut lines = Vec::new();
+    for t in types {
+        match map.get(t) {
+            Some(Value::Array(params)) if !params.is_empty() => {
+                lines.extend(params.iter().map(|p| format!("  {t}?{}", py_str(p))));
+            }
+            _ => lines.push(format!("  {t} (no filter)")),
+        }
+    }
+    lines.join("\n")
+}
+
+fn string_set(value: Option<&Value>) -> BTreeSet<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Insert `key = value` unless already equal; report whether anything changed.
+fn set_key(data: &mut Map<String, Value>, key: &str, value: Value) -> bool {
+    if data.get(key) == Some(&value) {
+        return false;
+    }
+    data.insert(key.to_string(), value);
+    true
+}
+
 pub struct OutputMetadata {
     dir: PathBuf,
     data: serde_json::Map<String, serde_json::Value>,
@@ -27,8 +164,10 @@ pub struct OutputMetadata {
 impl OutputMetadata {
     /// Missing file = empty metadata; a managed `.metadata` is a kind error.
     pub fn load(dir: &Path) -> Result<Self, FolderError> {
-        let _ = dir;
-        todo!()
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            data: load_map(dir, KIND_OUTPUT)?,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -39,48 +178,230 @@ impl OutputMetadata {
         &self.data
     }
 
-    /// Stored base filters, if any.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn write(&mut self) -> Result<(), FolderError> {
+        write_map(&self.dir, &mut self.data, KIND_OUTPUT)
+    }
+
+    /// Stored base filters, if any. Types this tool does not know are left out.
     pub fn filters(&self) -> Option<Filters> {
-        todo!()
+        let map = self.data.get("filters")?.as_object()?;
+        let mut filters = Filters::new();
+        for (name, params) in map {
+            if let Ok(t) = name.parse::<ResourceType>() {
+                filters.insert(t, string_set(Some(params)));
+            }
+        }
+        Some(filters)
+    }
+
+    /// Stored filter params of one type (`None` when the type is not part of this export).
+    pub fn filter_of(&self, t: ResourceType) -> Option<BTreeSet<String>> {
+        let params = self.data.get("filters")?.as_object()?.get(t.as_str())?;
+        Some(string_set(Some(params)))
+    }
+
+    /// Stored `--since` (`None` for a full export or when never noted).
+    pub fn since(&self) -> Option<&str> {
+        self.data.get("since").and_then(Value::as_str)
+    }
+
+    /// Stored since mode (`"updated"` / `"created"`).
+    pub fn since_mode(&self) -> Option<&str> {
+        self.data.get("sinceMode").and_then(Value::as_str)
+    }
+
+    /// Types that had a since restriction in this export (empty = full export of all).
+    pub fn since_resources(&self) -> BTreeSet<String> {
+        string_set(self.data.get("sinceResources"))
     }
 
     /// Spec §10.3: check then record the context (writes only when something changed).
     pub fn note_context(&mut self, ctx: &ExportContext) -> Result<(), FolderError> {
-        let _ = ctx;
-        todo!()
+        let folder = self.dir.display().to_string();
+        let filters = filters_to_json(&ctx.filters);
+        if let Some(stored) = self.data.get("filters")
+            && *stored != filters
+        {
+            return Err(FolderError::Mismatch(format!(
+                "Folder {folder} is for a different set of types and/or filters. Expected:\n{}\n\nbut found:\n{}",
+                pretty_filters(&filters),
+                pretty_filters(stored)
+            )));
+        }
+        let since = opt_str_value(ctx.since.as_deref());
+        if let Some(stored) = self.data.get("since")
+            && *stored != since
+        {
+            return Err(FolderError::Mismatch(format!(
+                "Folder {folder} is for a different --since time. Expected {} but found {}.",
+                py_str(&since),
+                py_str(stored)
+            )));
+        }
+        let mode = opt_str_value(ctx.since_mode.map(SinceMode::as_str));
+        if let Some(stored) = self.data.get("sinceMode")
+            && *stored != mode
+        {
+            return Err(FolderError::Mismatch(format!(
+                "Folder {folder} is for a different --since-mode. Expected '{}' but found '{}'.",
+                py_str(&mode),
+                py_str(stored)
+            )));
+        }
+
+        let mut changed = set_key(&mut self.data, "filters", filters);
+        changed |= set_key(&mut self.data, "since", since);
+        if ctx.since.is_some() {
+            changed |= set_key(&mut self.data, "sinceMode", mode);
+            // Types already finished keep the restriction they were exported with; the
+            // rest take this run's.
+            let done: BTreeSet<String> = self.done_types();
+            let stored = self.since_resources();
+            let mut merged: BTreeSet<String> = stored.intersection(&done).cloned().collect();
+            merged.extend(
+                ctx.since_resources
+                    .iter()
+                    .map(|t| t.as_str().to_string())
+                    .filter(|t| !done.contains(t)),
+            );
+            let list = merged.into_iter().map(Value::String).collect();
+            changed |= set_key(&mut self.data, "sinceResources", Value::Array(list));
+        }
+        if changed {
+            self.write()?;
+        }
+        Ok(())
     }
 
     /// Spec §14.3 "same context" (the auto-since rule needs the selected types).
     pub fn has_same_context(&self, ctx: &ExportContext, selected: &[ResourceType]) -> bool {
-        let _ = (ctx, selected);
-        todo!()
+        if self.data.get("filters") != Some(&filters_to_json(&ctx.filters)) {
+            return false;
+        }
+        let stored_since = self.data.get("since").cloned().unwrap_or(Value::Null);
+        if stored_since != opt_str_value(ctx.since.as_deref()) {
+            return false;
+        }
+        if ctx.since.as_deref() == Some("auto") {
+            // An auto export is only resumed while unfinished; otherwise start a new one.
+            let done = self.done_types();
+            if selected.iter().all(|t| done.contains(t.as_str())) {
+                return false;
+            }
+        }
+        if ctx.since.is_some() && self.since_mode() != ctx.since_mode.map(SinceMode::as_str) {
+            return false;
+        }
+        true
     }
 
+    /// Spec §14.5: per type, this workdir's done time if its export covers the current
+    /// filters (both unfiltered, or the current filters are a non-empty subset of its own).
+    pub fn matching_timestamps(&self, ctx: &ExportContext) -> BTreeMap<ResourceType, Timestamp> {
+        let mut out = BTreeMap::new();
+        if let (Some(stored), Some(current)) = (self.since_mode(), ctx.since_mode)
+            && stored != current.as_str()
+        {
+            return out;
+        }
+        let Some(stored) = self.filters() else {
+            return out;
+        };
+        let done = self.done();
+        for (t, m) in stored {
+            let Some(c) = ctx.filters.get(&t) else {
+                continue;
+            };
+            let matches = (c.is_empty() && m.is_empty()) || (!c.is_empty() && c.is_subset(&m));
+            if matches && let Some(ts) = done.get(t.as_str()) {
+                out.insert(t, *ts);
+            }
+        }
+        out
+    }
+
+    fn done_types(&self) -> BTreeSet<String> {
+        self.data
+            .get("done")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `done` entries whose timestamp parses.
     pub fn done(&self) -> BTreeMap<String, Timestamp> {
-        todo!()
+        let Some(map) = self.data.get("done").and_then(Value::as_object) else {
+            return BTreeMap::new();
+        };
+        map.iter()
+            .filter_map(|(t, v)| Some((t.clone(), timestamp::parse_fhir(v.as_str()?)?)))
+            .collect()
     }
 
     pub fn is_done(&self, t: ResourceType) -> bool {
-        let _ = t;
-        todo!()
+        self.done_types().contains(t.as_str())
     }
 
     pub fn mark_done(&mut self, t: ResourceType, ts: &Timestamp) -> Result<(), FolderError> {
-        let _ = (t, ts);
-        todo!()
+        let entry = self
+            .data
+            .entry("done")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        if let Value::Object(done) = entry {
+            done.insert(
+                t.as_str().to_string(),
+                Value::String(timestamp::isoformat(ts)),
+            );
+        }
+        self.write()
     }
 
     pub fn earliest_done(&self) -> Option<Timestamp> {
-        todo!()
+        self.done().into_values().min()
     }
 
     pub fn set_new_patients(&mut self, ids: &BTreeSet<String>) -> Result<(), FolderError> {
-        let _ = ids;
-        todo!()
+        let list = ids.iter().cloned().map(Value::String).collect();
+        self.data.insert("newPatients".into(), Value::Array(list));
+        self.write()
+    }
+
+    /// Stored `newPatients`, if this export recorded any.
+    pub fn new_patients(&self) -> Option<BTreeSet<String>> {
+        self.data.get("newPatients").map(|v| string_set(Some(v)))
     }
 
     pub fn mark_complete(&mut self) -> Result<(), FolderError> {
-        todo!()
+        self.data.insert("complete".into(), Value::Bool(true));
+        self.write()
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.data.get("complete") == Some(&Value::Bool(true))
+    }
+
+    /// Status URL of an in-progress bulk export (spec §10.2 `bulk-status`).
+    pub fn bulk_status(&self) -> Option<&str> {
+        self.data.get("bulk-status").and_then(Value::as_str)
+    }
+
+    pub fn set_bulk_status(&mut self, url: &str) -> Result<(), FolderError> {
+        self.data
+            .insert("bulk-status".into(), Value::String(url.to_string()));
+        self.write()
+    }
+
+    /// Remove `bulk-status`, keeping the other keys in place.
+    pub fn clear_bulk_status(&mut self) -> Result<(), FolderError> {
+        self.data.shift_remove("bulk-status");
+        self.write()
     }
 }
 
@@ -91,17 +412,346 @@ pub struct ManagedMetadata {
 
 impl ManagedMetadata {
     pub fn load(dir: &Path) -> Result<Self, FolderError> {
-        let _ = dir;
-        todo!()
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            data: load_map(dir, KIND_MANAGED)?,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn raw(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.data
+    }
+
+    pub fn fhir_url(&self) -> Option<&str> {
+        self.data.get("fhir-url").and_then(Value::as_str)
+    }
+
+    pub fn group(&self) -> Option<&str> {
+        self.data.get("group").and_then(Value::as_str)
+    }
+
     /// Spec §10.5: write on first use, compare FHIR URL and group afterwards.
     pub fn note_context(&mut self, fhir_url: &str, group: Option<&str>) -> Result<(), FolderError> {
-        let _ = (fhir_url, group, &self.dir);
-        todo!()
+        if self.data.is_empty() {
+            self.data
+                .insert("fhir-url".into(), Value::String(fhir_url.to_string()));
+            self.data.insert("group".into(), opt_str_value(group));
+            return write_map(&self.dir, &mut self.data, KIND_MANAGED);
+        }
+        let stored_url = self.data.get("fhir-url").cloned().unwrap_or(Value::Null);
+        let trim = |s: &str| s.strip_suffix('/').unwrap_or(s).to_string();
+        if stored_url.as_str().map(trim) != Some(trim(fhir_url)) {
+            return Err(FolderError::Mismatch(format!(
+                "Target folder .metadata is for a different FHIR URL.\nExpected {fhir_url}\nBut found {}",
+                py_str(&stored_url)
+            )));
+        }
+        let stored_group = self.data.get("group").cloned().unwrap_or(Value::Null);
+        let current_group = opt_str_value(group);
+        if stored_group != current_group {
+            return Err(FolderError::Mismatch(format!(
+                "Target folder .metadata is for a different Group.\nExpected {}, but found {}.",
+                py_str(&current_group),
+                py_str(&stored_group)
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::folder::discovery::tests::{temp_dir, write};
+
+    fn ok<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
+        match r {
+            Ok(v) => v,
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+
+    fn filters(entries: &[(ResourceType, &[&str])]) -> Filters {
+        entries
+            .iter()
+            .map(|(t, p)| (*t, p.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    }
+
+    fn ts(text: &str) -> Timestamp {
+        match timestamp::parse_fhir(text) {
+            Some(t) => t,
+            None => panic!("bad timestamp {text}"),
+        }
+    }
+
+    fn err_text(r: Result<(), FolderError>) -> String {
+        match r {
+            Ok(()) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn writes_pretty_ascii_in_insertion_order() {
+        let dir = temp_dir("meta-write");
+        let work = dir.join("001.x");
+        let mut m = ok(OutputMetadata::load(&work));
+        assert!(m.is_empty());
+        assert_eq!(m.earliest_done(), None);
+        let ctx = ExportContext {
+            filters: filters(&[(ResourceType::Patient, &[])]),
+            ..Default::default()
+        };
+        ok(m.note_context(&ctx));
+        ok(m.mark_done(ResourceType::Patient, &ts("2024-10-16T12:00:00-05:00")));
+        ok(m.mark_complete());
+        let text = ok(fs::read_to_string(work.join(FILE_NAME)));
+        let stamp = m
+            .raw()
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            text,
+            format!(
+                "{{\n  \"filters\": {{\n    \"Patient\": []\n  }},\n  \"since\": null,\n  \"kind\": \"output\",\n  \"timestamp\": \"{stamp}\",\n  \"version\": \"1.0.3\",\n  \"done\": {{\n    \"Patient\": \"2024-10-16T12:00:00-05:00\"\n  }},\n  \"complete\": true\n}}"
+            )
+        );
+        assert!(!work.join(".metadata.tmp").exists());
+
+        let again = ok(OutputMetadata::load(&work));
+        assert!(again.is_done(ResourceType::Patient));
+        assert!(!again.is_done(ResourceType::Condition));
+        assert!(again.is_complete());
+        assert_eq!(again.earliest_done(), Some(ts("2024-10-16T17:00:00Z")));
+
+        // bulk-status comes and goes without reordering the rest.
+        let mut m = again;
+        ok(m.set_bulk_status("http://example.invalid/poll"));
+        assert_eq!(m.bulk_status(), Some("http://example.invalid/poll"));
+        ok(m.clear_bulk_status());
+        let keys: Vec<&str> = m.raw().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "filters",
+                "since",
+                "kind",
+                "timestamp",
+                "version",
+                "done",
+                "complete"
+            ]
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kind_checks() {
+        let dir = temp_dir("meta-kind");
+        let mut managed = ok(ManagedMetadata::load(&dir));
+        ok(managed.note_context("http://example.invalid/R4", Some("group1")));
+        let e = OutputMetadata::load(&dir).err().map(|e| e.to_string());
+        assert_eq!(
+            e,
+            Some(format!(
+                "Folder {} is not an output folder, but a managed folder",
+                dir.display()
+            ))
+        );
+        let work = dir.join("001.x");
+        ok(ok(OutputMetadata::load(&work)).mark_complete());
+        let e = ManagedMetadata::load(&work).err().map(|e| e.to_string());
+        assert_eq!(
+            e,
+            Some(format!(
+                "Folder {} is not a managed folder, but an output folder",
+                work.display()
+            ))
+        );
+        write(&dir.join("bad/.metadata"), "{nope");
+        assert!(matches!(
+            OutputMetadata::load(&dir.join("bad")),
+            Err(FolderError::Corrupt { .. })
+        ));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn wrong_metadata_context_messages() {
+        let dir = temp_dir("meta-ctx");
+        let folder = dir.display().to_string();
+        let mut m = ok(OutputMetadata::load(&dir));
+        let base = ExportContext {
+            filters: filters(&[(ResourceType::Condition, &["code=1234"])]),
+            ..Default::default()
+        };
+        ok(m.note_context(&base));
+
+        let mut other = base.clone();
+        other.filters = filters(&[
+            (ResourceType::Condition, &["code=1234"]),
+            (ResourceType::Device, &[]),
+        ]);
+        assert_eq!(
+            err_text(m.note_context(&other)),
+            format!(
+                "Folder {folder} is for a different set of types and/or filters. Expected:\n  Condition?code=1234\n  Device (no filter)\n\nbut found:\n  Condition?code=1234"
+            )
+        );
+        other.filters = filters(&[(ResourceType::Condition, &["code=1234", "code=5678"])]);
+        assert_eq!(
+            err_text(m.note_context(&other)),
+            format!(
+                "Folder {folder} is for a different set of types and/or filters. Expected:\n  Condition?code=1234\n  Condition?code=5678\n\nbut found:\n  Condition?code=1234"
+            )
+        );
+
+        let mut since = base.clone();
+        since.since = Some("2022-01-05".into());
+        since.since_mode = Some(SinceMode::Updated);
+        assert_eq!(
+            err_text(m.note_context(&since)),
+            format!(
+                "Folder {folder} is for a different --since time. Expected 2022-01-05 but found None."
+            )
+        );
+
+        // A since export, then a different mode.
+        let dir2 = dir.join("since");
+        let mut m2 = ok(OutputMetadata::load(&dir2));
+        ok(m2.note_context(&since));
+        let mut created = since.clone();
+        created.since_mode = Some(SinceMode::Created);
+        assert_eq!(
+            err_text(m2.note_context(&created)),
+            format!(
+                "Folder {} is for a different --since-mode. Expected 'created' but found 'updated'.",
+                dir2.display()
+            )
+        );
+        assert_eq!(
+            err_text(m2.note_context(&base)),
+            format!(
+                "Folder {} is for a different --since time. Expected None but found 2022-01-05.",
+                dir2.display()
+            )
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn note_context_writes_only_on_change_and_merges_since_resources() {
+        let dir = temp_dir("meta-merge");
+        let mut m = ok(OutputMetadata::load(&dir));
+        let ctx = ExportContext {
+            filters: filters(&[(ResourceType::Condition, &[]), (ResourceType::Device, &[])]),
+            since: Some("2022-01-05".into()),
+            since_mode: Some(SinceMode::Created),
+            since_resources: [ResourceType::Condition].into_iter().collect(),
+        };
+        ok(m.note_context(&ctx));
+        assert_eq!(
+            m.since_resources(),
+            ["Condition".to_string()].into_iter().collect()
+        );
+        ok(m.mark_done(ResourceType::Condition, &ts("2022-02-02")));
+        let before = ok(fs::read_to_string(dir.join(FILE_NAME)));
+        // Same context again: nothing changes, nothing written.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        ok(m.note_context(&ctx));
+        assert_eq!(ok(fs::read_to_string(dir.join(FILE_NAME))), before);
+
+        // Resume where the server now supports Device's created field but not Condition's:
+        // Condition is done, so it keeps its stored restriction; Device takes the new one.
+        let resumed = ExportContext {
+            since_resources: [ResourceType::Device].into_iter().collect(),
+            ..ctx.clone()
+        };
+        ok(m.note_context(&resumed));
+        let expected: BTreeSet<String> = ["Condition".to_string(), "Device".to_string()]
+            .into_iter()
+            .collect();
+        assert_eq!(ok(OutputMetadata::load(&dir)).since_resources(), expected);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn same_context_and_matching_timestamps() {
+        let dir = temp_dir("meta-same");
+        let mut m = ok(OutputMetadata::load(&dir));
+        let ctx = ExportContext {
+            filters: filters(&[(ResourceType::Condition, &["code=1234", "code=5678"])]),
+            since: Some("auto".into()),
+            since_mode: Some(SinceMode::Updated),
+            since_resources: [ResourceType::Condition].into_iter().collect(),
+        };
+        ok(m.note_context(&ctx));
+        let sel = [ResourceType::Condition];
+        assert!(m.has_same_context(&ctx, &sel));
+        ok(m.mark_done(ResourceType::Condition, &ts("2003-03-03T00:00:00Z")));
+        // Finished auto export is not resumed.
+        assert!(!m.has_same_context(&ctx, &sel));
+        let mut literal = ctx.clone();
+        literal.since = Some("2020".into());
+        assert!(!m.has_same_context(&literal, &sel));
+
+        // Matching: a subset of the stored OR filters matches; unfiltered does not.
+        let sub = ExportContext {
+            filters: filters(&[(ResourceType::Condition, &["code=1234"])]),
+            since_mode: Some(SinceMode::Updated),
+            ..Default::default()
+        };
+        let got = m.matching_timestamps(&sub);
+        assert_eq!(
+            got.get(&ResourceType::Condition),
+            Some(&ts("2003-03-03T00:00:00Z"))
+        );
+        let full = ExportContext {
+            filters: filters(&[(ResourceType::Condition, &[])]),
+            ..Default::default()
+        };
+        assert!(m.matching_timestamps(&full).is_empty());
+        let created = ExportContext {
+            since_mode: Some(SinceMode::Created),
+            ..sub.clone()
+        };
+        assert!(m.matching_timestamps(&created).is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn managed_context() {
+        let dir = temp_dir("meta-managed");
+        let mut m = ok(ManagedMetadata::load(&dir));
+        assert!(m.is_empty());
+        ok(m.note_context("http://example.invalid/R4", Some("group1")));
+        let text = ok(fs::read_to_string(dir.join(FILE_NAME)));
+        assert!(text.starts_with(
+            "{\n  \"fhir-url\": \"http://example.invalid/R4\",\n  \"group\": \"group1\",\n  \"kind\": \"managed\",\n  \"timestamp\": \""
+        ));
+        assert!(text.ends_with("\",\n  \"version\": \"1.0.3\"\n}"));
+
+        let mut m = ok(ManagedMetadata::load(&dir));
+        ok(m.note_context("http://example.invalid/R4/", Some("group1")));
+        assert_eq!(
+            err_text(m.note_context("http://other.invalid/R4", Some("group1"))),
+            "Target folder .metadata is for a different FHIR URL.\nExpected http://other.invalid/R4\nBut found http://example.invalid/R4"
+        );
+        assert_eq!(
+            err_text(m.note_context("http://example.invalid/R4", None)),
+            "Target folder .metadata is for a different Group.\nExpected None, but found group1."
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 }

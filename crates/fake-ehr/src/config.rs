@@ -1,0 +1,68 @@
+//! Server configuration: data size and seed, vendor flavor, authentication mode, latency,
+//! fault rate and paging.
+
+use std::time::Duration;
+
+/// Which vendor the server imitates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flavor {
+    /// Epic: no `_lastUpdated`, Observation needs `category`, EpisodeOfCare and Specimen
+    /// cannot be searched by patient.
+    Epic,
+    /// A plain, permissive FHIR server.
+    #[default]
+    Generic,
+}
+
+/// How data routes (search and read) are protected.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum AuthMode {
+    #[default]
+    Open,
+    Basic {
+        user: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+    /// SMART Backend Services: verify client assertions signed by one of these public keys.
+    Smart {
+        client_id: String,
+        public_jwks: serde_json::Value,
+        token_lifetime: Duration,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Seed of the synthetic data (and of fault selection).
+    pub seed: u64,
+    /// Number of patients (`pat-000000` .. ).
+    pub patients: usize,
+    pub flavor: Flavor,
+    pub auth: AuthMode,
+    /// Added to every request.
+    pub latency: Duration,
+    /// Fraction (0.0..=1.0) of search, read and token requests that get a fault.
+    pub fault_rate: f64,
+    /// Search page size when the request has no `_count`.
+    pub page_size: usize,
+    /// TCP port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            patients: 100,
+            flavor: Flavor::Generic,
+            auth: AuthMode::Open,
+            latency: Duration::ZERO,
+            fault_rate: 0.0,
+            page_size: 10,
+            port: 0,
+        }
+    }
+}

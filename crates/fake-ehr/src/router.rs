@@ -1,0 +1,270 @@
+//! Request dispatch: classifies each request (metadata, SMART config, token, search, read,
+//! admin), counts it, applies latency, faults and auth, and calls the handler.
+
+use crate::auth::Auth;
+use crate::capability;
+use crate::catalog;
+use crate::config::Config;
+use crate::faults::{self, Fault, Faults};
+use crate::outcome;
+use crate::query;
+use crate::search::{self, SearchRequest};
+use crate::stats::{Counters, bump};
+use crate::store::Store;
+use crate::token;
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use std::sync::Arc;
+
+/// Largest token request body accepted.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub config: Config,
+    pub base_url: String,
+    pub token_url: String,
+    pub store: Store,
+    pub counters: Counters,
+    pub auth: Auth,
+    pub faults: Faults,
+}
+
+impl AppState {
+    pub fn new(config: Config, base_url: String) -> Self {
+        let token_url = format!("{base_url}/token");
+        Self {
+            store: Store::new(config.seed, config.patients),
+            counters: Counters::default(),
+            auth: Auth::new(config.auth.clone()),
+            faults: Faults::new(config.seed, config.fault_rate),
+            config,
+            base_url,
+            token_url,
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+enum Route<'a> {
+    Metadata,
+    SmartConfig,
+    Token,
+    Search(&'a str),
+    Read(&'a str, &'a str),
+    NotFound,
+}
+
+fn classify(path: &str) -> Route<'_> {
+    let Some(rest) = path.strip_prefix("/fhir/") else {
+        return Route::NotFound;
+    };
+    match rest {
+        "metadata" => Route::Metadata,
+        ".well-known/smart-configuration" => Route::SmartConfig,
+        "token" => Route::Token,
+        _ => {
+            let mut parts = rest.split('/');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(ty), None, None) if !ty.is_empty() => Route::Search(ty),
+                (Some(ty), Some(id), None) if !ty.is_empty() && !id.is_empty() => {
+                    Route::Read(ty, id)
+                }
+                _ => Route::NotFound,
+            }
+        }
+    }
+}
+
+async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    if let Some(admin) = path.strip_prefix("/__admin/") {
+        return match admin {
+            "stats" => outcome::json(
+                StatusCode::OK,
+                &serde_json::to_value(state.counters.snapshot()).unwrap_or_default(),
+            ),
+            _ => outcome::not_found("unknown admin endpoint"),
+        };
+    }
+    let counters = &state.counters;
+    bump(&counters.requests);
+    if request.headers().contains_key("epic-client-id") {
+        bump(&counters.epic_client_id_headers);
+    }
+    if !state.config.latency.is_zero() {
+        tokio::time::sleep(state.config.latency).await;
+    }
+
+    let method = request.method().clone();
+    let expect = |wanted: Method| {
+        (method != wanted).then(|| {
+            outcome::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "not-supported",
+                &format!("{method} is not supported here; use {wanted}"),
+            )
+        })
+    };
+    match classify(&path) {
+        Route::Metadata => {
+            bump(&counters.metadata);
+            if let Some(r) = expect(Method::GET) {
+                return r;
+            }
+            let statement = capability::capability_statement(
+                state.config.flavor,
+                &state.base_url,
+                &state.token_url,
+            );
+            outcome::fhir(StatusCode::OK, &statement)
+        }
+        Route::SmartConfig => {
+            bump(&counters.smart_config);
+            if let Some(r) = expect(Method::GET) {
+                return r;
+            }
+            outcome::json(
+                StatusCode::OK,
+                &capability::smart_configuration(&state.token_url),
+            )
+        }
+        Route::Token => {
+            bump(&counters.token);
+            if let Some(r) = expect(Method::POST) {
+                return r;
+            }
+            if let Some(r) = inject_fault(&state).await {
+                return r;
+            }
+            let body = match to_bytes(request.into_body(), MAX_FORM_BYTES).await {
+                Ok(body) => body,
+                Err(_) => return outcome::bad_request("token request body unreadable or too large"),
+            };
+            token::handle(&state.auth, counters, &state.token_url, &body)
+        }
+        Route::Search(ty) => {
+            let path_and_query = request
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str())
+                .unwrap_or(&path);
+            counters.record_search(path_and_query);
+            if let Some(r) = expect(Method::GET) {
+                return r;
+            }
+            if let Some(r) = inject_fault(&state).await {
+                return r;
+            }
+            if let Err(r) = authorize(&state, request.headers()) {
+                return r;
+            }
+            handle_search(&state, ty, request.uri().query().unwrap_or_default())
+        }
+        Route::Read(ty, id) => {
+            bump(&counters.reads);
+            if let Some(r) = expect(Method::GET) {
+                return r;
+            }
+            if let Some(r) = inject_fault(&state).await {
+                return r;
+            }
+            if let Err(r) = authorize(&state, request.headers()) {
+                return r;
+            }
+            handle_read(&state, ty, id, request.headers())
+        }
+        Route::NotFound => outcome::not_found(&format!("no route for {path}")),
+    }
+}
+
+/// Draws a fault; `Some` is the faulty response (a slow fault only waits, then `None`).
+async fn inject_fault(state: &AppState) -> Option<Response> {
+    let fault = state.faults.next()?;
+    bump(&state.counters.faults);
+    if fault == Fault::Slow {
+        tokio::time::sleep(faults::SLOW_DELAY).await;
+        return None;
+    }
+    Some(faults::response(fault))
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    state.auth.authorize(headers).map_err(|reason| {
+        bump(&state.counters.unauthorized);
+        let mut r = outcome::error(StatusCode::UNAUTHORIZED, "login", &reason);
+        let challenge = match state.config.auth {
+            crate::config::AuthMode::Basic { .. } => "Basic realm=\"fake-ehr\"",
+            _ => "Bearer realm=\"fake-ehr\"",
+        };
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        r
+    })
+}
+
+fn handle_search(state: &AppState, ty: &str, raw_query: &str) -> Response {
+    let Some(info) = catalog::lookup(ty) else {
+        return outcome::not_found(&format!("Unknown resource type {ty:?}"));
+    };
+    let pairs = match query::parse(raw_query) {
+        Ok(pairs) => pairs,
+        Err(e) => return outcome::bad_request(&e),
+    };
+    let request = SearchRequest {
+        info,
+        flavor: state.config.flavor,
+        raw_query,
+        pairs: &pairs,
+        base_url: &state.base_url,
+        default_page_size: state.config.page_size,
+    };
+    match search::search(&state.store, &request) {
+        Ok(bundle) => outcome::fhir(StatusCode::OK, &bundle),
+        Err(message) => outcome::bad_request(&message),
+    }
+}
+
+fn handle_read(state: &AppState, ty: &str, id: &str, headers: &HeaderMap) -> Response {
+    if catalog::lookup(ty).is_none() {
+        return outcome::not_found(&format!("Unknown resource type {ty:?}"));
+    }
+    let Some(resource) = state.store.read(ty, id) else {
+        return outcome::not_found(&format!("{ty}/{id} is not known"));
+    };
+    if ty == "Binary" && wants_raw(headers) {
+        return raw_binary(&resource);
+    }
+    outcome::fhir(StatusCode::OK, &resource)
+}
+
+/// A Binary is sent as its raw content when the client asks for a non-JSON type.
+fn wants_raw(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| !accept.contains("json") && !accept.contains("*/*"))
+}
+
+fn raw_binary(resource: &serde_json::Value) -> Response {
+    let content_type = resource["contentType"]
+        .as_str()
+        .unwrap_or("application/octet-stream");
+    let data = resource["data"]
+        .as_str()
+        .and_then(|d| STANDARD.decode(d).ok())
+        .unwrap_or_default();
+    let mut r = Response::new(Body::from(data));
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    r
+}

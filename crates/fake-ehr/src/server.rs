@@ -1,0 +1,113 @@
+//! Starting and stopping the server: `start` inside the caller's tokio runtime, `spawn` on a
+//! thread with its own runtime, and the `Server` handle (URLs, counters, stop on drop).
+
+use crate::config::Config;
+use crate::router::{self, AppState};
+use crate::stats::Stats;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// A running fake EHR. Dropping it stops the server.
+pub struct Server {
+    state: Arc<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn state_for(config: Config, addr: SocketAddr) -> Arc<AppState> {
+    let base_url = format!("http://{}:{}/fhir", Ipv4Addr::LOCALHOST, addr.port());
+    Arc::new(AppState::new(config, base_url))
+}
+
+/// Starts the server on 127.0.0.1 inside the current tokio runtime.
+pub async fn start(config: Config) -> std::io::Result<Server> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
+    let state = state_for(config, listener.local_addr()?);
+    let app = router::router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    });
+    Ok(Server {
+        state,
+        shutdown: Some(tx),
+        thread: None,
+    })
+}
+
+/// Runs the server on its own thread and runtime (for synchronous tests).
+pub fn spawn(config: Config) -> std::io::Result<Server> {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, config.port))?;
+    listener.set_nonblocking(true)?;
+    let state = state_for(config, listener.local_addr()?);
+    let app = router::router(state.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("fake-ehr")
+        .enable_all()
+        .build()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("fake-ehr".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = axum::serve(listener, app).into_future() => {}
+                    _ = rx => {}
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_millis(200));
+        })?;
+    Ok(Server {
+        state,
+        shutdown: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+impl Server {
+    /// e.g. `http://127.0.0.1:PORT/fhir` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        self.state.base_url.clone()
+    }
+
+    /// Absolute URL of the token endpoint (`<base_url>/token`).
+    pub fn token_url(&self) -> String {
+        self.state.token_url.clone()
+    }
+
+    /// Every request received except `/__admin/*`.
+    pub fn requests(&self) -> u64 {
+        self.state.counters.requests()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.state.counters.snapshot()
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

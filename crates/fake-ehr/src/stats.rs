@@ -1,0 +1,94 @@
+//! Request counters the tests inspect: live atomics and the serialisable snapshot `Stats`.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Searches remembered in `search_urls`; later ones are counted but not kept.
+pub const MAX_SEARCH_URLS: usize = 250_000;
+
+/// A snapshot of the counters (also served as JSON at `/__admin/stats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Every request received except `/__admin/*`.
+    pub requests: u64,
+    pub metadata: u64,
+    pub smart_config: u64,
+    pub token: u64,
+    pub searches: u64,
+    pub reads: u64,
+    pub faults: u64,
+    pub unauthorized: u64,
+    /// Requests that carried an `Epic-Client-ID` header.
+    pub epic_client_id_headers: u64,
+    /// `jku` header of the last client assertion received (None if it had none).
+    pub last_assertion_jku: Option<String>,
+    /// Path and query of every search received, in order (the first 250,000).
+    pub search_urls: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub metadata: AtomicU64,
+    pub smart_config: AtomicU64,
+    pub token: AtomicU64,
+    pub searches: AtomicU64,
+    pub reads: AtomicU64,
+    pub faults: AtomicU64,
+    pub unauthorized: AtomicU64,
+    pub epic_client_id_headers: AtomicU64,
+    last_assertion_jku: Mutex<Option<String>>,
+    search_urls: Mutex<Vec<String>>,
+}
+
+/// Adds one to a counter.
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub fn record_search(&self, path_and_query: &str) {
+        bump(&self.searches);
+        let mut urls = self.search_urls.lock().unwrap_or_else(|e| e.into_inner());
+        if urls.len() < MAX_SEARCH_URLS {
+            urls.push(path_and_query.to_string());
+        }
+    }
+
+    pub fn record_jku(&self, jku: Option<String>) {
+        *self
+            .last_assertion_jku
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = jku;
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            requests: get(&self.requests),
+            metadata: get(&self.metadata),
+            smart_config: get(&self.smart_config),
+            token: get(&self.token),
+            searches: get(&self.searches),
+            reads: get(&self.reads),
+            faults: get(&self.faults),
+            unauthorized: get(&self.unauthorized),
+            epic_client_id_headers: get(&self.epic_client_id_headers),
+            last_assertion_jku: self
+                .last_assertion_jku
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            search_urls: self
+                .search_urls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}

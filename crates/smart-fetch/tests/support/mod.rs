@@ -1,0 +1,285 @@
+//! Shared pieces of the end-to-end tests: a fake EHR on loopback, the real `smart-fetch`
+//! binary, and readers for the folders it writes. Tests assert on what a user sees.
+#![allow(dead_code)]
+
+use fake_ehr::{AuthMode, Config, Flavor, Server};
+use flate2::read::MultiGzDecoder;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CLIENT_ID: &str = "smart-fetch-test-client";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_smart-fetch")
+}
+
+/// A fresh folder for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sf-e2e-{}-{name}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn server(flavor: Flavor, patients: usize, auth: AuthMode) -> Server {
+    fake_ehr::spawn(Config {
+        flavor,
+        patients,
+        auth,
+        ..Config::default()
+    })
+    .expect("start fake EHR")
+}
+
+pub fn server_with(config: Config) -> Server {
+    fake_ehr::spawn(config).expect("start fake EHR")
+}
+
+/// Write the MRNs of patients `0..n` to a file named `name` in `dir`.
+pub fn mrn_file(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let path = dir.join(name);
+    let text: String = (0..n).map(|i| fake_ehr::data::mrn(i) + "\n").collect();
+    std::fs::write(&path, text).expect("write MRN file");
+    path
+}
+
+/// Run smart-fetch to completion (killed after two minutes so a hang fails the test).
+pub fn run(args: &[&str]) -> Output {
+    let child = spawn(args);
+    wait(child, Duration::from_secs(120))
+}
+
+pub fn spawn(args: &[&str]) -> Child {
+    Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smart-fetch")
+}
+
+pub fn wait(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                break;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("waiting for smart-fetch: {e}"),
+        }
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "smart-fetch failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Lines of an NDJSON file, gzip decided by name.
+pub fn read_lines(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let content = if path.to_string_lossy().ends_with(".gz") {
+        let mut s = String::new();
+        MultiGzDecoder::new(&bytes[..])
+            .read_to_string(&mut s)
+            .unwrap_or_else(|e| panic!("gunzip {}: {e}", path.display()));
+        s
+    } else {
+        String::from_utf8(bytes).expect("utf-8")
+    };
+    content
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Type → id → the exact line, for every `*.ndjson[.gz]` directly in `dir`. Panics on a
+/// resource written twice.
+pub fn folder_resources(dir: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("list workdir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            (name.ends_with(".ndjson") || name.ends_with(".ndjson.gz")) && name != "log.ndjson"
+        })
+        .collect();
+    entries.sort();
+    for path in entries {
+        for line in read_lines(&path) {
+            let value: Value = serde_json::from_str(&line).expect("valid JSON line");
+            let t = value["resourceType"]
+                .as_str()
+                .expect("resourceType")
+                .to_string();
+            let id = value["id"].as_str().expect("id").to_string();
+            let previous = out.entry(t.clone()).or_default().insert(id.clone(), line);
+            assert!(
+                previous.is_none(),
+                "{t}/{id} written twice in {}",
+                dir.display()
+            );
+        }
+    }
+    out
+}
+
+pub const EPIC_CATEGORIES: [&str; 6] = [
+    "social-history",
+    "vital-signs",
+    "imaging",
+    "laboratory",
+    "survey",
+    "exam",
+];
+
+/// What the server holds for patients `0..n` in `types`, as the lines the tool must write:
+/// Epic skips EpisodeOfCare and Specimen searches and filters Observations by category.
+pub fn expected_resources(
+    seed: u64,
+    n: usize,
+    types: &[&str],
+    epic: bool,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for i in 0..n {
+        for resource in fake_ehr::data::patient_resources(seed, i) {
+            let t = resource["resourceType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if !types.contains(&t.as_str()) {
+                continue;
+            }
+            if epic && (t == "EpisodeOfCare" || t == "Specimen") {
+                continue;
+            }
+            if t == "Observation" && !in_default_categories(&resource, epic) {
+                continue;
+            }
+            let id = resource["id"].as_str().unwrap_or_default().to_string();
+            out.entry(t)
+                .or_default()
+                .insert(id, smart_fetch::json::to_ndjson_line(&resource));
+        }
+    }
+    out
+}
+
+fn in_default_categories(obs: &Value, epic: bool) -> bool {
+    let extra = ["procedure", "therapy", "activity"];
+    obs["category"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["coding"].as_array().into_iter().flatten())
+        .filter_map(|c| c["code"].as_str())
+        .any(|code| EPIC_CATEGORIES.contains(&code) || (!epic && extra.contains(&code)))
+}
+
+pub const ALL_TYPES: [&str; 15] = [
+    "Patient",
+    "Encounter",
+    "AllergyIntolerance",
+    "Condition",
+    "Device",
+    "DiagnosticReport",
+    "DocumentReference",
+    "EpisodeOfCare",
+    "Immunization",
+    "MedicationDispense",
+    "MedicationRequest",
+    "Observation",
+    "Procedure",
+    "ServiceRequest",
+    "Specimen",
+];
+
+/// Assert two folder snapshots hold the same resources, with a short diff on failure.
+pub fn assert_same_resources(
+    actual: &BTreeMap<String, BTreeMap<String, String>>,
+    expected: &BTreeMap<String, BTreeMap<String, String>>,
+) {
+    let types: std::collections::BTreeSet<_> = actual.keys().chain(expected.keys()).collect();
+    for t in types {
+        let a = actual.get(t).cloned().unwrap_or_default();
+        let e = expected.get(t).cloned().unwrap_or_default();
+        let missing: Vec<_> = e.keys().filter(|k| !a.contains_key(*k)).take(5).collect();
+        let extra: Vec<_> = a.keys().filter(|k| !e.contains_key(*k)).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{t}: {} expected, {} written; missing {missing:?}, unexpected {extra:?}",
+            e.len(),
+            a.len()
+        );
+        for (id, line) in &e {
+            assert_eq!(&a[id], line, "{t}/{id} differs from what the server sent");
+        }
+    }
+}
+
+pub fn read_json(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// Every file under `dir` (recursively), as text, for secret scans.
+pub fn all_text_under(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            if p.is_symlink() {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".gz") {
+                out.push_str(&read_lines(&p).join("\n"));
+            } else if let Ok(t) = std::fs::read_to_string(&p) {
+                out.push_str(&t);
+            }
+        }
+    }
+    out
+}
