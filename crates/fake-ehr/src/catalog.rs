@@ -171,6 +171,10 @@ mod tests {
         assert!(names.contains(&"category") && names.contains(&"issued"));
         assert!(!names.contains(&"_lastUpdated"));
         let generic = lookup("Device").map(|i| search_params(i, Flavor::Generic));
-        assert!(generic.unwrap_or_default().contains(&("_lastUpdated", "date")));
+        assert!(
+            generic
+                .unwrap_or_default()
+                .contains(&("_lastUpdated", "date"))
+        );
     }
 }

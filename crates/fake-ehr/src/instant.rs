@@ -73,7 +73,10 @@ mod tests {
         let z = parse_millis("2021-03-04T05:06:07Z");
         assert_eq!(z, parse_millis("2021-03-04T00:06:07-05:00"));
         assert_eq!(z, parse_millis("2021-03-04T05:06:07"));
-        assert_eq!(parse_millis("2021-03-04"), parse_millis("2021-03-04T00:00:00Z"));
+        assert_eq!(
+            parse_millis("2021-03-04"),
+            parse_millis("2021-03-04T00:00:00Z")
+        );
         assert_eq!(parse_millis("2021"), parse_millis("2021-01-01"));
         assert_eq!(parse_millis("2021-02"), parse_millis("2021-02-01"));
         assert!(parse_millis("2021-03-04T05:06:07 05:00").is_none());

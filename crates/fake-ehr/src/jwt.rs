@@ -34,7 +34,8 @@ fn b64_json(part: &str) -> Result<Value, String> {
 impl Jws {
     pub fn decode(token: &str) -> Result<Self, String> {
         let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err("client_assertion is not a three-part JWS".into());
         };
@@ -162,10 +163,12 @@ impl Jws {
                 "exp {exp} is more than five minutes in the future (now {now})"
             ));
         }
-        if let Some(nbf) = numeric(&c["nbf"]) {
-            if nbf > now + LEEWAY_SECS {
-                return Err(format!("client_assertion not valid before {nbf} (now {now})"));
-            }
+        if let Some(nbf) = numeric(&c["nbf"])
+            && nbf > now + LEEWAY_SECS
+        {
+            return Err(format!(
+                "client_assertion not valid before {nbf} (now {now})"
+            ));
         }
         match c["jti"].as_str() {
             Some(jti) if !jti.is_empty() => Ok(()),
@@ -176,7 +179,5 @@ impl Jws {
 
 /// A NumericDate: JSON integer, or a float truncated to seconds.
 fn numeric(value: &Value) -> Option<i64> {
-    value
-        .as_i64()
-        .or_else(|| value.as_f64().map(|f| f as i64))
+    value.as_i64().or_else(|| value.as_f64().map(|f| f as i64))
 }

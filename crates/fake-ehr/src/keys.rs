@@ -132,11 +132,7 @@ pub fn thumbprint(jwk: &Value) -> Option<String> {
     let s = |k: &str| jwk[k].as_str();
     // Members in lexicographic order, no whitespace, as RFC 7638 requires.
     let canonical = match s("kty")? {
-        "RSA" => format!(
-            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-            s("e")?,
-            s("n")?
-        ),
+        "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, s("e")?, s("n")?),
         "EC" => format!(
             r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
             s("crv")?,

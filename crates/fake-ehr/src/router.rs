@@ -147,7 +147,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             }
             let body = match to_bytes(request.into_body(), MAX_FORM_BYTES).await {
                 Ok(body) => body,
-                Err(_) => return outcome::bad_request("token request body unreadable or too large"),
+                Err(_) => {
+                    return outcome::bad_request("token request body unreadable or too large");
+                }
             };
             token::handle(&state.auth, counters, &state.token_url, &body)
         }
@@ -164,7 +166,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             if let Some(r) = inject_fault(&state).await {
                 return r;
             }
-            if let Err(r) = authorize(&state, request.headers()) {
+            if let Some(r) = authorize(&state, request.headers()) {
                 return r;
             }
             handle_search(&state, ty, request.uri().query().unwrap_or_default())
@@ -177,7 +179,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             if let Some(r) = inject_fault(&state).await {
                 return r;
             }
-            if let Err(r) = authorize(&state, request.headers()) {
+            if let Some(r) = authorize(&state, request.headers()) {
                 return r;
             }
             handle_read(&state, ty, id, request.headers())
@@ -197,16 +199,19 @@ async fn inject_fault(state: &AppState) -> Option<Response> {
     Some(faults::response(fault))
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    state.auth.authorize(headers).map_err(|reason| {
+/// `Some` is the 401 response when the request may not read data.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    state.auth.authorize(headers).err().map(|reason| {
         bump(&state.counters.unauthorized);
         let mut r = outcome::error(StatusCode::UNAUTHORIZED, "login", &reason);
         let challenge = match state.config.auth {
             crate::config::AuthMode::Basic { .. } => "Basic realm=\"fake-ehr\"",
             _ => "Bearer realm=\"fake-ehr\"",
         };
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
         r
     })
 }

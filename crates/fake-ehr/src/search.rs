@@ -97,11 +97,7 @@ pub fn search(store: &Store, req: &SearchRequest<'_>) -> Result<Value, String> {
         .filter(|r| parsed.filters.iter().all(|f| matches(r, f)))
         .collect();
     let total = matches.len();
-    let page: Vec<Value> = matches
-        .into_iter()
-        .skip(offset)
-        .take(page_size)
-        .collect();
+    let page: Vec<Value> = matches.into_iter().skip(offset).take(page_size).collect();
     Ok(bundle(req, page, total, offset, page_size))
 }
 
@@ -128,9 +124,9 @@ fn parse(req: &SearchRequest<'_>) -> Result<Parsed, String> {
                 continue;
             }
             "_offset" => {
-                parsed.offset = value
-                    .parse::<usize>()
-                    .map_err(|_| format!("_offset must be a non-negative integer, got {value:?}"))?;
+                parsed.offset = value.parse::<usize>().map_err(|_| {
+                    format!("_offset must be a non-negative integer, got {value:?}")
+                })?;
                 continue;
             }
             "_lastUpdated" if req.flavor == Flavor::Epic => {
@@ -175,9 +171,7 @@ fn parse(req: &SearchRequest<'_>) -> Result<Parsed, String> {
     let by_id = has(|f| matches!(f, Filter::Id(_)));
     if req.flavor == Flavor::Epic {
         if by_patient && matches!(ty, "EpisodeOfCare" | "Specimen") {
-            return Err(format!(
-                "{ty} cannot be searched by patient on this server"
-            ));
+            return Err(format!("{ty} cannot be searched by patient on this server"));
         }
         if ty == "Observation" && !by_id && !has(|f| matches!(f, Filter::Category(_))) {
             return Err("Observation searches require a category parameter".into());
@@ -196,9 +190,7 @@ fn patient_reference(param: &str, value: &str) -> Result<String, String> {
     let id = match value.rsplit_once("Patient/") {
         Some((_, id)) => id,
         None if value.contains('/') => {
-            return Err(format!(
-                "{param}={value:?} must reference a Patient"
-            ));
+            return Err(format!("{param}={value:?} must reference a Patient"));
         }
         None => value,
     };
@@ -214,10 +206,10 @@ fn candidates(store: &Store, info: &TypeInfo, filters: &[Filter]) -> Result<Vec<
     if let Some(Filter::Id(ids)) = filters.iter().find(|f| matches!(f, Filter::Id(_))) {
         let mut out: Vec<Value> = Vec::new();
         for id in ids {
-            if let Some(r) = store.read(ty, id) {
-                if !out.iter().any(|o| o["id"] == r["id"]) {
-                    out.push(r);
-                }
+            if let Some(r) = store.read(ty, id)
+                && !out.iter().any(|o| o["id"] == r["id"])
+            {
+                out.push(r);
             }
         }
         return Ok(out);
@@ -229,7 +221,10 @@ fn candidates(store: &Store, info: &TypeInfo, filters: &[Filter]) -> Result<Vec<
             else {
                 return Err(format!("{ty} searches require a patient parameter"));
             };
-            let mut indexes: Vec<usize> = ids.iter().filter_map(|id| store.patient_index(id)).collect();
+            let mut indexes: Vec<usize> = ids
+                .iter()
+                .filter_map(|id| store.patient_index(id))
+                .collect();
             indexes.dedup();
             Ok(indexes
                 .into_iter()
@@ -243,17 +238,22 @@ fn candidates(store: &Store, info: &TypeInfo, filters: &[Filter]) -> Result<Vec<
                 // MRNs map straight to a patient; any other identifier needs a scan.
                 let direct: Option<Vec<Option<usize>>> = tokens
                     .iter()
-                    .map(|t| match (t.system.as_deref(), data::patient_index_from_mrn(&t.code)) {
-                        (Some(MRN_SYSTEM), _) => Some(store.patient_index_by_mrn(&t.code)),
-                        (None, Some(_)) => Some(store.patient_index_by_mrn(&t.code)),
-                        _ => None,
-                    })
+                    .map(
+                        |t| match (t.system.as_deref(), data::patient_index_from_mrn(&t.code)) {
+                            (Some(MRN_SYSTEM), _) => Some(store.patient_index_by_mrn(&t.code)),
+                            (None, Some(_)) => Some(store.patient_index_by_mrn(&t.code)),
+                            _ => None,
+                        },
+                    )
                     .collect();
                 if let Some(indexes) = direct {
                     let mut indexes: Vec<usize> = indexes.into_iter().flatten().collect();
                     indexes.sort_unstable();
                     indexes.dedup();
-                    return Ok(indexes.into_iter().filter_map(|i| store.patient(i)).collect());
+                    return Ok(indexes
+                        .into_iter()
+                        .filter_map(|i| store.patient(i))
+                        .collect());
                 }
             }
             Ok((0..store.patient_count())
@@ -309,7 +309,9 @@ fn matches(resource: &Value, filter: &Filter) -> bool {
 fn token_in(value: &Value, token: &Token) -> bool {
     match value {
         Value::Array(items) => items.iter().any(|v| token_in(v, token)),
-        Value::String(code) => *code == token.code && token.system.as_deref().is_none_or(str::is_empty),
+        Value::String(code) => {
+            *code == token.code && token.system.as_deref().is_none_or(str::is_empty)
+        }
         Value::Object(_) => value["coding"].as_array().into_iter().flatten().any(|c| {
             c["code"].as_str() == Some(token.code.as_str())
                 && token.system_matches(c["system"].as_str())

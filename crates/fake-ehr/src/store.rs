@@ -61,10 +61,10 @@ impl Store {
         let generated = Arc::new(data::patient_resources(self.seed, i));
         let mut cache = self.lock();
         if !cache.map.contains_key(&i) {
-            if cache.order.len() >= CACHE_CAPACITY {
-                if let Some(old) = cache.order.pop_front() {
-                    cache.map.remove(&old);
-                }
+            if cache.order.len() >= CACHE_CAPACITY
+                && let Some(old) = cache.order.pop_front()
+            {
+                cache.map.remove(&old);
             }
             cache.order.push_back(i);
             cache.map.insert(i, generated.clone());

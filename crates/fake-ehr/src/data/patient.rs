@@ -464,7 +464,10 @@ impl Gen {
                 )
             }
             "survey" => (
-                ("44261-6", "Patient Health Questionnaire-9: Modified for Teens total score"),
+                (
+                    "44261-6",
+                    "Patient Health Questionnaire-9: Modified for Teens total score",
+                ),
                 "valueInteger",
                 json!(self.rng.range(0, 27)),
             ),
@@ -474,7 +477,11 @@ impl Gen {
                     "Regular rate and rhythm, no murmurs.",
                     "Abdomen soft, non-tender — no rebound.",
                 ]);
-                (("29545-1", "Physical findings"), "valueString", json!(finding))
+                (
+                    ("29545-1", "Physical findings"),
+                    "valueString",
+                    json!(finding),
+                )
             }
             "imaging" => {
                 let finding = *self.rng.pick(&[
@@ -482,7 +489,11 @@ impl Gen {
                     "Mild degenerative changes of the lumbar spine.",
                     "Small nodule (4 mm) in the right upper lobe; follow-up advised.",
                 ]);
-                (("18748-4", "Diagnostic imaging study"), "valueString", json!(finding))
+                (
+                    ("18748-4", "Diagnostic imaging study"),
+                    "valueString",
+                    json!(finding),
+                )
             }
             "procedure" => {
                 let minutes = self.measured(&("", "", "min", 1, 10.0, 240.0));
@@ -544,7 +555,9 @@ impl Gen {
         let first = self.rng.below(pool.len() as u64) as usize;
         let results: Vec<Value> = (0..take)
             .map(|j| {
-                let id = pool[(first + j) % pool.len()]["id"].as_str().unwrap_or_default();
+                let id = pool[(first + j) % pool.len()]["id"]
+                    .as_str()
+                    .unwrap_or_default();
                 reference("Observation", id)
             })
             .collect();

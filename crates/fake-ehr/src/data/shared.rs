@@ -176,7 +176,10 @@ mod tests {
             let last = format!("{prefix}-{size:02}");
             assert_eq!(shared_resource(1, ty, &last), Some(all[size - 1].clone()));
             assert_eq!(shared_resource(1, ty, &format!("{prefix}-00")), None);
-            assert_eq!(shared_resource(1, ty, &format!("{prefix}-{:02}", size + 1)), None);
+            assert_eq!(
+                shared_resource(1, ty, &format!("{prefix}-{:02}", size + 1)),
+                None
+            );
         }
     }
 }

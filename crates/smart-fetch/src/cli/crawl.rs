@@ -1,9 +1,59 @@
-//! `crawl`: a standalone crawl into one output folder (spec §13.1).
+//! `crawl`: a standalone crawl into one output folder (spec §13.1): no managed folder, no
+//! symlinks, no hydration.
 
 use super::args::{CrawlArgs, General};
+use super::{clients, common};
+use crate::console;
+use crate::crawl::{self, CrawlPlan};
 use crate::error::AppError;
+use crate::fhir::Vendor;
 
 pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
-    let _ = (args, general);
-    Err(AppError::Message("crawl: being wired".into()))
+    console::rule();
+    let output_dir = clients::check_output_folder(&args.output_dir)?;
+    let source_dir = match &args.source_dir {
+        Some(dir) => clients::check_input_folder(dir)?,
+        None => output_dir.clone(),
+    };
+    if args.bundle {
+        return Err(AppError::Message(
+            "--bundle is not available yet in this version.".into(),
+        ));
+    }
+    let clients = clients::prepare(&args.auth, general)?;
+    let types = crate::filters::select_types(&args.resources.types)?;
+    let ids = common::read_cohort_ids(&args.cohort)?;
+
+    let rest = clients.rest.clone();
+    rest.open().await?;
+    let caps = rest.capabilities();
+    let epic = caps.vendor() == Vendor::Epic;
+    let selection = common::select(
+        types,
+        &args.resources,
+        args.since.as_deref(),
+        args.since_mode,
+        &caps,
+        epic,
+    )?;
+    let folder_arg = args.source_dir.as_deref().unwrap_or(&args.output_dir);
+    let plan = CrawlPlan {
+        workdir: output_dir,
+        source_dir,
+        types: selection.types,
+        context: selection.context,
+        effective: selection.effective,
+        ids,
+        id_system: args.cohort.id_system.clone(),
+        group_name: common::group_name(&args.cohort, folder_arg),
+        fhir_url: args.auth.fhir_url.clone().unwrap_or_default(),
+        compress: !args.no_compression,
+        epic,
+        workers: common::worker_count(args.auth.max_connections()),
+    };
+    let outcome = crawl::run(rest, plan).await?;
+    let mut metadata = outcome.metadata;
+    metadata.mark_complete()?;
+    console::print_done();
+    Ok(())
 }

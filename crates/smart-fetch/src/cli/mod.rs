@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod clients;
+pub mod common;
 pub mod config;
 pub mod crawl;
 pub mod export;

@@ -1,0 +1,99 @@
+//! Steps shared by `export` and `crawl`: reading the cohort IDs, type and filter selection
+//! against the server, the since message, and the group name for the crawl log.
+
+use super::args::{CohortArgs, ResourceArgs, SinceModeArg};
+use crate::crawl::cohort;
+use crate::error::AppError;
+use crate::fhir::Capabilities;
+use crate::filters::{self, Filters, Since};
+use crate::folder::ExportContext;
+use crate::resources::ResourceType;
+use std::path::Path;
+
+/// IDs from `--id-list`/`--id-file`, read before any request; `None` when neither is given.
+pub fn read_cohort_ids(cohort: &CohortArgs) -> Result<Option<Vec<String>>, AppError> {
+    if cohort.id_list.is_none() && cohort.id_file.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(cohort::read_ids(
+        cohort.id_list.as_deref(),
+        cohort.id_file.as_deref(),
+    )?))
+}
+
+/// What to export, once the server's capabilities are known: the context stored in
+/// `.metadata` and the effective search parameters.
+pub struct Selection {
+    pub types: Vec<ResourceType>,
+    pub context: ExportContext,
+    pub effective: Filters,
+}
+
+pub fn select(
+    types: Vec<ResourceType>,
+    resources: &ResourceArgs,
+    since: Option<&str>,
+    since_mode: SinceModeArg,
+    caps: &Capabilities,
+    epic: bool,
+) -> Result<Selection, AppError> {
+    if since == Some("auto") {
+        return Err(AppError::Message(
+            "--since auto is not available yet in this version. Give a timestamp instead."
+                .into(),
+        ));
+    }
+    let types = filters::limit_to_server(types, caps);
+    let base = filters::build_filters(
+        &resources.type_filters,
+        &types,
+        !resources.no_default_filters,
+        epic,
+    )?;
+    let mode = filters::since_mode(filters::parse_since_mode(since_mode), since, caps);
+    let since_resources = filters::since_resources(&types, mode, caps);
+    let since_value = match since {
+        Some(s) => Since::Literal(s.to_string()),
+        None => Since::None,
+    };
+    let effective = filters::effective_params(&base, &since_value, mode, caps, false);
+    if let Some(s) = since {
+        println!("Using since value of '{s}'.");
+    }
+    Ok(Selection {
+        types,
+        context: ExportContext {
+            filters: base,
+            since: since.map(str::to_string),
+            since_mode: mode,
+            since_resources,
+        },
+        effective,
+    })
+}
+
+/// Spec §12.8: `--group-nickname`, `--group`, the ID file's stem, else the folder's name.
+pub fn group_name(cohort: &CohortArgs, folder: &str) -> String {
+    if let Some(n) = cohort.group_nickname.as_ref().or(cohort.group.as_ref()) {
+        return n.clone();
+    }
+    if let Some(file) = &cohort.id_file {
+        if let Some(stem) = file.file_stem() {
+            return stem.to_string_lossy().into_owned();
+        }
+    }
+    // A folder argument ending in `/` has no base name, as in the Python tool.
+    if folder.ends_with('/') {
+        return String::new();
+    }
+    Path::new(folder)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Concurrent search chains: twice the connections, so a chain busy writing never leaves a
+/// connection idle; the budget still caps requests in flight.
+pub fn worker_count(max_connections: usize) -> usize {
+    max_connections * 2
+}
