@@ -67,10 +67,13 @@ struct ServeArgs {
     /// TCP port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Number of synthetic patients (ids pat-000000.., MRNs 10000000..).
     #[arg(long, default_value_t = 100)]
     patients: usize,
+    /// Seed of the synthetic data and of fault selection.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Vendor to imitate.
     #[arg(long, value_enum, default_value_t = FlavorArg::Generic)]
     flavor: FlavorArg,
     /// Added to every request.
@@ -79,14 +82,19 @@ struct ServeArgs {
     /// Fraction (0.0..=1.0) of search/read/token requests that get a fault.
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
+    /// Search page size when a search has no _count.
     #[arg(long, default_value_t = 10)]
     page_size: usize,
+    /// How search and read requests are authorized.
     #[arg(long, value_enum, default_value_t = AuthArg::Open)]
     auth: AuthArg,
+    /// User for --auth basic.
     #[arg(long)]
     basic_user: Option<String>,
+    /// Password for --auth basic.
     #[arg(long)]
     basic_password: Option<String>,
+    /// Token for --auth bearer.
     #[arg(long)]
     bearer_token: Option<String>,
     /// SMART client id whose assertions are accepted.
@@ -95,6 +103,7 @@ struct ServeArgs {
     /// Public JWKS file for SMART client assertions.
     #[arg(long)]
     jwks: Option<PathBuf>,
+    /// Lifetime of access tokens issued under --auth smart.
     #[arg(long, default_value_t = 300)]
     token_lifetime_secs: u64,
 }

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Patients whose resources are kept generated.
-const CACHE_CAPACITY: usize = 512;
+const CACHE_CAPACITY: usize = 64;
 
 pub struct Store {
     seed: u64,

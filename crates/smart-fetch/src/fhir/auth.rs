@@ -329,7 +329,7 @@ mod tests {
         o.smart_key = Some("key.txt".into());
         assert_eq!(
             config_error(&o),
-            "Unrecognized private key file 'key.txt'\n(must end in .jwks or .pem)."
+            "Unrecognized private key file 'key.txt' (must end in .jwks or .pem)."
         );
     }
 

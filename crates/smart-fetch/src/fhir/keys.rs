@@ -103,7 +103,7 @@ impl SmartKey {
             }
             Some("pem") => Self::from_pem(&read_key_file(value)?),
             _ => Err(FhirError::Config(format!(
-                "Unrecognized private key file '{value}'\n(must end in .jwks or .pem)."
+                "Unrecognized private key file '{value}' (must end in .jwks or .pem)."
             ))),
         }
     }
@@ -578,7 +578,7 @@ mod tests {
         let err = |v: &str| SmartKey::load(v).expect_err("should fail").to_string();
         assert_eq!(
             err("/nowhere/key.txt"),
-            "Unrecognized private key file '/nowhere/key.txt'\n(must end in .jwks or .pem)."
+            "Unrecognized private key file '/nowhere/key.txt' (must end in .jwks or .pem)."
         );
         assert!(
             err("/nowhere/key.jwks")
