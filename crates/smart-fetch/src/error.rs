@@ -22,6 +22,9 @@ pub enum AppError {
     /// Already printed to stdout (help listings, unknown type/task): exit with this code.
     #[error("")]
     Exit(u8),
+    /// A feature that a later version brings (bulk export, hydration, bundling).
+    #[error("{0}")]
+    NotYet(String),
     /// Interrupted by the user (SIGINT): committed work is safe.
     #[error("Interrupted. Run the same command again to resume.")]
     Interrupted,
@@ -32,6 +35,7 @@ impl AppError {
         match self {
             AppError::Exit(code) => *code,
             AppError::Interrupted => 130,
+            AppError::NotYet(_) | AppError::Crawl(CrawlError::NotYet(_)) => 2,
             _ => 1,
         }
     }

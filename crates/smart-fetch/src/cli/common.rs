@@ -38,9 +38,8 @@ pub fn select(
     epic: bool,
 ) -> Result<Selection, AppError> {
     if since == Some("auto") {
-        return Err(AppError::Message(
-            "--since auto is not available yet in this version. Give a timestamp instead."
-                .into(),
+        return Err(AppError::NotYet(
+            "--since auto is not available yet in this version. Give a timestamp instead.".into(),
         ));
     }
     let types = filters::limit_to_server(types, caps);
@@ -77,10 +76,8 @@ pub fn group_name(cohort: &CohortArgs, folder: &str) -> String {
     if let Some(n) = cohort.group_nickname.as_ref().or(cohort.group.as_ref()) {
         return n.clone();
     }
-    if let Some(file) = &cohort.id_file {
-        if let Some(stem) = file.file_stem() {
-            return stem.to_string_lossy().into_owned();
-        }
+    if let Some(stem) = cohort.id_file.as_ref().and_then(|f| f.file_stem()) {
+        return stem.to_string_lossy().into_owned();
     }
     // A folder argument ending in `/` has no base name, as in the Python tool.
     if folder.ends_with('/') {

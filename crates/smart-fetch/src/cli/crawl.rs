@@ -16,7 +16,7 @@ pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
         None => output_dir.clone(),
     };
     if args.bundle {
-        return Err(AppError::Message(
+        return Err(AppError::NotYet(
             "--bundle is not available yet in this version.".into(),
         ));
     }

@@ -37,9 +37,8 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
         ExportMode::Auto => false,
     };
     if !crawl_mode {
-        return Err(AppError::Message(
-            "Bulk export is not available yet in this version. Use --export-mode crawl."
-                .into(),
+        return Err(AppError::NotYet(
+            "Bulk export is not available yet in this version. Use --export-mode crawl.".into(),
         ));
     }
 

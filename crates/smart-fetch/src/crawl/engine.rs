@@ -70,7 +70,7 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
             lookup_ids = Some(ids.clone());
         }
     } else if patient_selected {
-        return Err(CrawlError::Message(
+        return Err(CrawlError::NotYet(
             "Fetching Patients by bulk export is not available yet in this version. \
              Pass the cohort with --id-list or --id-file."
                 .into(),
@@ -372,4 +372,3 @@ async fn worker(
     }
     Ok(())
 }
-
