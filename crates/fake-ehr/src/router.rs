@@ -100,6 +100,10 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     if request.headers().contains_key("epic-client-id") {
         bump(&counters.epic_client_id_headers);
     }
+    let route = classify(&path);
+    // Data requests count as in flight from arrival to response, latency included.
+    let _in_flight =
+        matches!(route, Route::Search(_) | Route::Read(..)).then(|| counters.enter_data_request());
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
     }
@@ -114,7 +118,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             )
         })
     };
-    match classify(&path) {
+    match route {
         Route::Metadata => {
             bump(&counters.metadata);
             if let Some(r) = expect(Method::GET) {

@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Searches remembered in `search_urls`; later ones are counted but not kept.
 pub const MAX_SEARCH_URLS: usize = 250_000;
 
+/// Access tokens remembered in `issued_tokens`.
+pub const MAX_ISSUED_TOKENS: usize = 10_000;
+
 /// A snapshot of the counters (also served as JSON at `/__admin/stats`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -25,6 +28,11 @@ pub struct Stats {
     pub last_assertion_jku: Option<String>,
     /// Path and query of every search received, in order (the first 250,000).
     pub search_urls: Vec<String>,
+    /// Most data requests (searches and reads) handled at the same moment, counted from
+    /// arrival to response (latency and slow faults included).
+    pub max_in_flight: u64,
+    /// Every access token the token endpoint issued, in order (the first 10,000).
+    pub issued_tokens: Vec<String>,
 }
 
 #[derive(Default)]
@@ -40,6 +48,20 @@ pub struct Counters {
     pub epic_client_id_headers: AtomicU64,
     last_assertion_jku: Mutex<Option<String>>,
     search_urls: Mutex<Vec<String>>,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+    issued_tokens: Mutex<Vec<String>>,
+}
+
+/// One data request being handled; counted in flight until dropped.
+pub struct InFlight<'a> {
+    counters: &'a Counters,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Adds one to a counter.
@@ -53,6 +75,20 @@ impl Counters {
         let mut urls = self.search_urls.lock().unwrap_or_else(|e| e.into_inner());
         if urls.len() < MAX_SEARCH_URLS {
             urls.push(path_and_query.to_string());
+        }
+    }
+
+    /// Counts a data request as in flight until the returned guard is dropped.
+    pub fn enter_data_request(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight { counters: self }
+    }
+
+    pub fn record_issued_token(&self, token: &str) {
+        let mut tokens = self.issued_tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if tokens.len() < MAX_ISSUED_TOKENS {
+            tokens.push(token.to_string());
         }
     }
 
@@ -86,6 +122,12 @@ impl Counters {
                 .clone(),
             search_urls: self
                 .search_urls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            max_in_flight: self.max_in_flight.load(Ordering::SeqCst),
+            issued_tokens: self
+                .issued_tokens
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),

@@ -81,6 +81,7 @@ pub fn handle(auth: &Auth, counters: &Counters, token_url: &str, body: &[u8]) ->
     }
     let scope = field("scope").unwrap_or_default();
     let access_token = auth.issue(*token_lifetime);
+    counters.record_issued_token(&access_token);
     outcome::json(
         StatusCode::OK,
         &json!({

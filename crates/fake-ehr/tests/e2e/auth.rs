@@ -121,6 +121,12 @@ async fn token_flow(alg: KeyAlg) {
     let (status, body) = token_request(&c, &token_url, &assertion).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(server.stats().last_assertion_jku, None);
+    let second = body["access_token"].as_str().expect("token").to_string();
+    assert_ne!(second, token);
+    assert_eq!(
+        server.stats().issued_tokens,
+        [token.clone(), second.clone()]
+    );
 
     // Rejections.
     let other = keys::generate(alg);
@@ -159,6 +165,8 @@ async fn token_flow(alg: KeyAlg) {
         assert_eq!(body["error"], "invalid_client", "{what}: {body}");
     }
     assert_eq!(server.stats().token, 9);
+    // Rejected requests issue nothing.
+    assert_eq!(server.stats().issued_tokens, [token, second]);
 }
 
 #[tokio::test]

@@ -411,4 +411,70 @@ async fn counters() {
     assert_eq!(stats.search_urls.len(), 2);
     assert_eq!(stats.search_urls[0], search);
     assert_eq!(format!("{origin}{}", stats.search_urls[1]), next);
+    // One request at a time; an open server issues no tokens.
+    assert_eq!(stats.max_in_flight, 1);
+    assert!(stats.issued_tokens.is_empty());
+}
+
+/// GETs every URL at once and waits for all answers.
+async fn all_at_once(c: &reqwest::Client, urls: &[String]) {
+    let requests = urls.iter().map(|url| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            let response = c.get(&url).send().await.expect("send");
+            assert_eq!(response.status().as_u16(), 200, "{url}");
+            response.bytes().await.expect("body");
+        }
+    });
+    futures_util::future::join_all(requests).await;
+}
+
+#[tokio::test]
+async fn max_in_flight_counts_overlapping_data_requests() {
+    let server = start(Config {
+        latency: std::time::Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await
+    .expect("start");
+    let c = client();
+    let base = server.base_url();
+    assert_eq!(server.stats().max_in_flight, 0);
+
+    // Metadata is not a data request, however many overlap.
+    let metadata = vec![format!("{base}/metadata"); 3];
+    all_at_once(&c, &metadata).await;
+    assert_eq!(server.stats().max_in_flight, 0);
+
+    // Pairs of overlapping requests, one pair after the other: the count goes back down
+    // when a request is answered, so the maximum stays at two.
+    let pair = vec![
+        format!("{base}/Patient/pat-000001"),
+        format!("{base}/Condition?patient=pat-000002"),
+    ];
+    for _ in 0..3 {
+        all_at_once(&c, &pair).await;
+    }
+    assert_eq!(server.stats().max_in_flight, 2);
+
+    // Five at once (searches and reads mixed), latency included in the time in flight.
+    let five: Vec<String> = (0..5)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("{base}/Patient/pat-00000{i}")
+            } else {
+                format!("{base}/Observation?patient=pat-00000{i}")
+            }
+        })
+        .collect();
+    all_at_once(&c, &five).await;
+    assert_eq!(server.stats().max_in_flight, 5);
+    let (status, _) = get(&c, &format!("{base}/Patient/pat-000009")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        server.stats().max_in_flight,
+        5,
+        "a maximum, not a current count"
+    );
 }

@@ -81,6 +81,8 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
 
     // Which types get per-patient searches?
     let mut search_types = Vec::new();
+    // Marked done after Patient, so `done` lists types in the Python tool's order.
+    let mut epic_skipped = Vec::new();
     for &t in &plan.types {
         if t == ResourceType::Patient {
             continue;
@@ -91,7 +93,7 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
             println!(
                 "Skipping {t}, Epic does not support searching by patient, so they will have to be hydrated instead."
             );
-            metadata.mark_done(t, &timestamp::now())?;
+            epic_skipped.push((t, timestamp::now()));
         } else {
             search_types.push(t);
         }
@@ -102,6 +104,7 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         sink_types.insert(0, ResourceType::Patient);
     }
 
+    let mut done = std::collections::BTreeMap::new();
     if !sink_types.is_empty() {
         let cohort = match &cohort_dir {
             Some(dir) => {
@@ -115,7 +118,7 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
             }
             None => Vec::new(),
         };
-        let done = crawl(
+        done = crawl(
             &client,
             &plan,
             &sink_types,
@@ -124,13 +127,17 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
             cohort,
         )
         .await?;
-        for (t, when) in &done {
-            metadata.mark_done(*t, when)?;
-            Sink::clear_state(&plan.workdir, *t);
-        }
-        if !search_types.is_empty() && lookup_ids_were_empty(&done, &plan) {
-            return Err(CrawlError::NoCohort(plan.workdir.display().to_string()));
-        }
+    }
+    let patient = done.remove_entry(&ResourceType::Patient);
+    for (t, when) in patient.into_iter().chain(epic_skipped).chain(done) {
+        metadata.mark_done(t, &when)?;
+        Sink::clear_state(&plan.workdir, t);
+    }
+    if !search_types.is_empty()
+        && metadata.is_done(ResourceType::Patient)
+        && discovery::ids_of_type(&plan.workdir, "Patient").is_empty()
+    {
+        return Err(CrawlError::NoCohort(plan.workdir.display().to_string()));
     }
 
     if let Some(earliest) = metadata.earliest_done() {
@@ -138,15 +145,6 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         log::append_crawl_log(&plan.workdir, &url, &earliest)?;
     }
     Ok(CrawlOutcome { metadata })
-}
-
-/// Patient lookups that found nobody leave nothing to crawl; say so like the Python tool.
-fn lookup_ids_were_empty(
-    done: &std::collections::BTreeMap<ResourceType, timestamp::Timestamp>,
-    plan: &CrawlPlan,
-) -> bool {
-    done.contains_key(&ResourceType::Patient)
-        && discovery::ids_of_type(&plan.workdir, "Patient").is_empty()
 }
 
 /// A unit of work: every search URL of one key (patient id, or ID to look up) for one type.
@@ -165,6 +163,9 @@ struct Queue {
 struct QueueState {
     chains: VecDeque<Chain>,
     in_flight: usize,
+    /// Chains ever queued and finished, for the progress line.
+    queued: usize,
+    finished: usize,
     /// Patients whose searches are already queued (one patient may have several MRNs).
     enqueued: HashSet<String>,
     aborted: bool,
@@ -197,7 +198,10 @@ impl Queue {
     }
 
     fn complete(&self) {
-        self.lock().in_flight -= 1;
+        let mut s = self.lock();
+        s.in_flight -= 1;
+        s.finished += 1;
+        drop(s);
         self.notify.notify_waiters();
     }
 
@@ -234,6 +238,7 @@ impl Planner {
             {
                 continue;
             }
+            s.queued += 1;
             s.chains.push_back(Chain {
                 resource_type: t,
                 key: patient.to_string(),
@@ -291,6 +296,7 @@ async fn crawl(
                 ),
                 None => format!("Patient?_id={}", encode_query_value(&id)),
             };
+            s.queued += 1;
             s.chains.push_back(Chain {
                 resource_type: ResourceType::Patient,
                 key: id,
@@ -312,10 +318,13 @@ async fn crawl(
         workers.spawn(async move { worker(client, queue, planner, sender, now).await });
     }
 
+    let progress = tokio::spawn(show_progress(queue.clone(), client.budget().clone()));
     let outcome = tokio::select! {
         r = join_all(&mut workers, &queue) => r,
         _ = tokio::signal::ctrl_c() => Err(CrawlError::Interrupted),
     };
+    progress.abort();
+    clear_progress();
     match outcome {
         Ok(()) => sink.finish().await,
         Err(err) => {
@@ -371,4 +380,43 @@ async fn worker(
         sent?;
     }
     Ok(())
+}
+
+/// A one-line status on a terminal (stderr), redrawn every second: searches done, patients,
+/// and how many connections the budget currently allows.
+async fn show_progress(queue: Arc<Queue>, budget: crate::fhir::Budget) {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        let (finished, queued, patients) = {
+            let s = queue.lock();
+            (s.finished, s.queued, s.enqueued.len())
+        };
+        let rate = finished as f64 / started.elapsed().as_secs_f64().max(0.001);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2KCrawling: {} of {} searches, {} patients, {}/{} connections, {rate:.0} searches/s",
+            crate::console::thousands(finished as u64),
+            crate::console::thousands(queued as u64),
+            crate::console::thousands(patients as u64),
+            budget.current_limit(),
+            budget.max(),
+        );
+        let _ = err.flush();
+    }
+}
+
+fn clear_progress() {
+    use std::io::{IsTerminal, Write};
+    if std::io::stderr().is_terminal() {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K");
+        let _ = err.flush();
+    }
 }
