@@ -176,8 +176,19 @@ pub fn expected_resources(
     types: &[&str],
     epic: bool,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
+    let all: Vec<usize> = (0..n).collect();
+    expected_resources_of(seed, &all, types, epic)
+}
+
+/// Like [`expected_resources`], for the patients with these indices (`pat-000003` is 3).
+pub fn expected_resources_of(
+    seed: u64,
+    indices: &[usize],
+    types: &[&str],
+    epic: bool,
+) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for i in 0..n {
+    for &i in indices {
         for resource in fake_ehr::data::patient_resources(seed, i) {
             let t = resource["resourceType"]
                 .as_str()
@@ -282,4 +293,60 @@ pub fn all_text_under(dir: &Path) -> String {
         }
     }
     out
+}
+
+/// The searches a fake EHR received, decoded and without the `/fhir/` prefix, e.g.
+/// `Patient?identifier=urn:oid:1.2|10000003` (percent-encoding is the client's choice).
+pub fn decoded_searches(stats: &fake_ehr::Stats) -> Vec<String> {
+    stats
+        .search_urls
+        .iter()
+        .map(|u| {
+            let url = reqwest::Url::parse(&format!("http://fake-ehr{u}"))
+                .unwrap_or_else(|e| panic!("search URL {u}: {e}"));
+            let path = url.path().trim_start_matches("/fhir/").to_string();
+            let query: Vec<String> = url
+                .query_pairs()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            if query.is_empty() {
+                path
+            } else {
+                format!("{path}?{}", query.join("&"))
+            }
+        })
+        .collect()
+}
+
+/// Name → target of every symlink directly in `dir`.
+pub fn symlinks(dir: &Path) -> BTreeMap<String, PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_symlink())
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).expect("read link");
+            (e.file_name().to_string_lossy().into_owned(), target)
+        })
+        .collect()
+}
+
+/// Names of the entries directly in `dir`, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The events of a `log.ndjson`, parsed.
+pub fn log_events(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line {l}: {e}")))
+        .collect()
 }
