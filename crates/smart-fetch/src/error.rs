@@ -5,6 +5,7 @@ use crate::crawl::CrawlError;
 use crate::fhir::FhirError;
 use crate::filters::FilterError;
 use crate::folder::FolderError;
+use crate::hydrate::HydrateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -16,6 +17,8 @@ pub enum AppError {
     Filter(#[from] FilterError),
     #[error(transparent)]
     Crawl(#[from] CrawlError),
+    #[error(transparent)]
+    Hydrate(#[from] HydrateError),
     /// A fatal message worded at the point of failure (spec §19.3).
     #[error("{0}")]
     Message(String),

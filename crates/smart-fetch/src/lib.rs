@@ -8,6 +8,7 @@ pub mod error;
 pub mod fhir;
 pub mod filters;
 pub mod folder;
+pub mod hydrate;
 pub mod json;
 pub mod ndjson;
 pub mod resources;

@@ -307,6 +307,20 @@ impl SafeWriter {
         Ok(())
     }
 
+    /// One line exactly as given (plus `\n`), for rewrites that must keep lines they do not
+    /// understand byte for byte (blank or undecodable lines of a file being rewritten).
+    pub fn write_raw_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let sink = match self.sink.take() {
+            Some(sink) => sink,
+            None => self.open()?,
+        };
+        let w = self.sink.insert(sink).writer();
+        w.write_all(line)?;
+        w.write_all(b"\n")?;
+        self.written += 1;
+        Ok(())
+    }
+
     /// Flush, fsync, rename. A writer that wrote nothing commits nothing.
     pub fn commit(self) -> io::Result<()> {
         let Some(sink) = self.sink else {
@@ -475,6 +489,23 @@ mod tests {
         ok(w.write(&json!({"id": 1})));
         ok(w.commit());
         assert_eq!(ok(fs::read_to_string(&empty)), "{\"id\":1}\n");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn raw_lines_are_kept_byte_for_byte() {
+        let dir = temp_dir("raw");
+        for name in ["r.ndjson", "r.ndjson.gz"] {
+            let target = dir.join(name);
+            let mut w = SafeWriter::new(target.clone(), false);
+            ok(w.write_raw_line(b"not json \xff"));
+            ok(w.write_raw_line(b""));
+            ok(w.write(&json!({"id": 1})));
+            ok(w.commit());
+            let mut bytes = Vec::new();
+            ok(ok(open_decompressed(&target)).read_to_end(&mut bytes));
+            assert_eq!(bytes, b"not json \xff\n\n{\"id\":1}\n");
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 

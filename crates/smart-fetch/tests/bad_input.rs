@@ -191,6 +191,8 @@ fn secrets_never_appear_in_output_or_files() {
         "--id-file",
         mrns,
         "--verbose",
+        "--hydration-tasks",
+        "none",
         out.to_str().unwrap(),
     ]);
     assert_success(&o);
@@ -222,6 +224,8 @@ fn secrets_never_appear_in_output_or_files() {
         "--id-file",
         mrns,
         "--verbose",
+        "--hydration-tasks",
+        "none",
         out.to_str().unwrap(),
     ]);
     assert_success(&o);

@@ -273,7 +273,7 @@ fn reset_symlinks_needs_a_managed_folder() {
 
 #[test]
 fn unfinished_subcommands_say_so() {
-    for (sub, arg) in [("bulk", "out"), ("hydrate", "out"), ("bundle", "dir")] {
+    for (sub, arg) in [("bulk", "out"), ("bundle", "dir")] {
         let o = run(&[sub, arg]);
         assert_one_line_error(
             &o,
@@ -281,4 +281,108 @@ fn unfinished_subcommands_say_so() {
             &format!("smart-fetch {sub} is not available yet in this version."),
         );
     }
+}
+
+#[test]
+fn hydration_task_parsing_needs_no_server() {
+    let dir = temp_dir("tasks");
+    let out = dir.join("out");
+    let listing = "These hydration tasks are supported:\n  all\n  none\n  episodeofcare\n  inline\n  \
+                   location\n  medication\n  observation\n  organization\n  practitioner\n  specimen\n";
+    for args in [
+        vec![
+            "hydrate",
+            path_str(&out),
+            "--fhir-url",
+            DEAD_URL,
+            "--tasks",
+            "help",
+        ],
+        vec![
+            "hydrate",
+            path_str(&out),
+            "--fhir-url",
+            DEAD_URL,
+            "--tasks=bogus,HELP",
+        ],
+        vec![
+            "export",
+            path_str(&out),
+            "--fhir-url",
+            DEAD_URL,
+            "--hydration-tasks",
+            "help",
+        ],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        // `export` starts with its rule line.
+        let text = stdout(&o);
+        let text = text.trim_start_matches(|c| c == '─' || c == '\n');
+        assert_eq!(text, listing, "{args:?}");
+        assert_eq!(stderr(&o), "", "{args:?}");
+    }
+    for (args, bad) in [
+        (
+            vec![
+                "hydrate",
+                path_str(&out),
+                "--fhir-url",
+                DEAD_URL,
+                "--tasks",
+                "Medication,Bogus",
+            ],
+            "bogus",
+        ),
+        (
+            vec![
+                "export",
+                path_str(&out),
+                "--fhir-url",
+                DEAD_URL,
+                "--hydration-tasks=inline, location",
+            ],
+            " location",
+        ),
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            stderr(&o),
+            format!("Unknown hydration task provided: {bad}\n")
+        );
+        let text = stdout(&o);
+        let rule = format!("{}\n", "─".repeat(80));
+        let body = text.strip_prefix(&rule).unwrap_or(&text);
+        assert_eq!(body, format!("\n{listing}"), "{args:?}");
+    }
+    // Like `--type help`, the listing needs `--fhir-url` (spec quirk 4).
+    let o = run(&["hydrate", path_str(&out), "--tasks", "help"]);
+    assert_one_line_error(&o, 1, "--fhir-url is required");
+    assert!(!out.exists());
+}
+
+#[test]
+fn hydrate_checks_its_folders() {
+    let dir = temp_dir("hydrate-folders");
+    let o = run(&["hydrate", "s3://bucket/", "--fhir-url", DEAD_URL]);
+    assert_one_line_error(
+        &o,
+        1,
+        "Expected a local folder, but 's3://bucket/' looks like a URL.",
+    );
+    let missing = dir.join("missing");
+    let o = run(&[
+        "hydrate",
+        path_str(&dir),
+        "--fhir-url",
+        DEAD_URL,
+        "--source-dir",
+        path_str(&missing),
+    ]);
+    assert_one_line_error(
+        &o,
+        1,
+        &format!("Local folder '{}' does not exist.", missing.display()),
+    );
 }

@@ -132,6 +132,9 @@ fn export_args<'a>(url: &'a str, mrns: &'a str, out: &'a str, auth: &[&'a str]) 
         mrns,
         "--nickname",
         "initial",
+        // These check the crawl's output line for line; hydration has its own tests.
+        "--hydration-tasks",
+        "none",
         out,
     ];
     args.extend_from_slice(auth);

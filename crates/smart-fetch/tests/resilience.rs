@@ -32,6 +32,9 @@ fn args<'a>(url: &'a str, key: &'a str, mrns: &'a str, out: &'a str) -> Vec<&'a 
         mrns,
         "--nickname",
         "initial",
+        // These check the crawl's output line for line; hydration has its own tests.
+        "--hydration-tasks",
+        "none",
         out,
     ]
 }

@@ -24,6 +24,9 @@ fn second_export_reuse_and_old_nickname() {
             mrns.to_str().unwrap(),
             "--type",
             "Patient,Condition,Observation",
+            // Workdir choice only; hydration has its own tests.
+            "--hydration-tasks",
+            "none",
             out.to_str().unwrap(),
         ];
         a.extend_from_slice(extra);

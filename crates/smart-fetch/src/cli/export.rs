@@ -1,6 +1,6 @@
-//! `export`: the managed export (spec §14). Picks the workdir, runs the crawl, rebuilds the
-//! symlinks and marks the workdir complete. Bulk mode, hydration and deleted-resource
-//! detection arrive with their own issues.
+//! `export`: the managed export (spec §14). Picks the workdir, runs the crawl, hydrates the
+//! new workdir, rebuilds the symlinks and marks the workdir complete. Bulk mode and
+//! deleted-resource detection arrive with their own issues.
 
 use super::args::{ExportArgs, ExportMode, General};
 use super::{clients, common};
@@ -9,6 +9,7 @@ use crate::crawl::{self, CrawlPlan};
 use crate::error::AppError;
 use crate::fhir::Vendor;
 use crate::folder::{ManagedMetadata, symlinks, workdir};
+use crate::hydrate::{HydrateOptions, Hydrator, mime, tasks};
 use crate::timestamp;
 
 pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
@@ -16,9 +17,7 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
     let output_dir = clients::check_output_folder(&args.output_dir)?;
     let clients = clients::prepare(&args.auth, general)?;
     let types = crate::filters::select_types(&args.resources.types)?;
-    if let Some(tasks) = &args.hydration_tasks {
-        check_hydration_tasks(tasks)?;
-    }
+    let hydration_tasks = tasks::select(args.hydration_tasks.as_deref())?;
     let ids = common::read_cohort_ids(&args.cohort)?;
 
     let rest = clients.rest.clone();
@@ -61,8 +60,10 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
     let fhir_url = args.auth.fhir_url.clone().unwrap_or_default();
     ManagedMetadata::load(&output_dir)?.note_context(&fhir_url, args.cohort.group.as_deref())?;
 
+    let selected_types = selection.types.clone();
+    let compress = !args.no_compression;
     let plan = CrawlPlan {
-        workdir: choice.path,
+        workdir: choice.path.clone(),
         source_dir: output_dir.clone(),
         types: selection.types,
         context: selection.context,
@@ -71,52 +72,29 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
         id_system: args.cohort.id_system.clone(),
         group_name: common::group_name(&args.cohort, &args.output_dir),
         fhir_url,
-        compress: !args.no_compression,
+        compress,
         epic,
         workers: common::worker_count(args.auth.max_connections()),
     };
-    let outcome = crawl::run(rest, plan).await?;
+    let outcome = crawl::run(rest.clone(), plan).await?;
     let mut metadata = outcome.metadata;
+
+    // Spec §14.6: only this workdir, inputs and outputs alike, default inline mimetypes.
+    let hydrator = Hydrator::new(
+        rest,
+        HydrateOptions {
+            workdir: choice.path.clone(),
+            source_dir: choice.path,
+            compress,
+            mimetypes: mime::allowed(None),
+        },
+    );
+    hydrator
+        .run_export(&hydration_tasks, &selected_types)
+        .await?;
 
     symlinks::rebuild(&output_dir)?;
     metadata.mark_complete()?;
     console::print_done();
-    Ok(())
-}
-
-/// Hydration runs with a later issue; until then only the names are checked (spec §15.1),
-/// so scripts written for the Python tool keep working.
-fn check_hydration_tasks(value: &str) -> Result<(), AppError> {
-    const GROUPS: [&str; 8] = [
-        "episodeofcare",
-        "inline",
-        "location",
-        "medication",
-        "observation",
-        "organization",
-        "practitioner",
-        "specimen",
-    ];
-    let lower = value.to_lowercase();
-    let tokens: Vec<&str> = lower.split(',').collect();
-    let help = || {
-        println!("These hydration tasks are supported:");
-        for name in ["all", "none"].iter().chain(GROUPS.iter()) {
-            println!("  {name}");
-        }
-    };
-    if tokens.contains(&"help") {
-        help();
-        return Err(AppError::Exit(0));
-    }
-    if tokens.contains(&"none") || tokens.contains(&"all") {
-        return Ok(());
-    }
-    if let Some(bad) = tokens.iter().find(|t| !GROUPS.contains(t)) {
-        println!("Unknown hydration task provided: {bad}");
-        println!();
-        help();
-        return Err(AppError::Exit(2));
-    }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod common;
 pub mod config;
 pub mod crawl;
 pub mod export;
+pub mod hydrate;
 pub mod reset_symlinks;
 pub mod single;
 
@@ -77,7 +78,7 @@ async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Single(args) => single::run(args, &general).await,
         Command::ResetSymlinks(args) => reset_symlinks::run(args, &general).await,
         Command::Bulk(_) => not_available("bulk"),
-        Command::Hydrate(_) => not_available("hydrate"),
+        Command::Hydrate(args) => hydrate::run(args, &general).await,
         Command::Bundle(_) => not_available("bundle"),
     }
 }

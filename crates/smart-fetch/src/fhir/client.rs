@@ -511,8 +511,9 @@ impl FhirClient {
         Ok(TokenEndpoint { url, scope_suffix })
     }
 
-    /// The retry loop: one request, up to `policy.max_attempts` counted attempts, plus at most
-    /// one immediate resend after renewing the token on a 401.
+    /// The retry loop: one request, up to `policy.max_attempts` counted attempts, each with at
+    /// most one immediate resend after renewing the token on a 401 (a token can also expire
+    /// while a later attempt waits on a slow server).
     async fn execute(&self, plan: &Plan<'_>) -> Result<FhirResponse, FhirError> {
         let inner = &self.inner;
         let max_attempts = plan.policy.max_attempts.max(1);
@@ -590,6 +591,7 @@ impl FhirClient {
                 return Err(error);
             }
             let wait = plan.policy.wait_after(attempt, retry_after);
+            renewed = false;
             if plan.client_request && matches!(error.status(), Some(429 | 503)) {
                 inner.budget.throttled(wait);
             }

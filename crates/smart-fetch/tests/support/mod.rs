@@ -305,10 +305,7 @@ pub fn decoded_searches(stats: &fake_ehr::Stats) -> Vec<String> {
             let url = reqwest::Url::parse(&format!("http://fake-ehr{u}"))
                 .unwrap_or_else(|e| panic!("search URL {u}: {e}"));
             let path = url.path().trim_start_matches("/fhir/").to_string();
-            let query: Vec<String> = url
-                .query_pairs()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
+            let query: Vec<String> = url.query_pairs().map(|(k, v)| format!("{k}={v}")).collect();
             if query.is_empty() {
                 path
             } else {

@@ -1,0 +1,34 @@
+//! `hydrate`: run hydration tasks once each, in registry order, on an existing folder
+//! (spec §15.9). Outputs and the "already have" pool use OUTPUT_DIR; reference tasks read
+//! their inputs from `--source-dir` when given.
+
+use super::args::{General, HydrateArgs};
+use super::clients;
+use crate::console;
+use crate::error::AppError;
+use crate::hydrate::{HydrateOptions, Hydrator, mime, tasks};
+
+pub async fn run(args: HydrateArgs, general: &General) -> Result<(), AppError> {
+    let output_dir = clients::check_output_folder(&args.output_dir)?;
+    let source_dir = match &args.source_dir {
+        Some(dir) => clients::check_input_folder(dir)?,
+        None => output_dir.clone(),
+    };
+    let clients = clients::prepare(&args.auth, general)?;
+    let tasks = tasks::select(args.tasks.as_deref())?;
+
+    let rest = clients.rest.clone();
+    rest.open().await?;
+    let hydrator = Hydrator::new(
+        rest,
+        HydrateOptions {
+            workdir: output_dir,
+            source_dir,
+            compress: !args.no_compression,
+            mimetypes: mime::allowed(args.mimetypes.as_deref()),
+        },
+    );
+    hydrator.run_each(&tasks).await?;
+    console::print_done();
+    Ok(())
+}

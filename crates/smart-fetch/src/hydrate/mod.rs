@@ -1,0 +1,276 @@
+//! Hydration (spec §15): fetching what searches and bulk exports leave out — referenced
+//! resources, attachment content, PractitionerRoles by search — into a workdir. `tasks` is
+//! the registry and its parsing, `reference`, `inline` and `practrole_search` run one task
+//! each, and this module runs tasks: each once for `hydrate` (§15.9), or the multi-pass loop
+//! of `export` until no new output type appears (§14.6). Talks to the server only through
+//! the `FhirClient` it is given; touches only the workdir (and reads the source dir).
+
+pub mod inline;
+pub mod input;
+pub mod known;
+pub mod mime;
+pub mod output;
+pub mod practrole_search;
+pub mod progress;
+pub mod reference;
+pub mod refs;
+pub mod stats;
+pub mod tasks;
+
+pub use tasks::{Action, Task};
+
+use crate::console;
+use crate::fhir::{FhirClient, FhirError};
+use crate::resources::ResourceType;
+use known::Known;
+use serde_json::Value;
+use stats::Status;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HydrateError {
+    /// An error that ends the run (authentication); per-item errors are only counted.
+    #[error(transparent)]
+    Fhir(#[from] FhirError),
+    #[error("Could not write {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl HydrateError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        HydrateError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Where and how a run hydrates.
+pub struct HydrateOptions {
+    /// Outputs, the "already have" pool and inline rewrites live here.
+    pub workdir: PathBuf,
+    /// Reference and search tasks read their inputs here (usually the workdir).
+    pub source_dir: PathBuf,
+    /// Names of newly created output files only; rewrites keep their own compression.
+    pub compress: bool,
+    /// Lower-cased mimetypes that inline tasks fetch (`mime::allowed`).
+    pub mimetypes: Vec<String>,
+}
+
+/// One run's hydration state: the client, the options, and the memory of references
+/// already requested, shared by every task and pass of the run.
+pub struct Hydrator {
+    client: FhirClient,
+    options: HydrateOptions,
+    /// Input resources (or lines) in progress at once: twice the connections, so a worker
+    /// busy with its result never leaves a connection idle; the budget caps requests.
+    concurrency: usize,
+    known: Known,
+}
+
+/// What happened to one examined item, with the resource to write when one was fetched.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: Status,
+    pub resource: Option<Value>,
+}
+
+impl Outcome {
+    pub fn of(status: Status) -> Self {
+        Outcome {
+            status,
+            resource: None,
+        }
+    }
+}
+
+impl Hydrator {
+    pub fn new(client: FhirClient, options: HydrateOptions) -> Self {
+        let concurrency = client.budget().max() * 2;
+        Hydrator {
+            client,
+            options,
+            concurrency,
+            known: Known::default(),
+        }
+    }
+
+    /// `hydrate`: each task once, in registry order, a rule line before each (§15.9).
+    pub async fn run_each(&self, tasks: &[&Task]) -> Result<(), HydrateError> {
+        for task in tasks {
+            console::rule();
+            self.run_task(task).await?;
+        }
+        Ok(())
+    }
+
+    /// `export`: passes over the selected types, then over the types the previous pass
+    /// produced, until no new type appears (§14.6). A rule line before the first task and
+    /// after each.
+    pub async fn run_export(
+        &self,
+        tasks: &[&Task],
+        types: &[ResourceType],
+    ) -> Result<(), HydrateError> {
+        let mut first = true;
+        for pass in plan_passes(tasks, types) {
+            for task in pass {
+                if first {
+                    console::rule();
+                    first = false;
+                }
+                self.run_task(task).await?;
+                console::rule();
+            }
+        }
+        Ok(())
+    }
+
+    /// One task: its header line, then the skip message or its statistics table.
+    pub async fn run_task(&self, task: &Task) -> Result<(), HydrateError> {
+        let stats = match task.action {
+            Action::Reference { paths, .. } => {
+                self.header(task);
+                reference::run(self, task, paths).await?
+            }
+            Action::SearchRoles => {
+                self.header(task);
+                practrole_search::run(self, task).await?
+            }
+            Action::Inline => inline::run(self, task).await?,
+        };
+        if let Some(stats) = stats {
+            let (items, adjective) = match task.action {
+                Action::Inline => ("Attachments".to_string(), "inlined"),
+                _ => (format!("{}s", task.output), "downloaded"),
+            };
+            println!(
+                "{}",
+                stats.table(&format!("{}s", task.input), &items, adjective)
+            );
+        }
+        Ok(())
+    }
+
+    fn header(&self, task: &Task) {
+        println!(
+            "Downloading referenced {}s from {}s.",
+            task.output, task.input
+        );
+    }
+
+    pub(crate) fn skip(&self, task: &Task) {
+        println!("Skipping {}, no {} resources found.", task.name, task.input);
+    }
+
+    /// Per-item error text, printed only with `--verbose` (spec §15.4, §15.6).
+    pub(crate) fn report(&self, message: &str) {
+        if self.client.verbose() {
+            println!("{message}");
+        }
+    }
+
+    /// A request error that is not fatal to the run, reported and classified.
+    pub(crate) fn item_error(&self, error: &FhirError) -> Status {
+        self.report(&error.to_string());
+        if error.is_temporary() {
+            Status::RetryError
+        } else {
+            Status::FatalError
+        }
+    }
+
+    /// Path of a newly created (or appended) output file in the workdir.
+    pub(crate) fn output_path(&self, base: &str) -> PathBuf {
+        self.options
+            .workdir
+            .join(crate::ndjson::file_name(base, self.options.compress))
+    }
+}
+
+/// Tasks of each `export` pass (§14.6). Which tasks run never depends on what earlier tasks
+/// found: a task's output type joins the next pass whether or not it wrote anything.
+pub fn plan_passes<'a>(tasks: &[&'a Task], types: &[ResourceType]) -> Vec<Vec<&'a Task>> {
+    let mut done: BTreeSet<ResourceType> = BTreeSet::new();
+    let mut current: BTreeSet<ResourceType> = types.iter().copied().collect();
+    let mut passes = Vec::new();
+    while !current.is_empty() {
+        done.extend(current.iter().copied());
+        let mut next = BTreeSet::new();
+        let mut pass = Vec::new();
+        for &task in tasks {
+            if !current.contains(&task.input) {
+                continue;
+            }
+            pass.push(task);
+            if !done.contains(&task.output) {
+                next.insert(task.output);
+            }
+        }
+        if !pass.is_empty() {
+            passes.push(pass);
+        }
+        current = next;
+    }
+    passes
+}
+
+/// The text of an OperationOutcome: its first issue's `details.text`, else `diagnostics`.
+pub(crate) fn outcome_text(value: &Value) -> Option<String> {
+    if value.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") {
+        return None;
+    }
+    let issue = value.get("issue")?.as_array()?.first()?;
+    issue
+        .pointer("/details/text")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| issue.get("diagnostics").and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+/// Verbose text for a resource of the wrong type: its OperationOutcome text if it is one.
+pub(crate) fn wrong_type_text(expected: &str, got: &Value) -> String {
+    outcome_text(got).unwrap_or_else(|| {
+        let t = got
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        format!("Error: expected resource type of '{expected}', but got '{t}'.")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outcome_texts() {
+        let oo = json!({"resourceType": "OperationOutcome", "issue": [{"details": {"text": "Nope"}, "diagnostics": "d"}]});
+        assert_eq!(outcome_text(&oo).as_deref(), Some("Nope"));
+        let oo = json!({"resourceType": "OperationOutcome", "issue": [{"diagnostics": "d"}]});
+        assert_eq!(wrong_type_text("Medication", &oo), "d");
+        assert_eq!(
+            wrong_type_text("Medication", &json!({"resourceType": "Patient"})),
+            "Error: expected resource type of 'Medication', but got 'Patient'."
+        );
+    }
+
+    #[test]
+    fn no_types_no_passes() {
+        let all: Vec<&Task> = tasks::TASKS.iter().collect();
+        assert!(plan_passes(&all, &[]).is_empty());
+        assert!(plan_passes(&[], &[ResourceType::Patient]).is_empty());
+        // Inline tasks feed nothing new; the second pass reaches every hydrated type.
+        let passes = plan_passes(
+            &all,
+            &[ResourceType::Device, ResourceType::DocumentReference],
+        );
+        assert_eq!(passes.len(), 2);
+    }
+}
