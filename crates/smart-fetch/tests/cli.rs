@@ -318,7 +318,7 @@ fn hydration_task_parsing_needs_no_server() {
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
         // `export` starts with its rule line.
         let text = stdout(&o);
-        let text = text.trim_start_matches(|c| c == '─' || c == '\n');
+        let text = text.trim_start_matches(['─', '\n']);
         assert_eq!(text, listing, "{args:?}");
         assert_eq!(stderr(&o), "", "{args:?}");
     }

@@ -695,6 +695,11 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
     let root = root_cause(error);
     if error.is_timeout() {
         format!("Timed out waiting for the server: {root}")
+    } else if error.is_connect() && root.contains("certificate") {
+        // The usual cause at a hospital: an internal CA the system store does not hold.
+        format!(
+            "Could not connect to the server: {root} (if it uses an internal certificate authority, pass its certificate with --ca-file)"
+        )
     } else if error.is_connect() {
         format!("Could not connect to the server: {root}")
     } else if error.is_redirect() {

@@ -1,0 +1,94 @@
+//! Hospitals reach their EHR through a proxy named in the environment. With `HTTP_PROXY` set
+//! and a FHIR URL whose host does not even resolve, the export still works, because every
+//! request goes through the proxy.
+
+mod support;
+
+use fake_ehr::{AuthMode, Flavor};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use support::*;
+
+/// A relay that hands every connection to `upstream` unchanged (HTTP/1.1 servers accept the
+/// absolute-form request lines a client sends to a proxy). Counts connections.
+fn start_relay(upstream: String) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+    let addr = listener.local_addr().expect("relay address");
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+                continue;
+            };
+            std::thread::spawn(move || pipe(client, server));
+            std::thread::spawn(move || pipe(server2, client2));
+        }
+    });
+    (format!("http://{addr}"), count)
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+#[test]
+fn requests_go_through_the_proxy_from_the_environment() {
+    let dir = temp_dir("proxy");
+    let ehr = server(Flavor::Epic, 4, AuthMode::Open);
+    let upstream = ehr
+        .base_url()
+        .trim_start_matches("http://")
+        .trim_end_matches("/fhir")
+        .to_string();
+    let (proxy, connections) = start_relay(upstream);
+    let mrns = mrn_file(&dir, "MRN-P", 3);
+    let out = dir.join("out");
+
+    let output = std::process::Command::new(bin())
+        .args([
+            "export",
+            "--fhir-url",
+            "http://ehr.invalid/fhir",
+            "--id-system",
+            fake_ehr::data::MRN_SYSTEM,
+            "--id-file",
+            mrns.to_str().unwrap(),
+            "--hydration-tasks",
+            "none",
+            out.to_str().unwrap(),
+        ])
+        .env("HTTP_PROXY", &proxy)
+        .env("http_proxy", &proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .expect("run smart-fetch");
+    assert_success(&output);
+    assert!(connections.load(Ordering::SeqCst) > 0, "the proxy was used");
+    let workdir = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a workdir");
+    let expected = expected_resources(1, 3, &ALL_TYPES, true);
+    assert_same_resources(&folder_resources(&workdir), &expected);
+}
