@@ -157,6 +157,10 @@ pub fn search_params(info: &TypeInfo, flavor: Flavor) -> Vec<(&'static str, &'st
     if let Some((param, _)) = info.created {
         out.push((param, "date"));
     }
+    if info.name == "PractitionerRole" {
+        // The roles of one practitioner (how hydration finds roles nobody references).
+        out.push(("practitioner", "reference"));
+    }
     out
 }
 

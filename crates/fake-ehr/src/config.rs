@@ -50,6 +50,8 @@ pub struct Config {
     pub page_size: usize,
     /// TCP port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
+    /// Bulk Data export (`$export`) behaviour.
+    pub bulk: crate::bulk::BulkConfig,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             fault_rate: 0.0,
             page_size: 10,
             port: 0,
+            bulk: crate::bulk::BulkConfig::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! imitates Epic or a generic FHIR server, with optional auth, latency and injected faults.
 
 mod auth;
+pub mod bulk;
 mod capability;
 mod catalog;
 mod config;
@@ -20,6 +21,7 @@ mod stats;
 mod store;
 mod token;
 
+pub use bulk::{BulkConfig, BulkStats, Membership, RetryAfter};
 pub use config::{AuthMode, Config, Flavor};
 pub use server::{Server, spawn, start};
 pub use stats::Stats;

@@ -208,6 +208,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         fault_rate: args.fault_rate,
         page_size: args.page_size,
         port: args.port,
+        bulk: fake_ehr::BulkConfig::default(),
     })
 }
 

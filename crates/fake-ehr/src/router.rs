@@ -33,6 +33,7 @@ pub struct AppState {
     pub counters: Counters,
     pub auth: Auth,
     pub faults: Faults,
+    pub bulk: crate::bulk::BulkState,
 }
 
 impl AppState {
@@ -43,6 +44,7 @@ impl AppState {
             counters: Counters::default(),
             auth: Auth::new(config.auth.clone()),
             faults: Faults::new(config.seed, config.fault_rate),
+            bulk: crate::bulk::BulkState::new(config.seed, &config.bulk),
             config,
             base_url,
             token_url,
@@ -97,6 +99,12 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     }
     let counters = &state.counters;
     bump(&counters.requests);
+    if let Some(route) = crate::bulk::classify(&path) {
+        if !state.config.latency.is_zero() {
+            tokio::time::sleep(state.config.latency).await;
+        }
+        return crate::bulk::handle(state.clone(), route, request).await;
+    }
     if request.headers().contains_key("epic-client-id") {
         bump(&counters.epic_client_id_headers);
     }
@@ -176,7 +184,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             handle_search(&state, ty, request.uri().query().unwrap_or_default())
         }
         Route::Read(ty, id) => {
-            bump(&counters.reads);
+            counters.record_read(ty, id);
             if let Some(r) = expect(Method::GET) {
                 return r;
             }
@@ -204,7 +212,7 @@ async fn inject_fault(state: &AppState) -> Option<Response> {
 }
 
 /// `Some` is the 401 response when the request may not read data.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     state.auth.authorize(headers).err().map(|reason| {
         bump(&state.counters.unauthorized);
         let mut r = outcome::error(StatusCode::UNAUTHORIZED, "login", &reason);

@@ -59,6 +59,8 @@ enum Filter {
     Id(Vec<String>),
     /// Patient ids (`pat-000012`), from `patient` or `subject`.
     Patient(Vec<String>),
+    /// Practitioner ids (`prac-07`), from `practitioner` (PractitionerRole).
+    Practitioner(Vec<String>),
     Identifier(Vec<Token>),
     Category(Vec<Token>),
     Code(Vec<Token>),
@@ -152,6 +154,12 @@ fn parse(req: &SearchRequest<'_>) -> Result<Parsed, String> {
                     .map(|v| patient_reference(key, v))
                     .collect::<Result<_, _>>()?,
             ),
+            "practitioner" => Filter::Practitioner(
+                value
+                    .split(',')
+                    .map(|v| typed_reference(key, "Practitioner", v))
+                    .collect::<Result<_, _>>()?,
+            ),
             "identifier" => Filter::Identifier(tokens()),
             "category" => Filter::Category(tokens()),
             "code" => Filter::Code(tokens()),
@@ -187,15 +195,20 @@ fn parse(req: &SearchRequest<'_>) -> Result<Parsed, String> {
 
 /// `pat-000012`, `Patient/pat-000012` or an absolute `.../Patient/pat-000012` → the id.
 fn patient_reference(param: &str, value: &str) -> Result<String, String> {
-    let id = match value.rsplit_once("Patient/") {
+    typed_reference(param, "Patient", value)
+}
+
+/// `<id>`, `<ty>/<id>` or an absolute `.../<ty>/<id>` → the id.
+fn typed_reference(param: &str, ty: &str, value: &str) -> Result<String, String> {
+    let id = match value.rsplit_once(&format!("{ty}/")) {
         Some((_, id)) => id,
         None if value.contains('/') => {
-            return Err(format!("{param}={value:?} must reference a Patient"));
+            return Err(format!("{param}={value:?} must reference a {ty}"));
         }
         None => value,
     };
     if id.is_empty() {
-        return Err(format!("{param}={value:?} has no patient id"));
+        return Err(format!("{param}={value:?} has no {} id", ty.to_lowercase()));
     }
     Ok(id.to_string())
 }
@@ -206,7 +219,7 @@ fn candidates(store: &Store, info: &TypeInfo, filters: &[Filter]) -> Result<Vec<
     if let Some(Filter::Id(ids)) = filters.iter().find(|f| matches!(f, Filter::Id(_))) {
         let mut out: Vec<Value> = Vec::new();
         for id in ids {
-            if let Some(r) = store.read(ty, id)
+            if let Some(r) = store.read_searchable(ty, id)
                 && !out.iter().any(|o| o["id"] == r["id"])
             {
                 out.push(r);
@@ -279,6 +292,9 @@ fn matches(resource: &Value, filter: &Filter) -> bool {
             };
             reference.is_some_and(|r| ids.iter().any(|id| r == format!("Patient/{id}")))
         }
+        Filter::Practitioner(ids) => resource["practitioner"]["reference"]
+            .as_str()
+            .is_some_and(|r| ids.iter().any(|id| r == format!("Practitioner/{id}"))),
         Filter::Identifier(tokens) => tokens.iter().any(|t| {
             resource["identifier"]
                 .as_array()

@@ -95,6 +95,12 @@ impl Server {
         self.state.counters.snapshot()
     }
 
+    /// Forget every bulk export job, as a server does when exports expire: their status
+    /// URLs answer 404 from now on.
+    pub fn expire_bulk_jobs(&self) {
+        self.state.bulk.expire_all();
+    }
+
     /// The configuration the server runs with.
     pub fn config(&self) -> &Config {
         &self.state.config

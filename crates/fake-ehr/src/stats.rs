@@ -1,11 +1,16 @@
 //! Request counters the tests inspect: live atomics and the serialisable snapshot `Stats`.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Searches remembered in `search_urls`; later ones are counted but not kept.
 pub const MAX_SEARCH_URLS: usize = 250_000;
+
+/// Distinct paths counted in `reads_by_path`; reads of further paths are counted in `reads`
+/// only.
+pub const MAX_READ_PATHS: usize = 250_000;
 
 /// Access tokens remembered in `issued_tokens`.
 pub const MAX_ISSUED_TOKENS: usize = 10_000;
@@ -33,6 +38,13 @@ pub struct Stats {
     pub max_in_flight: u64,
     /// Every access token the token endpoint issued, in order (the first 10,000).
     pub issued_tokens: Vec<String>,
+    /// Read requests per path after the base URL, e.g. `Practitioner/prac-07` or
+    /// `Binary/bin-000003-doc-01-txt`, whatever the answer (404s included).
+    #[serde(default)]
+    pub reads_by_path: BTreeMap<String, u64>,
+    /// Bulk export requests.
+    #[serde(default)]
+    pub bulk: crate::bulk::BulkStats,
 }
 
 #[derive(Default)]
@@ -51,6 +63,8 @@ pub struct Counters {
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     issued_tokens: Mutex<Vec<String>>,
+    reads_by_path: Mutex<BTreeMap<String, u64>>,
+    pub bulk: crate::bulk::BulkCounters,
 }
 
 /// One data request being handled; counted in flight until dropped.
@@ -75,6 +89,18 @@ impl Counters {
         let mut urls = self.search_urls.lock().unwrap_or_else(|e| e.into_inner());
         if urls.len() < MAX_SEARCH_URLS {
             urls.push(path_and_query.to_string());
+        }
+    }
+
+    /// Counts a read of `<ty>/<id>`.
+    pub fn record_read(&self, ty: &str, id: &str) {
+        bump(&self.reads);
+        let mut paths = self.reads_by_path.lock().unwrap_or_else(|e| e.into_inner());
+        let path = format!("{ty}/{id}");
+        if let Some(n) = paths.get_mut(&path) {
+            *n += 1;
+        } else if paths.len() < MAX_READ_PATHS {
+            paths.insert(path, 1);
         }
     }
 
@@ -131,6 +157,12 @@ impl Counters {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            reads_by_path: self
+                .reads_by_path
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            bulk: self.bulk.snapshot(),
         }
     }
 }

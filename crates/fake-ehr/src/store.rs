@@ -18,7 +18,7 @@ pub struct Store {
 
 #[derive(Default)]
 struct Cache {
-    map: HashMap<usize, Arc<Vec<Value>>>,
+    map: HashMap<usize, Arc<data::Generated>>,
     order: VecDeque<usize>,
 }
 
@@ -50,15 +50,16 @@ impl Store {
         data::patient_index_from_mrn(mrn).filter(|i| *i < self.patients)
     }
 
-    /// Every resource of patient `i` (Patient first), or None past the patient count.
-    pub fn patient_resources(&self, i: usize) -> Option<Arc<Vec<Value>>> {
+    /// Every resource of patient `i`, searchable (Patient first) and hidden, or None past
+    /// the patient count.
+    pub fn patient_data(&self, i: usize) -> Option<Arc<data::Generated>> {
         if i >= self.patients {
             return None;
         }
         if let Some(hit) = self.lock().map.get(&i) {
             return Some(hit.clone());
         }
-        let generated = Arc::new(data::patient_resources(self.seed, i));
+        let generated = Arc::new(data::generate(self.seed, i));
         let mut cache = self.lock();
         if !cache.map.contains_key(&i) {
             if cache.order.len() >= CACHE_CAPACITY
@@ -78,16 +79,17 @@ impl Store {
             return None;
         }
         if let Some(hit) = self.lock().map.get(&i) {
-            return hit.first().cloned();
+            return hit.resources.first().cloned();
         }
         Some(data::patient_resource(self.seed, i))
     }
 
     /// Resources of type `ty` belonging to patient `i`.
     pub fn of_patient(&self, ty: &str, i: usize) -> Vec<Value> {
-        self.patient_resources(i)
+        self.patient_data(i)
             .map(|all| {
-                all.iter()
+                all.resources
+                    .iter()
                     .filter(|r| r["resourceType"] == ty)
                     .cloned()
                     .collect()
@@ -95,22 +97,35 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// The resource `ty/id`, if the server holds it.
+    /// The resource `ty/id`, if the server holds it (hidden resources included).
     pub fn read(&self, ty: &str, id: &str) -> Option<Value> {
+        self.find(ty, id, true)
+    }
+
+    /// The resource `ty/id` if a search may return it (hidden resources excluded).
+    pub fn read_searchable(&self, ty: &str, id: &str) -> Option<Value> {
+        self.find(ty, id, false)
+    }
+
+    fn find(&self, ty: &str, id: &str, hidden: bool) -> Option<Value> {
         let info = catalog::lookup(ty)?;
         match info.kind {
             Kind::Patient | Kind::Linked => {
                 let i = data::patient_index_from_id(id)?;
-                let all = self.patient_resources(i)?;
-                all.iter()
-                    .find(|r| r["resourceType"] == ty && r["id"] == id)
-                    .cloned()
+                let all = self.patient_data(i)?;
+                let is_it = |r: &&Value| r["resourceType"] == ty && r["id"] == id;
+                let found = all.resources.iter().find(is_it);
+                let found = match found {
+                    None if hidden => all.hidden.iter().find(is_it),
+                    found => found,
+                };
+                found.cloned()
             }
             Kind::Shared => data::shared_resource(self.seed, ty, id),
             Kind::Binary => {
                 let i = data::patient_index_from_id(id)?;
-                let all = self.patient_resources(i)?;
-                data::binary_from(self.seed, id, &all)
+                let all = self.patient_data(i)?;
+                data::binary_from(self.seed, id, &all.resources)
             }
         }
     }

@@ -1,6 +1,8 @@
 //! The synthetic data set: deterministic FHIR R4 resources per patient, the shared pools
-//! (practitioners, organizations, locations, medications) and attachment Binaries, plus the
-//! id and MRN formats that tie them together. Everything is a pure function of the seed.
+//! (practitioners, roles, organizations, locations, medications) and attachment Binaries,
+//! plus the id and MRN formats that tie them together. Everything is a pure function of the
+//! seed. Besides what searches return, each patient has readable-only resources
+//! ([`hidden_resources`]) that only hydration can reach.
 
 mod binary;
 mod patient;
@@ -13,8 +15,12 @@ use serde_json::Value;
 
 pub use binary::binary;
 pub(crate) use binary::binary_from;
+pub use patient::{EXTERNAL_PRACTITIONER, Generated};
 pub(crate) use rng::mix;
-pub use shared::{SHARED_POOLS, shared_pool, shared_resource};
+pub use shared::{
+    GONE_MEDICATION, GONE_ORGANIZATION, GONE_PRACTITIONER, SHARED_POOLS, picked, shared_pool,
+    shared_resource,
+};
 
 /// Identifier system of the patients' MRNs (an Epic-style OID).
 pub const MRN_SYSTEM: &str = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14";
@@ -61,7 +67,38 @@ pub(crate) fn resource_id(prefix: &str, i: usize, n: usize) -> String {
 /// patient-linked types in canonical order. Identical for a given `(seed, i)` whatever the
 /// patient count.
 pub fn patient_resources(seed: u64, i: usize) -> Vec<Value> {
+    patient::generate(seed, i).resources
+}
+
+/// What patient `i`'s resources reference but no search returns, readable by id only:
+/// hidden Observations (`hobs-…`, results and members, some nested, some in a cycle),
+/// Specimens (`hspec-…`) and an EpisodeOfCare (`heoc-…`). Identical whatever the patient
+/// count, like [`patient_resources`].
+pub fn hidden_resources(seed: u64, i: usize) -> Vec<Value> {
+    patient::generate(seed, i).hidden
+}
+
+/// Both the searchable and the hidden resources of patient `i`, generated once.
+pub fn generate(seed: u64, i: usize) -> Generated {
     patient::generate(seed, i)
+}
+
+/// What a read of `ty/id` answers on a server with at least `i + 1` patients (`i` being the
+/// patient an id belongs to): a patient's resource (searchable or hidden), a shared pool
+/// member or an attachment Binary; `None` is a 404.
+pub fn resource(seed: u64, ty: &str, id: &str) -> Option<Value> {
+    if ty == "Binary" {
+        return binary(seed, id);
+    }
+    if SHARED_POOLS.iter().any(|(t, _, _)| *t == ty) {
+        return shared_resource(seed, ty, id);
+    }
+    let generated = patient::generate(seed, patient_index_from_id(id)?);
+    generated
+        .resources
+        .into_iter()
+        .chain(generated.hidden)
+        .find(|r| r["resourceType"] == ty && r["id"] == id)
 }
 
 /// Just the Patient resource of patient `i` (cheap; equal to `patient_resources(..)[0]`).

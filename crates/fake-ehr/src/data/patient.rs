@@ -1,6 +1,12 @@
 //! The per-patient generator: one PRNG stream per `(seed, patient)` drawn in a fixed order,
-//! producing the Patient and every patient-linked resource with consistent references.
+//! producing the Patient and every patient-linked resource with consistent references. A
+//! second stream (`h`) adds the references hydration follows (roles, specimens, episodes,
+//! hidden Observations, 404s) and the readable-only resources of `hidden`, so the searchable
+//! data keeps its shape whatever those additions draw.
 
+mod hidden;
+
+use super::binary::pre_inlined_text;
 use super::rng::Rng;
 use super::shared::{self, Pool};
 use super::time::{self, EARLIEST, LATEST, days};
@@ -9,6 +15,53 @@ use super::{MRN_SYSTEM, mrn, patient_id, resource_id};
 use serde_json::{Map, Value, json};
 
 const DOMAIN: u64 = 0x5041_5449_454E_5453;
+/// The hydration stream of the patient's other resources.
+const HYDRATION_DOMAIN: u64 = 0x0048_5944_5241_5445;
+/// The hydration stream of the Patient resource itself.
+const PATIENT_HYDRATION_DOMAIN: u64 = 0x0048_5944_5250_4154;
+
+/// What the generator makes for one patient.
+pub struct Generated {
+    /// What searches return: Patient first, then the linked types in canonical order.
+    pub resources: Vec<Value>,
+    /// Readable by id only: hidden Observations, Specimens and EpisodesOfCare.
+    pub hidden: Vec<Value>,
+}
+
+/// Which of the per-patient hydration references exist, decided by the patient index alone
+/// so references and the resources they point to agree.
+#[derive(Clone, Copy)]
+struct Plan {
+    /// `heoc-…-01` exists (referenced by an Encounter, a DocumentReference and a
+    /// MedicationDispense).
+    episode: bool,
+    /// The first Observation has members: `hobs-…-05` (hidden) and `obs-…-02`.
+    obs_members: bool,
+    /// The second DiagnosticReport also results in `hobs-…-06`.
+    dr2_hidden: bool,
+    /// The second DiagnosticReport also results in `hobs-…-99`, which answers 404.
+    dr2_missing: bool,
+    /// `hobs-…-04` has `hobs-…-03` as member, closing the cycle 03 → 04 → 03.
+    cycle: bool,
+    /// A searchable EpisodeOfCare (`eoc-…-01`) exists and an Encounter references it.
+    searchable_episode: bool,
+    /// A searchable Specimen (`spec-…-01`) exists and reports and requests reference it.
+    searchable_specimen: bool,
+}
+
+impl Plan {
+    fn new(i: usize, n_eoc: usize, n_spec: usize) -> Self {
+        Self {
+            episode: i % 3 != 2,
+            obs_members: i.is_multiple_of(3),
+            dr2_hidden: i.is_multiple_of(2),
+            dr2_missing: i.is_multiple_of(10),
+            cycle: i % 4 == 1,
+            searchable_episode: n_eoc > 0,
+            searchable_specimen: n_spec > 0,
+        }
+    }
+}
 
 struct Encounter {
     id: String,
@@ -20,6 +73,9 @@ struct Encounter {
 
 struct Gen {
     rng: Rng,
+    /// Draws for the hydration additions only.
+    h: Rng,
+    plan: Plan,
     i: usize,
     subject: Value,
     encounters: Vec<Encounter>,
@@ -29,12 +85,12 @@ struct Gen {
 
 pub fn generate_patient_only(seed: u64, i: usize) -> Value {
     let mut rng = Rng::new(seed, DOMAIN, i as u64);
-    patient(&mut rng, i)
+    patient(&mut rng, seed, i)
 }
 
-pub fn generate(seed: u64, i: usize) -> Vec<Value> {
+pub fn generate(seed: u64, i: usize) -> Generated {
     let mut rng = Rng::new(seed, DOMAIN, i as u64);
-    let patient = patient(&mut rng, i);
+    let patient = patient(&mut rng, seed, i);
 
     let mut n_enc = rng.range(3, 6);
     let n_alg = rng.range(0, 2);
@@ -71,6 +127,8 @@ pub fn generate(seed: u64, i: usize) -> Vec<Value> {
 
     let mut g = Gen {
         rng,
+        h: Rng::new(seed, HYDRATION_DOMAIN, i as u64),
+        plan: Plan::new(i, n_eoc, n_spec),
         i,
         subject: json!({ "reference": format!("Patient/{}", patient_id(i)) }),
         encounters: Vec::new(),
@@ -97,10 +155,14 @@ pub fn generate(seed: u64, i: usize) -> Vec<Value> {
     out.extend((1..=n_proc).map(|n| g.procedure(n)));
     out.extend((1..=n_sreq).map(|n| g.service_request(n)));
     out.extend((1..=n_spec).map(|n| g.specimen(n)));
-    out
+    let hidden = g.hidden();
+    Generated {
+        resources: out,
+        hidden,
+    }
 }
 
-fn patient(rng: &mut Rng, i: usize) -> Value {
+fn patient(rng: &mut Rng, seed: u64, i: usize) -> Value {
     let first = *rng.pick(&vocab::GIVEN_NAMES);
     let middle = rng
         .chance(0.3)
@@ -116,7 +178,7 @@ fn patient(rng: &mut Rng, i: usize) -> Value {
     let mut given = vec![first];
     given.extend(middle);
     let text = format!("{} {}", given.join(" "), family);
-    json!({
+    let mut r = json!({
         "resourceType": "Patient",
         "id": patient_id(i),
         "meta": { "lastUpdated": time::random_instant(rng, updated) },
@@ -159,8 +221,33 @@ fn patient(rng: &mut Rng, i: usize) -> Value {
         }],
         "generalPractitioner": [shared::pick_ref(rng, Pool::Practitioner)],
         "managingOrganization": shared::pick_ref(rng, Pool::Organization)
-    })
+    });
+    let mut h = Rng::new(seed, PATIENT_HYDRATION_DOMAIN, i as u64);
+    if let Some(gps) = r["generalPractitioner"].as_array_mut() {
+        if i % 4 == 1 {
+            gps.push(shared::pick_ref(&mut h, Pool::PractitionerRole));
+        }
+        if i % 10 == 3 {
+            // Another server's practitioner: not ours to fetch.
+            gps.push(json!({ "reference": EXTERNAL_PRACTITIONER }));
+        }
+    }
+    if i % 5 == 2 {
+        push(
+            &mut r,
+            "contact",
+            json!([{
+                "relationship": [{ "text": "Employer" }],
+                "name": { "text": "Human resources" },
+                "organization": shared::pick_ref(&mut h, Pool::Organization)
+            }]),
+        );
+    }
+    r
 }
+
+/// An absolute reference to another server, in some patients' `generalPractitioner`.
+pub const EXTERNAL_PRACTITIONER: &str = "https://directory.example.org/fhir/Practitioner/ext-77";
 
 fn coding(system: &str, code: &Code) -> Value {
     json!({ "coding": [{ "system": system, "code": code.0, "display": code.1 }], "text": code.1 })
@@ -272,6 +359,7 @@ impl Gen {
             push(&mut r, "period", period);
             push(&mut r, "location", json!([{ "location": location }]));
             push(&mut r, "serviceProvider", org);
+            self.hydrate_encounter(&mut r, n, class == "IMP");
             self.encounters.push(Encounter {
                 id: self.id("enc", n),
                 start,
@@ -311,6 +399,13 @@ impl Gen {
         push(&mut r, "patient", self.subject.clone());
         push(&mut r, "recordedDate", json!(recorded));
         push(&mut r, "recorder", recorder);
+        if self.h.chance(0.5) {
+            push(
+                &mut r,
+                "asserter",
+                shared::pick_ref(&mut self.h, Pool::PractitionerRole),
+            );
+        }
         r
     }
 
@@ -358,6 +453,19 @@ impl Gen {
         push(&mut r, "onsetDateTime", json!(onset));
         push(&mut r, "recordedDate", json!(recorded));
         push(&mut r, "recorder", recorder);
+        if n == 1 && self.i.is_multiple_of(3) {
+            push(
+                &mut r,
+                "asserter",
+                json!({ "reference": shared::GONE_PRACTITIONER }),
+            );
+        } else if self.h.chance(0.3) {
+            push(
+                &mut r,
+                "asserter",
+                shared::pick_ref(&mut self.h, Pool::PractitionerRole),
+            );
+        }
         r
     }
 
@@ -370,6 +478,16 @@ impl Gen {
         push(&mut r, "serialNumber", json!(serial));
         push(&mut r, "type", coding(vocab::SNOMED, &code));
         push(&mut r, "patient", self.subject.clone());
+        push(
+            &mut r,
+            "owner",
+            shared::pick_ref(&mut self.h, Pool::Organization),
+        );
+        push(
+            &mut r,
+            "location",
+            shared::pick_ref(&mut self.h, Pool::Location),
+        );
         r
     }
 
@@ -534,6 +652,7 @@ impl Gen {
         push(&mut r, "effectiveDateTime", json!(effective));
         push(&mut r, "issued", json!(issued));
         push(&mut r, value_key, value);
+        self.hydrate_observation(&mut r, n, cat);
         r
     }
 
@@ -575,7 +694,7 @@ impl Gen {
         };
         let effective = self.instant(eff);
         let issued = self.instant(issued_at);
-        let binary = format!("{}-txt", binary_stem(self.i, "dr", n));
+        let stem = binary_stem(self.i, "dr", n);
         let mut r = self.base("DiagnosticReport", "dr", n, issued_at);
         push(&mut r, "status", json!("final"));
         push(
@@ -594,15 +713,19 @@ impl Gen {
         push(&mut r, "issued", json!(issued));
         push(&mut r, "performer", json!([performer]));
         push(&mut r, "result", json!(results));
-        push(
-            &mut r,
-            "presentedForm",
-            json!([{
-                "contentType": "text/plain",
-                "url": format!("Binary/{binary}"),
-                "title": code.1
-            }]),
-        );
+        let mut forms = vec![form(&stem, "txt", code.1)];
+        let i = self.i;
+        if n == 1 && i.is_multiple_of(2) {
+            forms.push(form(&stem, "html", code.1));
+        }
+        if n == 2 && i % 5 == 4 {
+            forms.push(form(&stem, "pdf", code.1));
+        }
+        if n == 2 && i % 6 == 1 {
+            forms.push(form(&stem, "xhtml", code.1));
+        }
+        push(&mut r, "presentedForm", json!(forms));
+        self.hydrate_report(&mut r, n);
         r
     }
 
@@ -610,7 +733,7 @@ impl Gen {
         let (k, t) = self.during_encounter();
         let note = *self.rng.pick(&vocab::NOTE_TYPES);
         let stem = binary_stem(self.i, "doc", n);
-        let attachments: Vec<Value> = match self.rng.below(10) {
+        let mut attachments: Vec<Value> = match self.rng.below(10) {
             0..=3 => vec![attachment(&stem, "html", note.1)],
             4..=6 => vec![attachment(&stem, "txt", note.1)],
             _ => vec![
@@ -618,6 +741,17 @@ impl Gen {
                 attachment(&stem, "txt", note.1),
             ],
         };
+        let i = self.i;
+        for (wanted, ext) in [
+            (n == 1 && i.is_multiple_of(3), "xhtml"),
+            (n == 2 && i % 4 == 2, "pdf"),
+            (n == 2 && i % 7 == 3, "rtf"),
+            (n == 1 && i % 5 == 1, "pre"),
+        ] {
+            if wanted {
+                attachments.push(attachment(&stem, ext, note.1));
+            }
+        }
         let author = self.encounters[k].practitioner.clone();
         let date = self.instant(t);
         let (start, end) = (self.encounters[k].start, self.encounters[k].end);
@@ -639,11 +773,16 @@ impl Gen {
         push(&mut r, "date", json!(date));
         push(&mut r, "author", json!([author]));
         push(&mut r, "content", json!(attachments));
+        let mut encounters = vec![self.encounter_ref(k)];
+        if n == 1 && self.plan.episode {
+            encounters.push(reference("EpisodeOfCare", &self.hidden_id("heoc", 1)));
+        }
         push(
             &mut r,
             "context",
-            json!({ "encounter": [self.encounter_ref(k)], "period": period }),
+            json!({ "encounter": encounters, "period": period }),
         );
+        self.hydrate_document(&mut r);
         r
     }
 
@@ -665,6 +804,11 @@ impl Gen {
         push(&mut r, "patient", self.subject.clone());
         push(&mut r, "managingOrganization", org);
         push(&mut r, "period", json!({ "start": start }));
+        push(
+            &mut r,
+            "careManager",
+            shared::pick_ref(&mut self.h, Pool::Practitioner),
+        );
         r
     }
 
@@ -686,6 +830,7 @@ impl Gen {
         push(&mut r, "primarySource", json!(true));
         push(&mut r, "location", location);
         push(&mut r, "performer", json!([{ "actor": performer }]));
+        self.hydrate_immunization(&mut r);
         r
     }
 
@@ -718,6 +863,7 @@ impl Gen {
             "dosageInstruction",
             json!([{ "text": "Take 1 tablet by mouth once daily" }]),
         );
+        self.hydrate_med_request(&mut r, n);
         r
     }
 
@@ -728,11 +874,15 @@ impl Gen {
         let handed = self.instant(t);
         let mut r = self.base("MedicationDispense", "mdisp", n, t);
         push(&mut r, "status", json!("completed"));
-        push(
-            &mut r,
-            "medicationReference",
-            request["medicationReference"].clone(),
-        );
+        let mut medication = request["medicationReference"].clone();
+        if medication["reference"]
+            .as_str()
+            .is_some_and(|m| m.starts_with('#'))
+        {
+            // The request's Medication is contained in it; the dispense names a real one.
+            medication = shared::pick_ref(&mut self.h, Pool::Medication);
+        }
+        push(&mut r, "medicationReference", medication);
         push(&mut r, "subject", self.subject.clone());
         push(
             &mut r,
@@ -748,6 +898,7 @@ impl Gen {
             json!({ "value": 30, "unit": "tablet", "system": vocab::UCUM, "code": "{tbl}" }),
         );
         push(&mut r, "whenHandedOver", json!(handed));
+        self.hydrate_med_dispense(&mut r, n);
         r
     }
 
@@ -774,6 +925,7 @@ impl Gen {
         push(&mut r, "performedDateTime", json!(performed));
         push(&mut r, "performer", json!([{ "actor": performer }]));
         push(&mut r, "location", location);
+        self.hydrate_procedure(&mut r, n);
         r
     }
 
@@ -801,6 +953,7 @@ impl Gen {
         push(&mut r, "encounter", self.encounter_ref(k));
         push(&mut r, "authoredOn", json!(authored));
         push(&mut r, "requester", requester);
+        self.hydrate_service_request(&mut r, n);
         r
     }
 
@@ -815,10 +968,11 @@ impl Gen {
         push(&mut r, "type", coding(vocab::SNOMED, &kind));
         push(&mut r, "subject", self.subject.clone());
         push(&mut r, "receivedTime", json!(received));
+        let collector = shared::pick_ref(&mut self.h, Pool::Practitioner);
         push(
             &mut r,
             "collection",
-            json!({ "collectedDateTime": collected }),
+            json!({ "collector": collector, "collectedDateTime": collected }),
         );
         r
     }
@@ -837,17 +991,29 @@ pub fn binary_stem(i: usize, kind: &str, n: usize) -> String {
     format!("bin-{i:06}-{kind}-{n:02}")
 }
 
-fn attachment(stem: &str, ext: &str, title: &str) -> Value {
-    let content_type = if ext == "html" {
-        "text/html"
-    } else {
-        "text/plain"
+/// The attachment of Binary `<stem>-<ext>`, declaring the content type that `ext` stands
+/// for: `txt`, `html`, `xhtml`, `pdf`; `rtf` declares `text/html` but the Binary is RTF (a
+/// wrong-MIME answer); `pre` already carries its `data`.
+fn form(stem: &str, ext: &str, title: &str) -> Value {
+    let content_type = match ext {
+        "html" | "rtf" => "text/html",
+        "xhtml" => "application/xhtml+xml",
+        "pdf" => "application/pdf",
+        _ => "text/plain",
     };
-    json!({
-        "attachment": {
-            "contentType": content_type,
-            "url": format!("Binary/{stem}-{ext}"),
-            "title": title
-        }
-    })
+    let mut a = json!({
+        "contentType": content_type,
+        "url": format!("Binary/{stem}-{ext}"),
+        "title": title
+    });
+    if ext == "pre" {
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD.encode(pre_inlined_text(title));
+        push(&mut a, "data", json!(data));
+    }
+    a
+}
+
+fn attachment(stem: &str, ext: &str, title: &str) -> Value {
+    json!({ "attachment": form(stem, ext, title) })
 }

@@ -127,24 +127,44 @@ async fn patient_seven_is_identical_whatever_the_patient_count() {
 async fn references_resolve() {
     let server = start(Config::default()).await.expect("start");
     let c = client();
-    let resources = data::patient_resources(1, 3);
     let mut seen = HashSet::new();
-    for r in &resources {
-        let text = r.to_string();
-        for part in text.split("\"reference\":\"").skip(1) {
-            let reference = part.split('"').next().unwrap_or_default().to_string();
-            if seen.insert(reference.clone()) {
-                let (status, body) = get(&c, &format!("{}/{reference}", server.base_url())).await;
-                assert_eq!(status, 200, "{reference}: {body}");
+    let mut missing = HashSet::new();
+    // Patients 3 (absolute reference), 5 (contained Medication), 0 and 1 (404s, cycle).
+    for i in [0, 1, 3, 5] {
+        let mut resources = data::patient_resources(1, i);
+        resources.extend(data::hidden_resources(1, i));
+        for r in &resources {
+            let text = r.to_string();
+            for part in text.split("\"reference\":\"").skip(1) {
+                let reference = part.split('"').next().unwrap_or_default().to_string();
+                if reference.starts_with('#') || reference.starts_with("https://") {
+                    continue;
+                }
+                if seen.insert(reference.clone()) {
+                    let (status, body) =
+                        get(&c, &format!("{}/{reference}", server.base_url())).await;
+                    if status == 404 {
+                        missing.insert(reference);
+                    } else {
+                        assert_eq!(status, 200, "{reference}: {body}");
+                    }
+                }
+            }
+            for part in text.split("\"url\":\"Binary/").skip(1) {
+                let id = part.split('"').next().unwrap_or_default();
+                let (status, body) = get(&c, &format!("{}/Binary/{id}", server.base_url())).await;
+                assert_eq!(status, 200, "{id}");
+                assert_eq!(body["resourceType"], "Binary");
+                assert!(body["data"].is_string() && body["contentType"].is_string());
             }
         }
-        for part in text.split("\"url\":\"Binary/").skip(1) {
-            let id = part.split('"').next().unwrap_or_default();
-            let (status, body) = get(&c, &format!("{}/Binary/{id}", server.base_url())).await;
-            assert_eq!(status, 200, "{id}");
-            assert_eq!(body["resourceType"], "Binary");
-            assert!(body["data"].is_string() && body["contentType"].is_string());
-        }
     }
-    assert!(seen.len() > 10);
+    assert!(seen.len() > 40);
+    // Only the references meant to answer 404 do.
+    let expected: HashSet<String> = [
+        data::GONE_PRACTITIONER.to_string(),
+        "Observation/hobs-000000-99".to_string(),
+    ]
+    .into();
+    assert_eq!(missing, expected);
 }

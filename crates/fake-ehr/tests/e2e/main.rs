@@ -4,4 +4,5 @@ mod auth;
 mod common;
 mod data;
 mod faults;
+mod hydration;
 mod search;

@@ -89,8 +89,9 @@ pub fn group_name(cohort: &CohortArgs, folder: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Concurrent search chains: twice the connections, so a chain busy writing never leaves a
-/// connection idle; the budget still caps requests in flight.
+/// Concurrent search chains: two more than the connections, so a chain busy parsing or
+/// handing its results to the writer never leaves a connection idle. Not more: a chain
+/// waiting for a slot between its pages holds fetched pages that a kill would waste.
 pub fn worker_count(max_connections: usize) -> usize {
-    max_connections * 2
+    max_connections + 2
 }

@@ -92,7 +92,8 @@ impl Sink {
         let error_target = workdir
             .join("error")
             .join(crate::ndjson::file_name("OperationOutcome", compress));
-        let (tx, rx) = mpsc::channel(256);
+        // Small on purpose: chains waiting here are not committed yet, so a kill loses them.
+        let (tx, rx) = mpsc::channel(8);
         let thread = std::thread::Builder::new()
             .name("crawl-writer".into())
             .spawn(move || writer_loop(rx, states, error_target))

@@ -2,6 +2,7 @@
 //! construction (§7.3), retries (§7.5, our own policy), 401 renewal (§7.6) and the budget.
 
 use super::auth::{self, AccessToken, AuthMethod, NO_AUTH_MESSAGE, SmartAuth, TokenEndpoint};
+use super::budget::Permit;
 use super::error::error_detail;
 use super::retry::parse_retry_after;
 use super::{Budget, Capabilities, FhirError, RetryPolicy, Vendor};
@@ -111,11 +112,44 @@ impl FhirResponse {
     }
 }
 
+/// A successful (< 400) answer whose body is still on the wire (`FhirClient::get_stream`).
+/// It holds its slot of the connection budget until dropped, because the body is still
+/// using the connection.
+pub struct StreamResponse {
+    /// Where the answer came from (after redirects).
+    pub url: String,
+    pub status: u16,
+    pub headers: HeaderMap,
+    response: reqwest::Response,
+    _permit: Option<Permit>,
+}
+
+impl StreamResponse {
+    /// The next piece of the body, `None` at its end. A broken connection is a
+    /// `FhirError::Transport` (the caller decides whether to start over).
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, FhirError> {
+        self.response
+            .chunk()
+            .await
+            .map_err(|e| FhirError::Transport {
+                url: self.url.clone(),
+                message: describe_transport_error(&e),
+            })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+}
+
 /// Hooks into the retry loop of one request, for callers that log each attempt (the bulk
 /// export log records every download attempt and error).
 pub trait RequestObserver: Send + Sync {
     /// A counted attempt is about to be sent.
     fn attempt(&self, _url: &str) {}
+    /// An answer arrived (any status), before it is judged: the bulk log records the
+    /// headers of failed answers, which `FhirError` does not carry.
+    fn response(&self, _status: u16, _headers: &HeaderMap) {}
     /// An attempt failed; `error` is what the caller gets if no retry follows.
     fn failed(&self, _error: &FhirError) {}
     /// About to sleep `wait` before the next attempt.
@@ -192,6 +226,25 @@ struct Plan<'a> {
     retry_all: bool,
     observer: Option<&'a dyn RequestObserver>,
     timeout: Option<Duration>,
+    /// Leave the body of a successful answer on the wire (`get_stream`).
+    stream: bool,
+    /// Send the `Authorization` (and `Epic-Client-ID`) header. Off for bulk files on another
+    /// host that the manifest says need no token.
+    credentials: bool,
+}
+
+/// The body of one answer: read in full, or (successful streamed answers) still unread.
+enum Body {
+    Read(bytes::Bytes),
+    Live(reqwest::Response),
+}
+
+/// One answer as the retry loop sees it.
+struct Sent {
+    url: String,
+    status: u16,
+    headers: HeaderMap,
+    body: Body,
 }
 
 enum SendError {
@@ -313,6 +366,46 @@ impl FhirClient {
 
     /// Any request through the client: auth, `Epic-Client-ID`, budget and retries.
     pub async fn request(&self, request: Request<'_>) -> Result<FhirResponse, FhirError> {
+        let plan = self.client_plan(&request, false, true)?;
+        self.execute(&plan).await
+    }
+
+    /// Like `request`, but a successful answer comes back with its body unread, to be
+    /// streamed (bulk downloads of any size). Auth, budget and retries apply to getting the
+    /// answer; the caller owns what happens if the body breaks off. With `credentials` off
+    /// no `Authorization` or `Epic-Client-ID` header is sent (and a 401 renews nothing).
+    pub async fn get_stream(
+        &self,
+        request: Request<'_>,
+        credentials: bool,
+    ) -> Result<StreamResponse, FhirError> {
+        let plan = self.client_plan(&request, true, credentials)?;
+        let (sent, permit) = self.execute_sent(&plan).await?;
+        match sent.body {
+            Body::Live(response) => Ok(StreamResponse {
+                url: sent.url,
+                status: sent.status,
+                headers: sent.headers,
+                response,
+                _permit: permit,
+            }),
+            // `send_once` leaves every successful streamed body unread; should that ever
+            // change, the bytes are still the whole answer, so hand them on as an error
+            // rather than lose them silently.
+            Body::Read(_) => Err(FhirError::Invalid {
+                url: sent.url,
+                message: "The answer was read before it could be streamed".to_string(),
+            }),
+        }
+    }
+
+    /// The plan of a request made through the client.
+    fn client_plan<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+        stream: bool,
+        credentials: bool,
+    ) -> Result<Plan<'a>, FhirError> {
         let url = self.resolve(request.url)?;
         let mut headers = HeaderMap::new();
         let accept = HeaderValue::from_str(request.accept).map_err(|_| FhirError::Invalid {
@@ -324,8 +417,8 @@ impl FhirClient {
         for (name, value) in &request.headers {
             headers.insert(name.clone(), value.clone());
         }
-        let plan = Plan {
-            method: request.method,
+        Ok(Plan {
+            method: request.method.clone(),
             url,
             headers,
             client_request: true,
@@ -334,8 +427,9 @@ impl FhirClient {
             retry_all: false,
             observer: request.observer,
             timeout: request.timeout,
-        };
-        self.execute(&plan).await
+            stream,
+            credentials,
+        })
     }
 
     fn startup_plan(&self, method: Method, url: Url, headers: HeaderMap) -> Plan<'_> {
@@ -349,6 +443,8 @@ impl FhirClient {
             retry_all: false,
             observer: None,
             timeout: None,
+            stream: false,
+            credentials: false,
         }
     }
 
@@ -511,15 +607,40 @@ impl FhirClient {
         Ok(TokenEndpoint { url, scope_suffix })
     }
 
+    /// The retry loop with the body read in full (every request but `get_stream`).
+    async fn execute(&self, plan: &Plan<'_>) -> Result<FhirResponse, FhirError> {
+        let (sent, permit) = self.execute_sent(plan).await?;
+        let body = match sent.body {
+            Body::Read(bytes) => bytes,
+            // Only streamed plans leave a body unread; read it, still inside the slot.
+            Body::Live(response) => {
+                let read = response.bytes().await;
+                drop(permit);
+                read.map_err(|e| FhirError::Transport {
+                    url: sent.url.clone(),
+                    message: describe_transport_error(&e),
+                })?
+            }
+        };
+        Ok(FhirResponse {
+            url: sent.url,
+            status: sent.status,
+            headers: sent.headers,
+            body,
+        })
+    }
+
     /// The retry loop: one request, up to `policy.max_attempts` counted attempts, each with at
     /// most one immediate resend after renewing the token on a 401 (a token can also expire
-    /// while a later attempt waits on a slow server).
-    async fn execute(&self, plan: &Plan<'_>) -> Result<FhirResponse, FhirError> {
+    /// while a later attempt waits on a slow server). A streamed success comes back with its
+    /// budget slot, which the body keeps until it is dropped.
+    async fn execute_sent(&self, plan: &Plan<'_>) -> Result<(Sent, Option<Permit>), FhirError> {
         let inner = &self.inner;
         let max_attempts = plan.policy.max_attempts.max(1);
         let mut attempt: u32 = 1;
         let mut renewed = false;
         let mut resend = false;
+        let credentials = plan.client_request && plan.credentials;
         loop {
             // The slot first, then the token: the queue for a slot can be long, and the token
             // should be the freshest one when the request leaves.
@@ -528,7 +649,7 @@ impl FhirClient {
             } else {
                 None
             };
-            let (authorization, token) = if plan.client_request {
+            let (authorization, token) = if credentials {
                 self.authorization().await?
             } else {
                 (None, None)
@@ -538,16 +659,28 @@ impl FhirClient {
             }
             resend = false;
             let outcome = self.send_once(plan, authorization).await;
-            drop(permit);
-
-            let (error, retry_after) = match outcome {
-                Ok(response) if response.status < 400 => {
+            if let (Ok(sent), Some(observer)) = (&outcome, plan.observer) {
+                observer.response(sent.status, &sent.headers);
+            }
+            let outcome = match outcome {
+                Ok(sent) if sent.status < 400 => {
                     if plan.client_request {
                         inner.budget.healthy();
                     }
-                    return Ok(response);
+                    // Only a body still on the wire keeps the slot.
+                    let permit = if matches!(sent.body, Body::Live(_)) {
+                        permit
+                    } else {
+                        None
+                    };
+                    return Ok((sent, permit));
                 }
-                Ok(response) if response.status == 401 && plan.client_request => {
+                other => other,
+            };
+            drop(permit);
+
+            let (error, retry_after) = match outcome {
+                Ok(sent) if sent.status == 401 && credentials => {
                     match &inner.auth {
                         AuthMethod::None => {
                             return Err(FhirError::Auth(NO_AUTH_MESSAGE.to_string()));
@@ -569,10 +702,10 @@ impl FhirClient {
                             continue;
                         }
                         // Same credentials again would only fail again (spec §7.6).
-                        _ => (http_error(&response), None),
+                        _ => (http_error_of(&sent), None),
                     }
                 }
-                Ok(response) => (http_error(&response), parse_retry_after(&response.headers)),
+                Ok(sent) => (http_error_of(&sent), parse_retry_after(&sent.headers)),
                 Err(SendError::Transport(e)) => (
                     FhirError::Transport {
                         url: plan.url.to_string(),
@@ -619,14 +752,15 @@ impl FhirClient {
         }
     }
 
-    /// One HTTP exchange, body read in full. Any status comes back as `Ok`.
+    /// One HTTP exchange. Any status comes back as `Ok`; the body is read in full unless
+    /// the plan streams and the answer is a success.
     async fn send_once(
         &self,
         plan: &Plan<'_>,
         authorization: Option<HeaderValue>,
-    ) -> Result<FhirResponse, SendError> {
+    ) -> Result<Sent, SendError> {
         let mut headers = plan.headers.clone();
-        if plan.client_request {
+        if plan.client_request && plan.credentials {
             if let Some(client_id) = &self.inner.client_id
                 && self.capabilities().vendor() == Vendor::Epic
                 && let Ok(value) = HeaderValue::from_str(client_id)
@@ -652,8 +786,12 @@ impl FhirClient {
         let url = response.url().to_string();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(SendError::Transport)?;
-        Ok(FhirResponse {
+        let body = if plan.stream && status < 400 {
+            Body::Live(response)
+        } else {
+            Body::Read(response.bytes().await.map_err(SendError::Transport)?)
+        };
+        Ok(Sent {
             url,
             status,
             headers,
@@ -662,12 +800,16 @@ impl FhirClient {
     }
 }
 
-fn http_error(response: &FhirResponse) -> FhirError {
-    let body = response.text();
+/// The error of a failed answer (its body is always read).
+fn http_error_of(sent: &Sent) -> FhirError {
+    let body = match &sent.body {
+        Body::Read(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Body::Live(_) => String::new(),
+    };
     FhirError::Http {
-        url: response.url.clone(),
-        status: response.status,
-        detail: error_detail(response.status, &body),
+        url: sent.url.clone(),
+        status: sent.status,
+        detail: error_detail(sent.status, &body),
         body,
     }
 }

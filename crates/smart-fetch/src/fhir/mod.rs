@@ -13,6 +13,8 @@ pub mod retry;
 pub use auth::load_secret;
 pub use budget::Budget;
 pub use capabilities::{Capabilities, Vendor};
-pub use client::{AuthOptions, ClientOptions, FhirClient, FhirResponse, Request, RequestObserver};
+pub use client::{
+    AuthOptions, ClientOptions, FhirClient, FhirResponse, Request, RequestObserver, StreamResponse,
+};
 pub use error::FhirError;
 pub use retry::RetryPolicy;

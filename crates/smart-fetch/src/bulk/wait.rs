@@ -1,0 +1,247 @@
+//! Waiting on the server (spec §11.3): kickoff, status polls and DELETE repeat while the
+//! server answers 202, sleeping what its `Retry-After` asks (seconds, an HTTP date, or — one
+//! reference server does this — an absolute Unix time; at most five minutes), showing its
+//! `X-Progress`, until the export's total wait (those pauses plus retry pauses) would pass
+//! the limit (30 days unless `--bulk-timeout` says otherwise).
+
+use super::BulkError;
+use super::events::Watch;
+use crate::console;
+use crate::fhir::{FhirClient, FhirError, FhirResponse, Request};
+use reqwest::header::RETRY_AFTER;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long an export may keep us waiting, in total, by default (the Python tool's limit).
+pub const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Pause when a 202 names no (usable) `Retry-After`.
+const DEFAULT_DELAY: Duration = Duration::from_secs(60);
+/// Longest single pause, whatever the server asks.
+const MAX_DELAY: Duration = Duration::from_secs(300);
+/// Shortest pause, so `Retry-After: 0` does not turn into a busy loop.
+const MIN_DELAY: Duration = Duration::from_millis(100);
+/// Integer `Retry-After` values above this are absolute Unix times, not durations (it is
+/// about 2001-09-09; no server asks for a 30-year pause).
+const EPOCH_THRESHOLD: u64 = 1_000_000_000;
+
+/// `--bulk-timeout`: `30d`, `12h`, `90m`, `45s` or plain seconds.
+pub fn parse_wait_limit(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+        "h" | "hour" | "hours" => 3600.0,
+        "d" | "day" | "days" => 86400.0,
+        _ => f64::NAN,
+    };
+    let value: f64 = number.parse().unwrap_or(f64::NAN);
+    let seconds = value * factor;
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 10.0 * 365.0 * 86400.0 {
+        return Err(format!(
+            "Invalid --bulk-timeout '{text}': give a duration like 30d, 12h, 90m or 600s."
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// The pause a `Retry-After` value asks for, as of `now`; `None` when it is unusable.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let now_secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+    if let Ok(n) = value.parse::<i64>() {
+        let n = u64::try_from(n).unwrap_or(0);
+        if n > EPOCH_THRESHOLD * 1000 {
+            // Milliseconds since the epoch.
+            return Some(Duration::from_secs_f64((n as f64 / 1000.0 - now_secs).max(0.0)));
+        }
+        if n > EPOCH_THRESHOLD {
+            return Some(Duration::from_secs_f64((n as f64 - now_secs).max(0.0)));
+        }
+        return Some(Duration::from_secs(n));
+    }
+    if let Ok(seconds) = value.parse::<f64>()
+        && seconds.is_finite()
+    {
+        return Some(Duration::from_secs_f64(seconds.max(0.0)));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The wait of one export run: every pause so far and the limit.
+pub struct Waiting {
+    limit: Duration,
+    total: Duration,
+    /// Retry pauses, added by the request observers (milliseconds).
+    pub retried_ms: AtomicU64,
+    terminal: bool,
+    /// The progress text last printed (non-terminal output prints only changes).
+    last_progress: Option<String>,
+    status_shown: bool,
+}
+
+impl Waiting {
+    pub fn new(limit: Duration) -> Self {
+        Waiting {
+            limit,
+            total: Duration::ZERO,
+            retried_ms: AtomicU64::new(0),
+            terminal: std::io::stdout().is_terminal(),
+            last_progress: None,
+            status_shown: false,
+        }
+    }
+
+    /// Take the retry pauses observers counted into the total.
+    fn absorb_retries(&mut self) -> bool {
+        let ms = self.retried_ms.swap(0, Ordering::Relaxed);
+        self.total += Duration::from_millis(ms);
+        ms > 0
+    }
+
+    /// `<X-Progress or waiting…> (<so far> so far, waiting for <delay> more)`: redrawn in
+    /// place on a terminal; elsewhere printed as a line whenever the progress text changes,
+    /// so logs of unattended runs still show how the export went.
+    fn show(&mut self, progress: Option<&str>, delay: Duration) {
+        let text = progress
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .unwrap_or("waiting…");
+        let line = format!(
+            "{text} ({} so far, waiting for {} more)",
+            console::human_duration(self.total.as_secs()),
+            console::human_duration(delay.as_secs_f64().ceil() as u64)
+        );
+        let mut out = std::io::stdout().lock();
+        if self.terminal {
+            let _ = write!(out, "\r\x1b[2K{line}");
+            self.status_shown = true;
+        } else if self.last_progress.as_deref() != Some(text) {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        self.last_progress = Some(text.to_string());
+    }
+
+    fn clear_status(&mut self) {
+        if self.status_shown {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\r\x1b[2K");
+            let _ = out.flush();
+            self.status_shown = false;
+        }
+    }
+
+    /// `  Waited for a total of <total>` (after a call during which we waited).
+    fn report_total(&mut self) {
+        self.clear_status();
+        println!(
+            "  Waited for a total of {}",
+            console::human_duration(self.total.as_secs())
+        );
+    }
+}
+
+/// Why `until` gave up without an answer it wanted.
+pub enum WaitError {
+    /// The request failed (after the engine's retries); already seen by the observer.
+    Request(FhirError),
+    /// Our own verdict ("Unexpected status code …", "Timed out …"): not yet logged.
+    Verdict(String),
+}
+
+impl From<WaitError> for BulkError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Request(e) => BulkError::Fhir(e),
+            WaitError::Verdict(message) => BulkError::Message(message),
+        }
+    }
+}
+
+/// Send `make()` until the answer is `done`; a 202 that is not `done` means "still working":
+/// wait and ask again. Any other status is unexpected.
+pub async fn until<'a>(
+    client: &FhirClient,
+    make: impl Fn() -> Request<'a>,
+    done: impl Fn(u16) -> bool,
+    waiting: &mut Waiting,
+    watch: &'a Watch<'a>,
+) -> Result<FhirResponse, WaitError> {
+    let mut waited = false;
+    let outcome = loop {
+        let mut request = make();
+        request.observer = Some(watch);
+        let result = client.request(request).await;
+        waited |= waiting.absorb_retries();
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => break Err(WaitError::Request(e)),
+        };
+        if done(response.status) {
+            break Ok(response);
+        }
+        if response.status != 202 {
+            break Err(WaitError::Verdict(format!(
+                "Unexpected status code {} from the bulk FHIR export server.",
+                response.status
+            )));
+        }
+        let asked = response
+            .header(RETRY_AFTER.as_str())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            .unwrap_or(DEFAULT_DELAY);
+        let delay = asked.clamp(MIN_DELAY, MAX_DELAY);
+        if waiting.total + delay > waiting.limit {
+            break Err(WaitError::Verdict(
+                "Timed out waiting for the bulk FHIR export to finish.".to_string(),
+            ));
+        }
+        waiting.show(response.header("x-progress"), delay);
+        waiting.total += delay;
+        waited = true;
+        tokio::time::sleep(delay).await;
+    };
+    waiting.clear_status();
+    if waited {
+        waiting.report_total();
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let secs = |v: &str| parse_retry_after(v, now).map(|d| d.as_secs_f64());
+        assert_eq!(secs("120"), Some(120.0));
+        assert_eq!(secs("-3"), Some(0.0));
+        assert_eq!(secs("1.5"), Some(1.5));
+        assert_eq!(secs("1700000042"), Some(42.0));
+        assert_eq!(secs("1600000000"), Some(0.0));
+        assert_eq!(secs("1700000042000"), Some(42.0));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(secs(&date), Some(30.0));
+        assert_eq!(secs("soon"), None);
+    }
+
+    #[test]
+    fn wait_limits() {
+        assert_eq!(parse_wait_limit("30d"), Ok(DEFAULT_WAIT_LIMIT));
+        assert_eq!(parse_wait_limit("12h"), Ok(Duration::from_secs(43200)));
+        assert_eq!(parse_wait_limit("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_wait_limit("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_wait_limit("2.5s"), Ok(Duration::from_millis(2500)));
+        assert!(parse_wait_limit("0").is_err());
+        assert!(parse_wait_limit("soon").is_err());
+        assert!(parse_wait_limit("5w").is_err());
+    }
+}
