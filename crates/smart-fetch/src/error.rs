@@ -1,6 +1,7 @@
 //! The one error type commands return, and its exit code. Only `main` turns it into text
 //! for a person.
 
+use crate::bulk::BulkError;
 use crate::crawl::CrawlError;
 use crate::fhir::FhirError;
 use crate::filters::FilterError;
@@ -17,6 +18,10 @@ pub enum AppError {
     Filter(#[from] FilterError),
     #[error(transparent)]
     Crawl(#[from] CrawlError),
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
+    #[error(transparent)]
+    Bulk(#[from] BulkError),
     #[error(transparent)]
     Hydrate(#[from] HydrateError),
     /// A fatal message worded at the point of failure (spec §19.3).

@@ -1,6 +1,8 @@
 //! smart-fetch: pull FHIR data out of an EHR (crawl, bulk export, hydration) into folders that
 //! SMART Fetch 1.0.3 and Cumulus ETL read. The binary in `main.rs` is a thin shell over `cli`.
 
+pub mod bulk;
+pub mod bundle;
 pub mod cli;
 pub mod console;
 pub mod crawl;

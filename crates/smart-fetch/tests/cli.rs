@@ -272,18 +272,6 @@ fn reset_symlinks_needs_a_managed_folder() {
 }
 
 #[test]
-fn unfinished_subcommands_say_so() {
-    for (sub, arg) in [("bulk", "out"), ("bundle", "dir")] {
-        let o = run(&[sub, arg]);
-        assert_one_line_error(
-            &o,
-            2,
-            &format!("smart-fetch {sub} is not available yet in this version."),
-        );
-    }
-}
-
-#[test]
 fn hydration_task_parsing_needs_no_server() {
     let dir = temp_dir("tasks");
     let out = dir.join("out");

@@ -232,7 +232,7 @@ pub fn build(
                 let updated = resource["meta"]["lastUpdated"]
                     .as_str()
                     .and_then(instant::parse_millis);
-                if !updated.is_some_and(|u| u > *since) {
+                if updated.is_none_or(|u| u <= *since) {
                     continue;
                 }
             }

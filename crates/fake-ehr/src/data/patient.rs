@@ -716,7 +716,12 @@ impl Gen {
         let mut forms = vec![form(&stem, "txt", code.1)];
         let i = self.i;
         if n == 1 && i.is_multiple_of(2) {
-            forms.push(form(&stem, "html", code.1));
+            let mut html = form(&stem, "html", code.1);
+            if i.is_multiple_of(7) {
+                // Media types are case-insensitive.
+                html["contentType"] = json!("Text/HTML");
+            }
+            forms.push(html);
         }
         if n == 2 && i % 5 == 4 {
             forms.push(form(&stem, "pdf", code.1));
@@ -750,6 +755,14 @@ impl Gen {
         ] {
             if wanted {
                 attachments.push(attachment(&stem, ext, note.1));
+            }
+        }
+        if i % 3 == 1 {
+            // A declared charset, which the served one replaces when inlined.
+            for a in &mut attachments {
+                if a["attachment"]["contentType"] == "text/plain" {
+                    a["attachment"]["contentType"] = json!("text/plain; charset=UTF-8");
+                }
             }
         }
         let author = self.encounters[k].practitioner.clone();

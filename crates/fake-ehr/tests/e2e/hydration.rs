@@ -467,17 +467,25 @@ fn attachments(n: usize) -> Vec<(String, Value)> {
 fn binaries_come_in_several_types_and_charsets() {
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     let mut charsets: BTreeSet<String> = BTreeSet::new();
+    let mut declared_types: BTreeSet<String> = BTreeSet::new();
     for (url, a) in attachments(100) {
         let id = url.strip_prefix("Binary/").unwrap_or_default();
         let kind = id.rsplit('-').next().unwrap_or_default().to_string();
         let binary = data::binary(SEED, id).unwrap_or_default();
         let declared = a["contentType"].as_str().unwrap_or_default();
+        declared_types.insert(declared.to_string());
         let served = binary["contentType"].as_str().unwrap_or_default();
         let bytes = STANDARD
             .decode(binary["data"].as_str().unwrap_or_default())
             .unwrap_or_default();
         assert!(!bytes.is_empty(), "{id}");
-        let mime = |ct: &str| ct.split(';').next().unwrap_or_default().trim().to_string();
+        let mime = |ct: &str| {
+            ct.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_lowercase()
+        };
         match kind.as_str() {
             "txt" | "html" | "xhtml" => {
                 assert_eq!(mime(declared), mime(served), "{id}");
@@ -506,6 +514,8 @@ fn binaries_come_in_several_types_and_charsets() {
     for kind in ["txt", "html", "xhtml", "pdf", "rtf", "pre"] {
         assert!(kinds.get(kind).is_some_and(|&n| n > 0), "{kind}: {kinds:?}");
     }
+    assert!(declared_types.contains("text/plain; charset=UTF-8"));
+    assert!(declared_types.contains("Text/HTML"));
     assert_eq!(
         charsets,
         BTreeSet::from(["(none)", "UTF-8", "ascii", "utf-8"].map(String::from))

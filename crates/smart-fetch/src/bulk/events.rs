@@ -89,7 +89,10 @@ pub fn headers_value(headers: &HeaderMap) -> Value {
             .iter()
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .collect();
-        map.insert(name.as_str().to_ascii_lowercase(), Value::String(values.join(", ")));
+        map.insert(
+            name.as_str().to_ascii_lowercase(),
+            Value::String(values.join(", ")),
+        );
     }
     Value::Object(map)
 }
@@ -135,7 +138,9 @@ impl BulkLog {
         let (code, body, headers) = match outcome {
             Ok(headers) => (Value::Null, Value::Null, headers_value(headers)),
             // Without an answer, the body is the message (spec §12.1).
-            Err(e) if e.code.is_null() => (Value::Null, Value::String(e.message.clone()), Value::Null),
+            Err(e) if e.code.is_null() => {
+                (Value::Null, Value::String(e.message.clone()), Value::Null)
+            }
             Err(e) => (e.code.clone(), e.body.clone(), e.headers.clone()),
         };
         let text = |v: Option<&str>| v.map_or(Value::Null, |s| Value::String(s.to_string()));
@@ -231,7 +236,12 @@ impl BulkLog {
     }
 
     /// `export_complete` (§12.7); `duration` counts from this run's first event.
-    pub fn export_complete(&self, files: u64, resources: u64, bytes: u64) -> Result<(), FolderError> {
+    pub fn export_complete(
+        &self,
+        files: u64,
+        resources: u64,
+        bytes: u64,
+    ) -> Result<(), FolderError> {
         let started = *self.first_event.lock().unwrap_or_else(|e| e.into_inner());
         let duration = started.map_or(0, |s| s.elapsed().as_millis());
         self.write(
@@ -348,7 +358,10 @@ mod tests {
         headers.append("x-multi", HeaderValue::from_static("a"));
         headers.append("x-multi", HeaderValue::from_static("b"));
         let detail = ErrorDetail::of(&error, Some(&headers));
-        assert!(log.kickoff("http://x/$export?_type=Patient", &caps, Err(&detail)).is_ok());
+        assert!(
+            log.kickoff("http://x/$export?_type=Patient", &caps, Err(&detail))
+                .is_ok()
+        );
         log.set_export_id("http://x/status/1");
         let transport = ErrorDetail::without_response("boom".into());
         assert!(log.status_error(&transport).is_ok());
@@ -361,7 +374,10 @@ mod tests {
         assert!(uuid::Uuid::parse_str(lines[0]["exportId"].as_str().unwrap_or("")).is_ok());
         let kickoff = &lines[0]["eventDetail"];
         assert_eq!(kickoff["errorCode"], 404);
-        assert_eq!(kickoff["errorBody"], json!({"resourceType": "OperationOutcome"}));
+        assert_eq!(
+            kickoff["errorBody"],
+            json!({"resourceType": "OperationOutcome"})
+        );
         assert_eq!(
             kickoff["responseHeaders"],
             json!({"content-type": "application/json", "x-multi": "a, b"})

@@ -26,7 +26,12 @@ fn entries(workdir: &Path, export_id: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|v| v["exportId"] == export_id)
-        .filter_map(|v| Some((v["url"].as_str()?.to_string(), v["file"].as_str()?.to_string())))
+        .filter_map(|v| {
+            Some((
+                v["url"].as_str()?.to_string(),
+                v["file"].as_str()?.to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -87,7 +92,11 @@ pub fn discard_export(workdir: &Path, export_id: &str) -> usize {
             removed += 1;
         }
     }
-    for dir in [workdir.to_path_buf(), workdir.join("error"), workdir.join("deleted")] {
+    for dir in [
+        workdir.to_path_buf(),
+        workdir.join("error"),
+        workdir.join("deleted"),
+    ] {
         let Ok(list) = fs::read_dir(&dir) else {
             continue;
         };

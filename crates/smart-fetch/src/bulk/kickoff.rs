@@ -168,10 +168,7 @@ mod tests {
     #[test]
     fn spec_example() {
         let mut filters = Filters::new();
-        filters.insert(
-            T::Condition,
-            set(&["clinical-status=active", "code=a,b"]),
-        );
+        filters.insert(T::Condition, set(&["clinical-status=active", "code=a,b"]));
         filters.insert(
             T::Observation,
             set(&["category=social-history,vital-signs,imaging,laboratory,survey,exam,procedure,therapy,activity"]),
@@ -212,11 +209,23 @@ mod tests {
             "http://x/R4/Group/g 1/$export?_type=Patient"
         );
         assert_eq!(
-            kickoff_url("http://x/R4", &Level::Patient, &[T::Device], &none, Some("2022-03-23")),
+            kickoff_url(
+                "http://x/R4",
+                &Level::Patient,
+                &[T::Device],
+                &none,
+                Some("2022-03-23")
+            ),
             "http://x/R4/Patient/$export?_type=Device&_since=2022-03-23"
         );
         assert_eq!(
-            kickoff_url("http://x/R4/$export?a=1", &Level::System, &[T::Device], &none, None),
+            kickoff_url(
+                "http://x/R4/$export?a=1",
+                &Level::System,
+                &[T::Device],
+                &none,
+                None
+            ),
             "http://x/R4/$export?a=1&_type=Device"
         );
         let params = request_parameters("http://x/$export?_type=A&patient=p1&_type=B");

@@ -44,7 +44,11 @@ pub fn parse(body: &Value, compress: bool) -> Result<Manifest, BulkError> {
             "The bulk FHIR export server sent a manifest that is not a JSON object.".into(),
         ));
     }
-    let array = |key: &str| body.get(key).and_then(Value::as_array).map_or(&[][..], |a| a.as_slice());
+    let array = |key: &str| {
+        body.get(key)
+            .and_then(Value::as_array)
+            .map_or(&[][..], |a| a.as_slice())
+    };
     let mut files = Vec::new();
     for (item, key, folder) in [
         (ItemType::Output, "output", ""),
@@ -59,7 +63,10 @@ pub fn parse(body: &Value, compress: bool) -> Result<Manifest, BulkError> {
                     "The bulk FHIR export manifest names an invalid resource type '{resource_type}'."
                 )));
             }
-            let Some(url) = entry.get("url").and_then(Value::as_str).filter(|u| !u.is_empty())
+            let Some(url) = entry
+                .get("url")
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())
             else {
                 return Err(BulkError::Message(format!(
                     "The bulk FHIR export manifest has a '{key}' entry without a URL."

@@ -10,6 +10,7 @@ use crate::console;
 use crate::fhir::{FhirClient, FhirError, FhirResponse, Request};
 use reqwest::header::RETRY_AFTER;
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,7 +58,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         let n = u64::try_from(n).unwrap_or(0);
         if n > EPOCH_THRESHOLD * 1000 {
             // Milliseconds since the epoch.
-            return Some(Duration::from_secs_f64((n as f64 / 1000.0 - now_secs).max(0.0)));
+            return Some(Duration::from_secs_f64(
+                (n as f64 / 1000.0 - now_secs).max(0.0),
+            ));
         }
         if n > EPOCH_THRESHOLD {
             return Some(Duration::from_secs_f64((n as f64 - now_secs).max(0.0)));
@@ -78,7 +81,7 @@ pub struct Waiting {
     limit: Duration,
     total: Duration,
     /// Retry pauses, added by the request observers (milliseconds).
-    pub retried_ms: AtomicU64,
+    retried_ms: Arc<AtomicU64>,
     terminal: bool,
     /// The progress text last printed (non-terminal output prints only changes).
     last_progress: Option<String>,
@@ -90,11 +93,16 @@ impl Waiting {
         Waiting {
             limit,
             total: Duration::ZERO,
-            retried_ms: AtomicU64::new(0),
+            retried_ms: Arc::new(AtomicU64::new(0)),
             terminal: std::io::stdout().is_terminal(),
             last_progress: None,
             status_shown: false,
         }
+    }
+
+    /// The counter request observers add their retry pauses to.
+    pub fn retry_counter(&self) -> Arc<AtomicU64> {
+        self.retried_ms.clone()
     }
 
     /// Take the retry pauses observers counted into the total.

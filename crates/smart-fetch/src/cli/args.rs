@@ -188,6 +188,12 @@ pub struct ExportArgs {
     /// how to export the data
     #[arg(long, value_enum, default_value_t = ExportMode::Auto, value_name = "MODE")]
     pub export_mode: ExportMode,
+    /// in bulk mode without --group, export every patient with Patient/$export instead of a system-level export
+    #[arg(long)]
+    pub patient_level: bool,
+    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h, 90m, 600s)
+    #[arg(long, value_name = "DURATION")]
+    pub bulk_timeout: Option<String>,
     /// only get data since this date (or 'auto' to use the previous export's time)
     #[arg(long, value_name = "TIMESTAMP")]
     pub since: Option<String>,
@@ -237,6 +243,12 @@ pub struct BulkArgs {
     /// cancel an interrupted export
     #[arg(long)]
     pub cancel: bool,
+    /// export every patient with Patient/$export instead of a system-level export (for servers without one)
+    #[arg(long)]
+    pub patient_level: bool,
+    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h, 90m, 600s)
+    #[arg(long, value_name = "DURATION")]
+    pub bulk_timeout: Option<String>,
     #[command(flatten)]
     pub auth: AuthArgs,
     #[command(flatten)]
@@ -260,6 +272,9 @@ pub struct CrawlArgs {
     /// how to interpret --since
     #[arg(long, value_enum, default_value_t = SinceModeArg::Auto, value_name = "MODE")]
     pub since_mode: SinceModeArg,
+    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h, 90m, 600s)
+    #[arg(long, value_name = "DURATION")]
+    pub bulk_timeout: Option<String>,
     /// put all resources into one Bundle file
     #[arg(long)]
     pub bundle: bool,

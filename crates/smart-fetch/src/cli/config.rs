@@ -81,6 +81,7 @@ struct Layer<'a>(&'a Table);
 impl Layer<'_> {
     fn export(&self, args: &mut ExportArgs) -> Result<(), AppError> {
         self.string("nickname", &mut args.nickname)?;
+        self.string("bulk-timeout", &mut args.bulk_timeout)?;
         self.string("since", &mut args.since)?;
         self.string("hydration-tasks", &mut args.hydration_tasks)?;
         self.auth(&mut args.auth)?;
@@ -90,6 +91,7 @@ impl Layer<'_> {
 
     fn bulk(&self, args: &mut BulkArgs) -> Result<(), AppError> {
         self.string("group", &mut args.group)?;
+        self.string("bulk-timeout", &mut args.bulk_timeout)?;
         self.string("since", &mut args.since)?;
         self.auth(&mut args.auth)?;
         self.resources(&mut args.resources)
@@ -97,6 +99,7 @@ impl Layer<'_> {
 
     fn crawl(&self, args: &mut CrawlArgs) -> Result<(), AppError> {
         self.string("since", &mut args.since)?;
+        self.string("bulk-timeout", &mut args.bulk_timeout)?;
         self.string("source-dir", &mut args.source_dir)?;
         self.cohort(&mut args.cohort)?;
         self.auth(&mut args.auth)?;

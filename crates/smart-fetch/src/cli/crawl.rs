@@ -4,7 +4,7 @@
 use super::args::{CrawlArgs, General};
 use super::{clients, common};
 use crate::console;
-use crate::crawl::{self, CrawlPlan};
+use crate::crawl::{self, BulkPatients, CrawlPlan};
 use crate::error::AppError;
 use crate::fhir::Vendor;
 
@@ -15,11 +15,7 @@ pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
         Some(dir) => clients::check_input_folder(dir)?,
         None => output_dir.clone(),
     };
-    if args.bundle {
-        return Err(AppError::NotYet(
-            "--bundle is not available yet in this version.".into(),
-        ));
-    }
+    let max_wait = super::bulk::wait_limit(args.bulk_timeout.as_deref())?;
     let clients = clients::prepare(&args.auth, general)?;
     let types = crate::filters::select_types(&args.resources.types)?;
     let ids = common::read_cohort_ids(&args.cohort)?;
@@ -50,9 +46,18 @@ pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
         compress: !args.no_compression,
         epic,
         workers: common::worker_count(args.auth.max_connections()),
+        bulk: Some(BulkPatients {
+            client: clients.bulk.clone(),
+            level: super::bulk::level(args.cohort.group.as_deref(), false),
+            max_wait,
+        }),
     };
     let outcome = crawl::run(rest, plan).await?;
     let mut metadata = outcome.metadata;
+    if args.bundle {
+        // Overwrites an earlier Bundle; a folder with nothing to bundle is fine here.
+        crate::bundle::bundle_folder(metadata.dir(), !args.no_compression, true)?;
+    }
     metadata.mark_complete()?;
     console::print_done();
     Ok(())

@@ -1,13 +1,16 @@
-//! `export`: the managed export (spec §14). Picks the workdir, runs the crawl, hydrates the
-//! new workdir, rebuilds the symlinks and marks the workdir complete. Bulk mode and
-//! deleted-resource detection arrive with their own issues.
+//! `export`: the managed export (spec §14). Picks the workdir, runs the crawl or the bulk
+//! export (bulk on non-Epic servers unless `--export-mode` says otherwise), hydrates the
+//! new workdir, rebuilds the symlinks and marks the workdir complete. Deleted-resource
+//! detection arrives with its own issue.
 
 use super::args::{ExportArgs, ExportMode, General};
 use super::{clients, common};
+use crate::bulk::{self, BulkPlan};
 use crate::console;
-use crate::crawl::{self, CrawlPlan};
+use crate::crawl::{self, BulkPatients, CrawlPlan};
 use crate::error::AppError;
 use crate::fhir::Vendor;
+use crate::filters::Since;
 use crate::folder::{ManagedMetadata, symlinks, workdir};
 use crate::hydrate::{HydrateOptions, Hydrator, mime, tasks};
 use crate::timestamp;
@@ -19,6 +22,7 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
     let types = crate::filters::select_types(&args.resources.types)?;
     let hydration_tasks = tasks::select(args.hydration_tasks.as_deref())?;
     let ids = common::read_cohort_ids(&args.cohort)?;
+    let max_wait = super::bulk::wait_limit(args.bulk_timeout.as_deref())?;
 
     let rest = clients.rest.clone();
     rest.open().await?;
@@ -35,11 +39,15 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
         }
         ExportMode::Auto => false,
     };
-    if !crawl_mode {
-        return Err(AppError::NotYet(
-            "Bulk export is not available yet in this version. Use --export-mode crawl.".into(),
-        ));
-    }
+    // Bulk mode works with the bulk client (its own credentials) from here on.
+    let (caps, epic) = if crawl_mode {
+        (caps, epic)
+    } else {
+        clients.bulk.open().await?;
+        let caps = clients.bulk.capabilities();
+        let epic = caps.vendor() == Vendor::Epic;
+        (caps, epic)
+    };
 
     let selection = common::select(
         types,
@@ -62,22 +70,44 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
 
     let selected_types = selection.types.clone();
     let compress = !args.no_compression;
-    let plan = CrawlPlan {
-        workdir: choice.path.clone(),
-        source_dir: output_dir.clone(),
-        types: selection.types,
-        context: selection.context,
-        effective: selection.effective,
-        ids,
-        id_system: args.cohort.id_system.clone(),
-        group_name: common::group_name(&args.cohort, &args.output_dir),
-        fhir_url,
-        compress,
-        epic,
-        workers: common::worker_count(args.auth.max_connections()),
+    let group = args.cohort.group.as_deref();
+    let mut metadata = if crawl_mode {
+        let plan = CrawlPlan {
+            workdir: choice.path.clone(),
+            source_dir: output_dir.clone(),
+            types: selection.types,
+            context: selection.context,
+            effective: selection.effective,
+            ids,
+            id_system: args.cohort.id_system.clone(),
+            group_name: common::group_name(&args.cohort, &args.output_dir),
+            fhir_url,
+            compress,
+            epic,
+            workers: common::worker_count(args.auth.max_connections()),
+            bulk: Some(BulkPatients {
+                client: clients.bulk.clone(),
+                level: super::bulk::level(group, false),
+                max_wait,
+            }),
+        };
+        crawl::run(rest.clone(), plan).await?.metadata
+    } else {
+        let plan = BulkPlan {
+            workdir: choice.path.clone(),
+            fhir_url,
+            level: super::bulk::level(group, args.patient_level),
+            types: selection.types,
+            context: selection.context,
+            since: match &args.since {
+                Some(s) => Since::Literal(s.clone()),
+                None => Since::None,
+            },
+            compress,
+            max_wait,
+        };
+        bulk::run(&clients.bulk, plan).await?.metadata
     };
-    let outcome = crawl::run(rest.clone(), plan).await?;
-    let mut metadata = outcome.metadata;
 
     // Spec §14.6: only this workdir, inputs and outputs alike, default inline mimetypes.
     let hydrator = Hydrator::new(

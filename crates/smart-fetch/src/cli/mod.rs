@@ -3,6 +3,8 @@
 //! and an exit code. `main.rs` only builds the runtime around `parse`, `run` and `finish`.
 
 pub mod args;
+pub mod bulk;
+pub mod bundle;
 pub mod clients;
 pub mod common;
 pub mod config;
@@ -77,19 +79,10 @@ async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Crawl(args) => crawl::run(args, &general).await,
         Command::Single(args) => single::run(args, &general).await,
         Command::ResetSymlinks(args) => reset_symlinks::run(args, &general).await,
-        Command::Bulk(_) => not_available("bulk"),
+        Command::Bulk(args) => bulk::run(args, &general).await,
         Command::Hydrate(args) => hydrate::run(args, &general).await,
-        Command::Bundle(_) => not_available("bundle"),
+        Command::Bundle(args) => bundle::run(args),
     }
-}
-
-fn not_available(name: &str) -> Result<(), AppError> {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(
-        err,
-        "smart-fetch {name} is not available yet in this version."
-    );
-    Err(AppError::Exit(2))
 }
 
 /// Print a failed run's message (one line; the spec's multi-line messages as they are) on

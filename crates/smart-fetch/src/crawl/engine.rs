@@ -7,8 +7,9 @@
 use super::CrawlError;
 use super::search::{encode_query_value, fetch_chain};
 use super::sink::{ChainResult, Resumed, Sink, SinkSender};
+use crate::bulk::{self, Level};
 use crate::fhir::FhirClient;
-use crate::filters::Filters;
+use crate::filters::{self, Filters, Since};
 use crate::folder::discovery;
 use crate::folder::{ExportContext, OutputMetadata, log};
 use crate::resources::ResourceType;
@@ -40,6 +41,19 @@ pub struct CrawlPlan {
     pub epic: bool,
     /// Concurrent chains; the client's budget caps actual connections.
     pub workers: usize,
+    /// How to get the Patients when the cohort is a Group or the whole system (spec §13.2
+    /// step 6); `None` leaves such a crawl without a cohort.
+    pub bulk: Option<BulkPatients>,
+}
+
+/// A bulk export of just the Patients, for a crawl without ID lists.
+pub struct BulkPatients {
+    /// The bulk client (opened here, only when needed).
+    pub client: FhirClient,
+    /// `Group/<id>` with `--group`, else the whole system.
+    pub level: Level,
+    /// `--bulk-timeout`.
+    pub max_wait: std::time::Duration,
 }
 
 /// What a crawl leaves behind for the caller (managed exports need the metadata).
@@ -70,11 +84,15 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
             lookup_ids = Some(ids.clone());
         }
     } else if patient_selected {
-        return Err(CrawlError::NotYet(
-            "Fetching Patients by bulk export is not available yet in this version. \
-             Pass the cohort with --id-list or --id-file."
-                .into(),
-        ));
+        let Some(bulk) = &plan.bulk else {
+            return Err(CrawlError::Message(
+                "No way to fetch the Patients: pass the cohort with --id-list or --id-file.".into(),
+            ));
+        };
+        // Done at once, so an interrupted crawl never repeats the export.
+        let transaction_time = bulk_patients(bulk, &plan, &mut metadata).await?;
+        metadata.mark_done(ResourceType::Patient, &transaction_time)?;
+        cohort_dir = Some(plan.workdir.clone());
     } else {
         cohort_dir = Some(plan.source_dir.clone());
     }
@@ -145,6 +163,47 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         log::append_crawl_log(&plan.workdir, &url, &earliest)?;
     }
     Ok(CrawlOutcome { metadata })
+}
+
+/// Spec §13.2 step 6: the Patients by a real bulk export into the workdir (files
+/// `Patient.NNN.ndjson[.gz]`, events in `log.ndjson`), with the Patient filters and the
+/// bulk `_since`. Returns the export's transaction time (Patient's done time).
+async fn bulk_patients(
+    bulk: &BulkPatients,
+    plan: &CrawlPlan,
+    metadata: &mut OutputMetadata,
+) -> Result<timestamp::Timestamp, CrawlError> {
+    let patient = [ResourceType::Patient];
+    bulk.client.open().await?;
+    let caps = bulk.client.capabilities();
+    let since = match &plan.context.since {
+        Some(s) => Since::Literal(s.clone()),
+        None => Since::None,
+    };
+    let mut base = Filters::new();
+    base.insert(
+        ResourceType::Patient,
+        plan.context
+            .filters
+            .get(&ResourceType::Patient)
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let mode = plan.context.since_mode;
+    let effective = filters::effective_params(&base, &since, mode, &caps, true);
+    let since_value = filters::bulk_since(&since, mode, &patient);
+    let job = bulk::Export {
+        client: &bulk.client,
+        workdir: &plan.workdir,
+        fhir_url: &plan.fhir_url,
+        level: &bulk.level,
+        types: &patient,
+        filters: &effective,
+        since: since_value.as_deref(),
+        compress: plan.compress,
+        max_wait: bulk.max_wait,
+    };
+    Ok(bulk::export(&job, metadata).await?.transaction_time)
 }
 
 /// A unit of work: every search URL of one key (patient id, or ID to look up) for one type.

@@ -7,7 +7,7 @@ pub mod engine;
 pub mod search;
 pub mod sink;
 
-pub use engine::{CrawlPlan, run};
+pub use engine::{BulkPatients, CrawlPlan, run};
 
 use crate::fhir::FhirError;
 use crate::folder::FolderError;
@@ -18,6 +18,8 @@ pub enum CrawlError {
     Fhir(#[from] FhirError),
     #[error(transparent)]
     Folder(#[from] FolderError),
+    #[error(transparent)]
+    Bulk(#[from] crate::bulk::BulkError),
     #[error(
         "No cohort patients found in {0}.\nYou must either provide a cohort from a previous export with --source-dir, --id-list, or --id-file, or export patients in this crawl too."
     )]

@@ -253,7 +253,11 @@ pub fn attachments(r: &Value) -> Vec<&Value> {
             .flatten()
             .filter_map(|c| c.get("attachment"))
             .collect(),
-        Some("DiagnosticReport") => r["presentedForm"].as_array().into_iter().flatten().collect(),
+        Some("DiagnosticReport") => r["presentedForm"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -584,4 +588,36 @@ pub fn diff_files(
         ));
     }
     problems
+}
+
+/// Asserts two request-count maps are equal, showing only the differences.
+pub fn assert_same_counts(
+    actual: &BTreeMap<String, u64>,
+    expected: &BTreeMap<String, u64>,
+    what: &str,
+) {
+    let keys: BTreeSet<&String> = actual.keys().chain(expected.keys()).collect();
+    let diffs: Vec<String> = keys
+        .into_iter()
+        .filter(|k| actual.get(*k) != expected.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: {} requests, expected {}",
+                actual.get(k).copied().unwrap_or(0),
+                expected.get(k).copied().unwrap_or(0)
+            )
+        })
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} differences (of {} expected):\n{}",
+        diffs.len(),
+        expected.len(),
+        diffs
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

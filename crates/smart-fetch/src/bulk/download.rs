@@ -1,0 +1,399 @@
+//! Bulk file downloads (spec §11.4, §9.3): all files of the manifest at once within the
+//! connection budget (each holds a slot while its body streams), each body streamed chunk
+//! by chunk into `<file>.tmp` — through gzip unless `--no-compression` — by a blocking
+//! writer, then fsynced and renamed into place. Memory stays flat however large a file is:
+//! at most a few chunks per download are in flight between network and disk.
+//!
+//! The access token goes only where it belongs: to the FHIR server's own origin, or to
+//! another host when the manifest says `requiresAccessToken: true`. Redirects to another
+//! host never carry it (the HTTP client drops `Authorization` when the host changes).
+//!
+//! A body that breaks off mid-way is downloaded again from the start (a few times, with
+//! backoff); each failure is a `download_error` in the log.
+
+use super::BulkError;
+use super::events::{BulkLog, ErrorDetail, Watch, Watched};
+use super::journal::Journal;
+use super::manifest::FileEntry;
+use crate::console;
+use crate::fhir::{FhirClient, FhirError, Request, StreamResponse};
+use crate::ndjson;
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use futures_util::StreamExt;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+const NDJSON: &str = "application/fhir+ndjson";
+/// Whole-download limit; the idle limit below is what catches a stalled server.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// No byte for this long means the connection is dead (the Python tool's read timeout).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Tries of a download whose body breaks off (the engine already retried getting it).
+const STREAM_ATTEMPTS: u32 = 5;
+/// Chunks queued between the network and the writer of one file (a chunk is at most a few
+/// hundred KiB: the HTTP read buffer), which bounds the memory of a download.
+const QUEUE: usize = 4;
+
+/// Totals of what this run downloaded (for `export_complete`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub files: u64,
+    pub resources: u64,
+    pub chars: u64,
+}
+
+/// What one finished file held.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct FileStats {
+    /// Lines (spec §9.6).
+    lines: u64,
+    /// Decoded characters (`fileSize` of the log; bytes for ASCII).
+    chars: u64,
+    /// Bytes received (after any transfer decoding).
+    bytes: u64,
+}
+
+/// Where the token may go.
+pub struct Credentials<'a> {
+    /// The FHIR server's origin (scheme, host, port).
+    pub fhir_origin: &'a reqwest::Url,
+    /// The manifest's `requiresAccessToken`.
+    pub required: bool,
+}
+
+impl Credentials<'_> {
+    fn send_to(&self, url: &reqwest::Url) -> bool {
+        self.required || url.origin() == self.fhir_origin.origin()
+    }
+}
+
+/// Download every file of `files` not already in the journal. Stops at the first file that
+/// cannot be downloaded (the others are abandoned; finished ones stay recorded).
+pub async fn download_all(
+    client: &FhirClient,
+    log: &BulkLog,
+    workdir: &Path,
+    files: &[FileEntry],
+    credentials: &Credentials<'_>,
+    journal: &mut Journal,
+) -> Result<Totals, BulkError> {
+    let waited = AtomicU64::new(0);
+    let todo: Vec<&FileEntry> = files
+        .iter()
+        .filter(|f| !journal.is_done(&f.url, &f.rel_path))
+        .collect();
+    let skipped = files.len() - todo.len();
+    if skipped > 0 {
+        println!(
+            "  Skipping {} already downloaded file{}.",
+            console::thousands(skipped as u64),
+            if skipped == 1 { "" } else { "s" }
+        );
+    }
+    let parallel = client.budget().max().max(1);
+    let mut running = futures_util::stream::iter(todo.into_iter().map(|entry| {
+        let waited = &waited;
+        async move {
+            let stats = download_one(client, log, workdir, entry, credentials, waited).await?;
+            Ok::<_, BulkError>((entry, stats))
+        }
+    }))
+    .buffer_unordered(parallel);
+
+    let mut totals = Totals::default();
+    while let Some(result) = running.next().await {
+        let (entry, stats) = result?;
+        log.download_complete(&entry.url, stats.lines, stats.chars)?;
+        journal.record(&entry.url, &entry.rel_path).map_err(|e| {
+            BulkError::Message(format!(
+                "Could not record the download of {} in {}: {e}",
+                entry.rel_path,
+                workdir.display()
+            ))
+        })?;
+        println!(
+            "  Downloaded {} ({})",
+            entry.rel_path,
+            console::human_file_size(stats.bytes)
+        );
+        totals.files += 1;
+        totals.resources += stats.lines;
+        totals.chars += stats.chars;
+    }
+    Ok(totals)
+}
+
+/// Removes the temp file unless the download was committed (also when the future is
+/// dropped: an interrupted or abandoned download leaves nothing behind).
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+async fn download_one(
+    client: &FhirClient,
+    log: &BulkLog,
+    workdir: &Path,
+    entry: &FileEntry,
+    credentials: &Credentials<'_>,
+    waited: &AtomicU64,
+) -> Result<FileStats, BulkError> {
+    let target = workdir.join(&entry.rel_path);
+    let fail = |message: String| {
+        BulkError::Message(format!("Error downloading '{}': {message}", entry.url))
+    };
+    if let Some(dir) = target.parent() {
+        fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    }
+    let send_token = credentials.send_to(&client.resolve(&entry.url)?);
+    let tmp = ndjson::tmp_path(&target);
+    let mut guard = TempGuard(Some(tmp.clone()));
+    let compress = ndjson::is_compressed_name(&target);
+
+    let mut attempt = 1;
+    loop {
+        let watch = Watch::new(
+            log,
+            Watched::Download {
+                url: &entry.url,
+                item: entry.item,
+                resource_type: &entry.resource_type,
+            },
+            waited,
+        );
+        let mut request = Request::get(&entry.url, NDJSON);
+        request.observer = Some(&watch);
+        request.timeout = Some(DOWNLOAD_TIMEOUT);
+        let mut response = client.get_stream(request, send_token).await?;
+        match stream_to_file(&mut response, &tmp, compress).await {
+            Ok(stats) => {
+                fs::rename(&tmp, &target)
+                    .map_err(|e| fail(format!("{}: {e}", target.display())))?;
+                guard.0 = None;
+                if let Some(dir) = target.parent() {
+                    ndjson::sync_dir(dir);
+                }
+                return Ok(stats);
+            }
+            Err(StreamFailure::Network(error)) => {
+                let message = match &error {
+                    FhirError::Transport { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                log.download_error(&entry.url, &ErrorDetail::without_response(message.clone()))?;
+                if attempt >= STREAM_ATTEMPTS {
+                    return Err(fail(message));
+                }
+                let pause = Duration::from_secs(1u64 << attempt.min(5));
+                if client.verbose() {
+                    eprintln!(
+                        "Downloading {} again in {}s (attempt {}/{STREAM_ATTEMPTS}): {message}",
+                        entry.url,
+                        pause.as_secs(),
+                        attempt + 1
+                    );
+                }
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            Err(StreamFailure::Disk(error)) => {
+                let message = format!("{}: {error}", tmp.display());
+                log.download_error(&entry.url, &ErrorDetail::without_response(message.clone()))?;
+                return Err(fail(message));
+            }
+        }
+    }
+}
+
+enum StreamFailure {
+    Network(FhirError),
+    Disk(io::Error),
+}
+
+/// What the network side hands the writer.
+enum Piece {
+    Data(Bytes),
+    /// The body is complete: finish, flush and fsync.
+    End,
+}
+
+/// Stream the body into `tmp` (replacing it), returning the file's statistics once it is
+/// whole and on disk.
+async fn stream_to_file(
+    response: &mut StreamResponse,
+    tmp: &Path,
+    compress: bool,
+) -> Result<FileStats, StreamFailure> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(QUEUE);
+    let path = tmp.to_path_buf();
+    let writer = tokio::task::spawn_blocking(move || write_file(rx, &path, compress));
+    let mut failure = None;
+    loop {
+        let next = match tokio::time::timeout(IDLE_TIMEOUT, response.chunk()).await {
+            Ok(next) => next,
+            Err(_) => Err(FhirError::Transport {
+                url: response.url.clone(),
+                message: format!(
+                    "Timed out waiting for the server: no data for {} seconds",
+                    IDLE_TIMEOUT.as_secs()
+                ),
+            }),
+        };
+        let piece = match next {
+            Ok(Some(chunk)) => Piece::Data(chunk),
+            Ok(None) => Piece::End,
+            Err(e) => {
+                failure = Some(StreamFailure::Network(e));
+                break;
+            }
+        };
+        let end = matches!(piece, Piece::End);
+        // A closed queue means the writer failed; its error comes from the join below.
+        if tx.send(piece).await.is_err() || end {
+            break;
+        }
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| StreamFailure::Disk(io::Error::other(format!("the writer stopped: {e}"))))?;
+    match failure {
+        Some(f) => Err(f),
+        None => written.map_err(StreamFailure::Disk),
+    }
+}
+
+/// The file behind the writer: plain, or a gzip stream over it.
+enum Sink {
+    Plain(BufWriter<File>),
+    Gzip(GzEncoder<BufWriter<File>>),
+}
+
+/// The blocking side: write what arrives; only an `End` makes a complete file.
+fn write_file(
+    mut rx: tokio::sync::mpsc::Receiver<Piece>,
+    path: &Path,
+    compress: bool,
+) -> io::Result<FileStats> {
+    let file = BufWriter::with_capacity(256 * 1024, File::create(path)?);
+    let mut sink = if compress {
+        Sink::Gzip(GzEncoder::new(file, Compression::default()))
+    } else {
+        Sink::Plain(file)
+    };
+    let mut stats = FileStats::default();
+    let mut last = None;
+    while let Some(piece) = rx.blocking_recv() {
+        match piece {
+            Piece::Data(chunk) => {
+                stats.lines += memchr::memchr_iter(b'\n', &chunk).count() as u64;
+                stats.chars += decoded_chars(&chunk);
+                stats.bytes += chunk.len() as u64;
+                if let Some(&b) = chunk.last() {
+                    last = Some(b);
+                }
+                match &mut sink {
+                    Sink::Plain(w) => w.write_all(&chunk)?,
+                    Sink::Gzip(w) => w.write_all(&chunk)?,
+                }
+            }
+            Piece::End => {
+                if last.is_some_and(|b| b != b'\n') {
+                    stats.lines += 1;
+                }
+                let buffered = match sink {
+                    Sink::Plain(w) => w,
+                    Sink::Gzip(w) => w.finish()?,
+                };
+                let file = buffered.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                return Ok(stats);
+            }
+        }
+    }
+    Err(io::Error::other("the download ended early"))
+}
+
+/// Characters of UTF-8 text (every byte that does not continue a character); a character
+/// split across chunks is still counted once.
+fn decoded_chars(chunk: &[u8]) -> u64 {
+    if chunk.is_ascii() {
+        return chunk.len() as u64;
+    }
+    chunk.iter().filter(|&&b| (b & 0xC0) != 0x80).count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_characters_not_bytes() {
+        assert_eq!(decoded_chars(b"abc\n"), 4);
+        assert_eq!(decoded_chars("é\n".as_bytes()), 2);
+        let bytes = "a€b".as_bytes();
+        assert_eq!(decoded_chars(&bytes[..2]) + decoded_chars(&bytes[2..]), 3);
+    }
+
+    #[test]
+    fn token_only_where_it_belongs() {
+        let base = reqwest::Url::parse("https://ehr.example/R4/").unwrap_or_else(|e| panic!("{e}"));
+        let url = |u: &str| reqwest::Url::parse(u).unwrap_or_else(|e| panic!("{e}"));
+        let optional = Credentials {
+            fhir_origin: &base,
+            required: false,
+        };
+        assert!(optional.send_to(&url("https://ehr.example/files/1")));
+        assert!(!optional.send_to(&url("https://bucket.s3.example/1?sig=x")));
+        assert!(!optional.send_to(&url("http://ehr.example/files/1")));
+        let required = Credentials {
+            fhir_origin: &base,
+            required: true,
+        };
+        assert!(required.send_to(&url("https://bucket.s3.example/1")));
+    }
+
+    #[tokio::test]
+    async fn writer_only_completes_on_end() {
+        let dir = crate::folder::discovery::tests::temp_dir("bulk-writer");
+        let path = dir.join("a.ndjson.gz.tmp");
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let p = path.clone();
+        let writer = tokio::task::spawn_blocking(move || write_file(rx, &p, true));
+        for piece in [
+            Piece::Data(Bytes::from_static(b"{\"a\":1}\n{\"b\":")),
+            Piece::Data(Bytes::from_static(b"2}")),
+            Piece::End,
+        ] {
+            assert!(tx.send(piece).await.is_ok());
+        }
+        let stats = writer.await.ok().and_then(Result::ok);
+        assert_eq!(
+            stats,
+            Some(FileStats {
+                lines: 2,
+                chars: 15,
+                bytes: 15
+            })
+        );
+        assert_eq!(ndjson::line_count(&path).ok(), Some(2));
+
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let p = path.clone();
+        let writer = tokio::task::spawn_blocking(move || write_file(rx, &p, false));
+        assert!(tx.send(Piece::Data(Bytes::from_static(b"x"))).await.is_ok());
+        drop(tx);
+        assert!(writer.await.ok().is_some_and(|r| r.is_err()));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,355 @@
+//! One bulk export from kickoff to cleanup (spec §11.3), "perform bulk" around it (§11.1:
+//! context, skipping done types, marking them done) and `--cancel` (§11.5).
+//!
+//! Deliberate differences from the Python tool, each for a reason:
+//! * a resumed export downloads only the files not yet complete (see `journal`);
+//! * a saved status URL the server no longer knows (404/410) is cleared, together with the
+//!   files that export left, instead of failing every later run;
+//! * `--cancel` clears the saved status (and that export's files) after the DELETE;
+//! * files are written to `<name>.tmp` and renamed when complete.
+
+use super::BulkError;
+use super::download::{self, Credentials};
+use super::events::{BulkLog, ErrorDetail, Watch, Watched};
+use super::journal::{self, Journal};
+use super::kickoff::{self, Level};
+use super::manifest;
+use super::messages;
+use super::wait::{self, WaitError, Waiting};
+use crate::console;
+use crate::fhir::{FhirClient, FhirError, Request};
+use crate::filters::{self, Filters, Since};
+use crate::folder::{ExportContext, OutputMetadata};
+use crate::resources::ResourceType;
+use crate::timestamp::{self, Timestamp};
+use reqwest::Method;
+use reqwest::header::{CONTENT_LOCATION, HeaderValue};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const FHIR_JSON: &str = "application/fhir+json";
+
+/// One export: what to ask the server for and where the files go.
+pub struct Export<'a> {
+    pub client: &'a FhirClient,
+    pub workdir: &'a Path,
+    /// `--fhir-url` as given (the kickoff URL is built from it, spec §11.2).
+    pub fhir_url: &'a str,
+    pub level: &'a Level,
+    pub types: &'a [ResourceType],
+    /// Effective (bulk) filters of `types`, for `_typeFilter`.
+    pub filters: &'a Filters,
+    pub since: Option<&'a str>,
+    /// Gzip the downloaded files.
+    pub compress: bool,
+    pub max_wait: Duration,
+}
+
+/// What a finished export tells its caller.
+pub struct Exported {
+    /// The moment the exported data is valid as of (`done` time of its types).
+    pub transaction_time: Timestamp,
+}
+
+/// Kick off (or resume), wait, download, clean up, report server messages (spec §11.3).
+/// `metadata` is the workdir's: `bulk-status` is saved there right after the kickoff and
+/// removed once the job is finished on our side.
+pub async fn export(
+    job: &Export<'_>,
+    metadata: &mut OutputMetadata,
+) -> Result<Exported, BulkError> {
+    console::rule();
+    let client = job.client;
+    let workdir = job.workdir;
+    let mut waiting = Waiting::new(job.max_wait);
+    let resumed = metadata.bulk_status().map(str::to_string);
+    let log = BulkLog::new(workdir, resumed.as_deref());
+
+    let status_url = match resumed {
+        Some(url) => {
+            println!("Resuming bulk FHIR export…");
+            url
+        }
+        None => {
+            let url = kickoff(job, &log, &mut waiting).await?;
+            metadata.set_bulk_status(&url)?;
+            println!("Starting bulk FHIR export…");
+            url
+        }
+    };
+
+    // Poll until the manifest is ready.
+    let retried = waiting.retry_counter();
+    let watch = Watch::new(&log, Watched::Status, &retried);
+    let polled = wait::until(
+        client,
+        || Request::get(&status_url, "application/json"),
+        |status| status == 200,
+        &mut waiting,
+        &watch,
+    )
+    .await;
+    let response = match polled {
+        Ok(response) => response,
+        Err(WaitError::Request(FhirError::Http {
+            status: status @ (404 | 410),
+            detail,
+            ..
+        })) => return Err(forget(metadata, workdir, &status_url, status, &detail)),
+        Err(WaitError::Verdict(message)) => {
+            log.status_error(&ErrorDetail::without_response(message.clone()))?;
+            return Err(BulkError::Message(message));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    drop(watch);
+    let body: Value = response.json()?;
+    let manifest = manifest::parse(&body, job.compress)?;
+    log.manifest(
+        &manifest.transaction_time,
+        manifest.outputs,
+        manifest.deleted,
+        manifest.errors,
+    )?;
+    let transaction_time = manifest
+        .transaction_time
+        .as_str()
+        .and_then(timestamp::parse_fhir)
+        .unwrap_or_else(|| {
+            let raw = match &manifest.transaction_time {
+                Value::String(s) => s.clone(),
+                Value::Null => "None".to_string(),
+                other => other.to_string(),
+            };
+            println!("Could not parse transactionTime: {raw}");
+            timestamp::now()
+        });
+
+    println!("Bulk FHIR export finished, now downloading resources…");
+    let fhir_origin = client.resolve("")?;
+    let credentials = Credentials {
+        fhir_origin: &fhir_origin,
+        required: manifest.requires_access_token,
+    };
+    let mut journal = Journal::open(workdir, &status_url);
+    let totals = download::download_all(
+        client,
+        &log,
+        workdir,
+        &manifest.files,
+        &credentials,
+        &mut journal,
+    )
+    .await?;
+    log.export_complete(totals.files, totals.resources, totals.chars)?;
+
+    delete_job(client, &status_url).await;
+    metadata.clear_bulk_status()?;
+    journal::remove(workdir);
+
+    let (notes, errors) = messages::gather(workdir);
+    if let Some(text) = messages::messages_text(&notes) {
+        println!("{text}");
+    }
+    if let Some(text) = messages::errors_text(&errors) {
+        return Err(BulkError::Message(text));
+    }
+    Ok(Exported { transaction_time })
+}
+
+/// The kickoff (spec §11.3 step 2): logged once, after success or final failure.
+async fn kickoff(
+    job: &Export<'_>,
+    log: &BulkLog,
+    waiting: &mut Waiting,
+) -> Result<String, BulkError> {
+    let url = kickoff::kickoff_url(job.fhir_url, job.level, job.types, job.filters, job.since);
+    let capabilities = job.client.capabilities();
+    let retried = waiting.retry_counter();
+    let watch = Watch::new(log, Watched::Quiet, &retried);
+    let result = wait::until(
+        job.client,
+        || {
+            let mut request = Request::get(&url, FHIR_JSON);
+            request
+                .headers
+                .insert("prefer", HeaderValue::from_static("respond-async"));
+            request
+        },
+        |status| status == 202,
+        waiting,
+        &watch,
+    )
+    .await;
+    let response = match result {
+        Ok(response) => response,
+        Err(WaitError::Request(error)) => {
+            log.kickoff(&url, &capabilities, Err(&watch.detail(&error)))?;
+            return Err(error.into());
+        }
+        Err(WaitError::Verdict(message)) => {
+            log.kickoff(
+                &url,
+                &capabilities,
+                Err(&ErrorDetail::without_response(message.clone())),
+            )?;
+            return Err(BulkError::Message(message));
+        }
+    };
+    let location = response
+        .header(CONTENT_LOCATION.as_str())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| job.client.resolve(l).map(|u| u.to_string()));
+    let status_url = match location {
+        Some(Ok(url)) => url,
+        _ => {
+            let message = "The bulk FHIR export server accepted the export but did not say \
+                           where to follow it (no usable Content-Location header)."
+                .to_string();
+            log.kickoff(
+                &url,
+                &capabilities,
+                Err(&ErrorDetail::without_response(message.clone())),
+            )?;
+            return Err(BulkError::Message(message));
+        }
+    };
+    log.set_export_id(&status_url);
+    log.kickoff(&url, &capabilities, Ok(&response.headers))?;
+    Ok(status_url)
+}
+
+/// DELETE the job on the server (spec §11.5). Not fatal: a 404 means the server already
+/// forgot it; anything else is a warning.
+async fn delete_job(client: &FhirClient, status_url: &str) -> Option<FhirError> {
+    let request = Request::new(Method::DELETE, status_url, FHIR_JSON);
+    match client.request(request).await {
+        Ok(_) => None,
+        Err(FhirError::Http { status: 404, .. }) => None,
+        Err(error) => {
+            println!("Failed to clean up export job on the server side: {error}");
+            Some(error)
+        }
+    }
+}
+
+/// The server no longer knows the saved export: clear it so the next run starts afresh.
+fn forget(
+    metadata: &mut OutputMetadata,
+    workdir: &Path,
+    status_url: &str,
+    status: u16,
+    detail: &str,
+) -> BulkError {
+    let removed = journal::discard_export(workdir, status_url);
+    if let Err(e) = metadata.clear_bulk_status() {
+        return e.into();
+    }
+    let files = match removed {
+        0 => String::new(),
+        1 => " and the 1 file it had downloaded".to_string(),
+        n => format!(" and the {n} files it had downloaded"),
+    };
+    BulkError::Message(format!(
+        "The server no longer knows the bulk export at {status_url} ([{status}] {detail}); \
+         it may have expired. Cleared it{files} from {}; run the same command again to \
+         start a new export.",
+        workdir.display()
+    ))
+}
+
+/// Everything "perform bulk" (spec §11.1) needs.
+pub struct BulkPlan {
+    pub workdir: PathBuf,
+    pub fhir_url: String,
+    pub level: Level,
+    /// Selected types (after limiting to the server), canonical order.
+    pub types: Vec<ResourceType>,
+    /// Stored in `.metadata` and compared on resume.
+    pub context: ExportContext,
+    /// The since value (`--since` as given).
+    pub since: Since,
+    pub compress: bool,
+    pub max_wait: Duration,
+}
+
+pub struct BulkOutcome {
+    pub metadata: OutputMetadata,
+    /// Types exported by this run (empty when all were done already).
+    pub exported: Vec<ResourceType>,
+    pub transaction_time: Option<Timestamp>,
+}
+
+/// Spec §11.1: note the context, skip done types (unless an export is in progress), run the
+/// export and mark its types done with its transaction time.
+pub async fn run(client: &FhirClient, plan: BulkPlan) -> Result<BulkOutcome, BulkError> {
+    std::fs::create_dir_all(&plan.workdir).map_err(|e| {
+        BulkError::Message(format!("Could not create {}: {e}", plan.workdir.display()))
+    })?;
+    let mut metadata = OutputMetadata::load(&plan.workdir)?;
+    metadata.note_context(&plan.context)?;
+    let caps = client.capabilities();
+    let effective = filters::effective_params(
+        &plan.context.filters,
+        &plan.since,
+        plan.context.since_mode,
+        &caps,
+        true,
+    );
+
+    let mut types = plan.types.clone();
+    if metadata.bulk_status().is_none() {
+        types.retain(|t| {
+            let done = metadata.is_done(*t);
+            if done {
+                println!("Skipping {t}, already done.");
+            }
+            !done
+        });
+    }
+    if types.is_empty() {
+        return Ok(BulkOutcome {
+            metadata,
+            exported: types,
+            transaction_time: None,
+        });
+    }
+    let since = filters::bulk_since(&plan.since, plan.context.since_mode, &types);
+    let job = Export {
+        client,
+        workdir: &plan.workdir,
+        fhir_url: &plan.fhir_url,
+        level: &plan.level,
+        types: &types,
+        filters: &effective,
+        since: since.as_deref(),
+        compress: plan.compress,
+        max_wait: plan.max_wait,
+    };
+    let exported = export(&job, &mut metadata).await?;
+    for t in &types {
+        metadata.mark_done(*t, &exported.transaction_time)?;
+    }
+    Ok(BulkOutcome {
+        metadata,
+        exported: types,
+        transaction_time: Some(exported.transaction_time),
+    })
+}
+
+/// `bulk --cancel` (spec §11.5): DELETE the saved export, then forget it here (unlike the
+/// Python tool, which kept trying to resume it).
+pub async fn cancel(client: &FhirClient, workdir: &Path, folder: &str) -> Result<(), BulkError> {
+    let mut metadata = OutputMetadata::load(workdir)?;
+    let Some(status_url) = metadata.bulk_status().map(str::to_string) else {
+        return Err(BulkError::Message(format!(
+            "You provided --cancel but no in-progress bulk export was found in {folder}."
+        )));
+    };
+    delete_job(client, &status_url).await;
+    journal::discard_export(workdir, &status_url);
+    metadata.clear_bulk_status()?;
+    Ok(())
+}

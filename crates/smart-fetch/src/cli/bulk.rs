@@ -1,0 +1,77 @@
+//! `bulk`: a bare bulk export into one output folder (spec §11.0): no managed folder, no
+//! hydration, no symlinks. `--cancel` deletes the server's job and forgets it here.
+
+use super::args::{BulkArgs, General};
+use super::{clients, common};
+use crate::bulk::{self, BulkPlan, Level};
+use crate::console;
+use crate::error::AppError;
+use crate::fhir::Vendor;
+use crate::filters::Since;
+use std::time::Duration;
+
+/// `--bulk-timeout`, or the 30-day default.
+pub fn wait_limit(arg: Option<&str>) -> Result<Duration, AppError> {
+    match arg {
+        None => Ok(bulk::DEFAULT_WAIT_LIMIT),
+        Some(text) => bulk::parse_wait_limit(text).map_err(AppError::Message),
+    }
+}
+
+/// Where the export is kicked off: `--group`, `--patient-level`, else the whole system.
+pub fn level(group: Option<&str>, patient_level: bool) -> Level {
+    match group {
+        Some(g) if !g.is_empty() => Level::Group(g.to_string()),
+        _ if patient_level => Level::Patient,
+        _ => Level::System,
+    }
+}
+
+pub async fn run(args: BulkArgs, general: &General) -> Result<(), AppError> {
+    console::rule();
+    let output_dir = clients::check_output_folder(&args.output_dir)?;
+    let max_wait = wait_limit(args.bulk_timeout.as_deref())?;
+    if args.bundle {
+        return Err(AppError::NotYet(
+            "--bundle is not available yet in this version.".into(),
+        ));
+    }
+    let clients = clients::prepare(&args.auth, general)?;
+    let client = clients.bulk.clone();
+    if args.cancel {
+        client.open().await?;
+        bulk::cancel(&client, &output_dir, &args.output_dir).await?;
+        return Ok(());
+    }
+    let types = crate::filters::select_types(&args.resources.types)?;
+
+    client.open().await?;
+    let caps = client.capabilities();
+    let epic = caps.vendor() == Vendor::Epic;
+    let selection = common::select(
+        types,
+        &args.resources,
+        args.since.as_deref(),
+        args.since_mode,
+        &caps,
+        epic,
+    )?;
+    let plan = BulkPlan {
+        workdir: output_dir,
+        fhir_url: args.auth.fhir_url.clone().unwrap_or_default(),
+        level: level(args.group.as_deref(), args.patient_level),
+        types: selection.types,
+        context: selection.context,
+        since: match &args.since {
+            Some(s) => Since::Literal(s.clone()),
+            None => Since::None,
+        },
+        compress: !args.no_compression,
+        max_wait,
+    };
+    let outcome = bulk::run(&client, plan).await?;
+    let mut metadata = outcome.metadata;
+    metadata.mark_complete()?;
+    console::print_done();
+    Ok(())
+}

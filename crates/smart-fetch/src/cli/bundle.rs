@@ -1,0 +1,24 @@
+//! `bundle DIR`: one Bundle file from a folder's NDJSON (spec §17). No server needed.
+
+use super::args::BundleArgs;
+use super::clients;
+use crate::bundle::{self, Outcome};
+use crate::console;
+use crate::error::AppError;
+
+pub fn run(args: BundleArgs) -> Result<(), AppError> {
+    console::rule();
+    let dir = clients::check_input_folder(&args.dir)?;
+    match bundle::bundle_folder(&dir, !args.no_compression, false)? {
+        Outcome::NoInputs => Err(AppError::Message(format!(
+            "No FHIR files found in '{}'.",
+            args.dir
+        ))),
+        Outcome::Written(path, _) => {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let shown = std::path::Path::new(&args.dir).join(name.unwrap_or_default());
+            println!("Bundle file '{}' created.", shown.display());
+            Ok(())
+        }
+    }
+}
