@@ -106,6 +106,25 @@ struct ServeArgs {
     /// Lifetime of access tokens issued under --auth smart.
     #[arg(long, default_value_t = 300)]
     token_lifetime_secs: u64,
+    /// Seconds a bulk export job runs before its manifest is ready (polls meanwhile get 202
+    /// with X-Progress).
+    #[arg(long, default_value_t = 0.0)]
+    bulk_job_secs: f64,
+    /// Most resources in one bulk output file.
+    #[arg(long, default_value_t = 1000)]
+    bulk_resources_per_file: usize,
+    /// Bytes of padding added to every exported resource (to make big exports).
+    #[arg(long, default_value_t = 0)]
+    bulk_pad_bytes: usize,
+    /// Fraction (0.0..=1.0) of bulk status and file requests that get a fault.
+    #[arg(long, default_value_t = 0.0)]
+    bulk_fault_rate: f64,
+    /// Host to put in bulk file URLs (e.g. localhost), as if files lived elsewhere.
+    #[arg(long)]
+    bulk_file_host: Option<String>,
+    /// Bulk files need no access token (manifest `requiresAccessToken: false`).
+    #[arg(long)]
+    bulk_open_files: bool,
 }
 
 fn main() -> ExitCode {
@@ -168,6 +187,15 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
             args.fault_rate
         ));
     }
+    if !(0.0..=1.0).contains(&args.bulk_fault_rate) {
+        return Err(format!(
+            "--bulk-fault-rate must be within 0.0..=1.0, got {}",
+            args.bulk_fault_rate
+        ));
+    }
+    if !(0.0..=86_400.0).contains(&args.bulk_job_secs) {
+        return Err("--bulk-job-secs must be within 0..=86400".into());
+    }
     if args.page_size == 0 {
         return Err("--page-size must be at least 1".into());
     }
@@ -208,7 +236,15 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         fault_rate: args.fault_rate,
         page_size: args.page_size,
         port: args.port,
-        bulk: fake_ehr::BulkConfig::default(),
+        bulk: fake_ehr::BulkConfig {
+            job_duration: Duration::from_secs_f64(args.bulk_job_secs),
+            resources_per_file: args.bulk_resources_per_file.max(1),
+            pad_bytes: args.bulk_pad_bytes,
+            fault_rate: args.bulk_fault_rate,
+            file_host: args.bulk_file_host,
+            requires_access_token: !args.bulk_open_files,
+            ..fake_ehr::BulkConfig::default()
+        },
     })
 }
 

@@ -1029,3 +1029,117 @@ fn a_gigabyte_export_downloads_in_flat_memory() {
     assert!(peak < 64 * 1024, "peak RSS {peak} kB");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bundle_flag_leaves_one_bundle_file() {
+    let ehr = bulk_server(4, BulkConfig::default());
+    let dir = temp_dir("bulk-bundle");
+    for (name, extra, bundle) in [
+        ("gz", None, "Bundle.json.gz"),
+        ("plain", Some("--no-compression"), "Bundle.json"),
+    ] {
+        let out = dir.join(name);
+        let url = ehr.base_url();
+        let mut args = vec![
+            "bulk",
+            p(&out),
+            "--fhir-url",
+            &url,
+            "--type",
+            "Patient,Condition",
+            "--bundle",
+        ];
+        args.extend(extra);
+        assert_success(&run(&args));
+        assert_eq!(file_names(&out), [".metadata", bundle, "log.ndjson"]);
+        let lines = read_lines(&out.join(bundle));
+        assert!(lines.len() > 8, "{lines:?}");
+        assert_eq!(read_json(&out.join(".metadata"))["complete"], true);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kickoff_errors_are_logged_and_delete_errors_only_warn() {
+    let ehr = bulk_server(
+        3,
+        BulkConfig {
+            refuse_deletes: true,
+            transaction_time: Some("blarg".into()),
+            ..BulkConfig::default()
+        },
+    );
+    let url = ehr.base_url();
+    let dir = temp_dir("bulk-kickoff-error");
+
+    let out = dir.join("nope");
+    let o = run(&[
+        "bulk",
+        p(&out),
+        "--fhir-url",
+        &url,
+        "--group",
+        "nope",
+        "--type",
+        "Patient",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with(&format!("An error occurred when connecting to \"{url}/Group/nope/$export?_type=Patient\": [404] ")),
+        "{err}"
+    );
+    let events = log_events(&out.join("log.ndjson"));
+    assert_eq!(events.len(), 1);
+    let kickoff = &events[0];
+    assert_eq!(kickoff["eventId"], "kickoff");
+    assert!(
+        uuid_like(kickoff["exportId"].as_str().unwrap()),
+        "{kickoff}"
+    );
+    let detail = &kickoff["eventDetail"];
+    assert_eq!(detail["errorCode"], 404);
+    assert_eq!(detail["errorBody"]["resourceType"], "OperationOutcome");
+    assert_eq!(
+        detail["responseHeaders"]["content-type"],
+        "application/fhir+json; charset=utf-8"
+    );
+    assert!(
+        read_json(&out.join(".metadata"))
+            .get("bulk-status")
+            .is_none()
+    );
+
+    // A DELETE the server refuses is only a warning; an unparsable transactionTime is
+    // reported and replaced by the current time.
+    let out = dir.join("ok");
+    let before = smart_fetch::timestamp::now();
+    let o = run(&["bulk", p(&out), "--fhir-url", &url, "--type", "Patient"]);
+    assert_success(&o);
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains("Could not parse transactionTime: blarg\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "Failed to clean up export job on the server side: An error occurred when connecting to"
+        ),
+        "{stdout}"
+    );
+    let meta = read_json(&out.join(".metadata"));
+    let done =
+        smart_fetch::timestamp::parse_fhir(meta["done"]["Patient"].as_str().unwrap()).unwrap();
+    assert!(done >= before - chrono_seconds(1));
+    assert!(meta.get("bulk-status").is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn uuid_like(text: &str) -> bool {
+    let parts: Vec<usize> = text.split('-').map(str::len).collect();
+    parts == [8, 4, 4, 4, 12] && text.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+fn chrono_seconds(n: i64) -> chrono::TimeDelta {
+    chrono::TimeDelta::seconds(n)
+}

@@ -77,6 +77,8 @@ pub struct BulkConfig {
     pub chunk_delay: Duration,
     /// `transactionTime` of every manifest; `None` = the kickoff time.
     pub transaction_time: Option<String>,
+    /// DELETE of a status URL is refused with a 400 (the job stays).
+    pub refuse_deletes: bool,
 }
 
 impl Default for BulkConfig {
@@ -99,6 +101,7 @@ impl Default for BulkConfig {
             fault_rate: 0.0,
             chunk_delay: Duration::ZERO,
             transaction_time: None,
+            refuse_deletes: false,
         }
     }
 }

@@ -234,6 +234,9 @@ fn delete(state: &AppState, id: &str, headers: &HeaderMap) -> Response {
     if let Some(r) = crate::router::authorize(state, headers) {
         return r;
     }
+    if state.config.bulk.refuse_deletes {
+        return outcome::bad_request("Export jobs cannot be deleted on this server");
+    }
     if state.bulk.jobs.remove(id) {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::ACCEPTED;

@@ -1,6 +1,7 @@
 //! End-to-end tests of the fake EHR over real HTTP on loopback.
 
 mod auth;
+mod bulk;
 mod common;
 mod data;
 mod faults;

@@ -273,6 +273,8 @@ pub struct BulkPlan {
     pub since: Since,
     pub compress: bool,
     pub max_wait: Duration,
+    /// The managed folder of an `export` (for new patients); `None` for `bulk`.
+    pub managed_dir: Option<PathBuf>,
 }
 
 pub struct BulkOutcome {
@@ -329,6 +331,13 @@ pub async fn run(client: &FhirClient, plan: BulkPlan) -> Result<BulkOutcome, Bul
         max_wait: plan.max_wait,
     };
     let exported = export(&job, &mut metadata).await?;
+    if let Some(managed) = &plan.managed_dir
+        && types.contains(&ResourceType::Patient)
+        && let Some(new) = super::patients::new_patients(managed, &plan.workdir, &plan.context)
+        && !new.is_empty()
+    {
+        metadata.set_new_patients(&new)?;
+    }
     for t in &types {
         metadata.mark_done(*t, &exported.transaction_time)?;
     }

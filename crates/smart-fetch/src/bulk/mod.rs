@@ -13,6 +13,7 @@ pub mod journal;
 pub mod kickoff;
 pub mod manifest;
 pub mod messages;
+pub mod patients;
 pub mod wait;
 
 pub use engine::{BulkOutcome, BulkPlan, Export, Exported, cancel, export, run};

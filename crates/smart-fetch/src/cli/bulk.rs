@@ -1,5 +1,6 @@
 //! `bulk`: a bare bulk export into one output folder (spec §11.0): no managed folder, no
-//! hydration, no symlinks. `--cancel` deletes the server's job and forgets it here.
+//! hydration, no symlinks. `--bundle` turns the folder into one Bundle file afterwards;
+//! `--cancel` deletes the server's job and forgets it here.
 
 use super::args::{BulkArgs, General};
 use super::{clients, common};
@@ -31,11 +32,6 @@ pub async fn run(args: BulkArgs, general: &General) -> Result<(), AppError> {
     console::rule();
     let output_dir = clients::check_output_folder(&args.output_dir)?;
     let max_wait = wait_limit(args.bulk_timeout.as_deref())?;
-    if args.bundle {
-        return Err(AppError::NotYet(
-            "--bundle is not available yet in this version.".into(),
-        ));
-    }
     let clients = clients::prepare(&args.auth, general)?;
     let client = clients.bulk.clone();
     if args.cancel {
@@ -55,6 +51,10 @@ pub async fn run(args: BulkArgs, general: &General) -> Result<(), AppError> {
         args.since_mode,
         &caps,
         epic,
+        common::SinceSource {
+            managed_dir: None,
+            bulk: true,
+        },
     )?;
     let plan = BulkPlan {
         workdir: output_dir,
@@ -68,9 +68,14 @@ pub async fn run(args: BulkArgs, general: &General) -> Result<(), AppError> {
         },
         compress: !args.no_compression,
         max_wait,
+        managed_dir: None,
     };
     let outcome = bulk::run(&client, plan).await?;
     let mut metadata = outcome.metadata;
+    if args.bundle {
+        // Spec §11.0 step 6: overwrites an earlier Bundle; nothing to bundle is fine here.
+        crate::bundle::bundle_folder(metadata.dir(), !args.no_compression, true)?;
+    }
     metadata.mark_complete()?;
     console::print_done();
     Ok(())

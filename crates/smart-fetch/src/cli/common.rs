@@ -6,7 +6,7 @@ use crate::crawl::cohort;
 use crate::error::AppError;
 use crate::fhir::Capabilities;
 use crate::filters::{self, Filters, Since};
-use crate::folder::ExportContext;
+use crate::folder::{ExportContext, history};
 use crate::resources::ResourceType;
 use std::path::Path;
 
@@ -22,11 +22,19 @@ pub fn read_cohort_ids(cohort: &CohortArgs) -> Result<Option<Vec<String>>, AppEr
 }
 
 /// What to export, once the server's capabilities are known: the context stored in
-/// `.metadata` and the effective search parameters.
+/// `.metadata`, the since value to apply and the effective search parameters.
 pub struct Selection {
     pub types: Vec<ResourceType>,
     pub context: ExportContext,
+    pub since: Since,
     pub effective: Filters,
+}
+
+/// Where a run stands: `--since auto` needs the managed folder's earlier exports, and bulk
+/// runs say their single `_since` (spec §6.9).
+pub struct SinceSource<'a> {
+    pub managed_dir: Option<&'a Path>,
+    pub bulk: bool,
 }
 
 pub fn select(
@@ -36,12 +44,8 @@ pub fn select(
     since_mode: SinceModeArg,
     caps: &Capabilities,
     epic: bool,
+    source: SinceSource<'_>,
 ) -> Result<Selection, AppError> {
-    if since == Some("auto") {
-        return Err(AppError::NotYet(
-            "--since auto is not available yet in this version. Give a timestamp instead.".into(),
-        ));
-    }
     let types = filters::limit_to_server(types, caps);
     let base = filters::build_filters(
         &resources.type_filters,
@@ -50,14 +54,56 @@ pub fn select(
         epic,
     )?;
     let mode = filters::since_mode(filters::parse_since_mode(since_mode), since, caps);
-    let since_resources = filters::since_resources(&types, mode, caps);
+    let mut since_resources = filters::since_resources(&types, mode, caps);
     let since_value = match since {
+        Some("auto") => {
+            let Some(dir) = source.managed_dir else {
+                // The Python tool sends `auto` literally here (quirk 5); refuse instead.
+                return Err(AppError::Message(
+                    "--since auto needs the earlier exports of a managed folder: use it with 'export', or give a timestamp.".into(),
+                ));
+            };
+            let probe = ExportContext {
+                filters: base.clone(),
+                since: Some("auto".into()),
+                since_mode: mode,
+                since_resources: Default::default(),
+            };
+            let per_type = history::since_auto(dir, &probe);
+            if per_type.is_empty() {
+                return Err(AppError::Message(
+                    "Could not detect a since value to use from previous exports.\nTry without a --since parameter, or provide a specific timestamp.".into(),
+                ));
+            }
+            // A type never exported before is exported in full: record it as such, so
+            // symlinks and deleted-resource detection treat it as a full export.
+            since_resources.retain(|t| per_type.contains_key(t));
+            Since::PerType(per_type)
+        }
         Some(s) => Since::Literal(s.to_string()),
         None => Since::None,
     };
-    let effective = filters::effective_params(&base, &since_value, mode, caps, false);
-    if let Some(s) = since {
-        println!("Using since value of '{s}'.");
+    let effective = filters::effective_params(&base, &since_value, mode, caps, source.bulk);
+    match &since_value {
+        Since::PerType(per_type) => {
+            let bulk_since = filters::bulk_since(&since_value, mode, &types);
+            match (source.bulk, bulk_since) {
+                (true, Some(v)) => println!("Using since value of '{v}'."),
+                (true, None) if mode != Some(filters::SinceMode::Created) => {}
+                _ => {
+                    let mut by_name: Vec<_> = per_type.iter().collect();
+                    by_name.sort_by_key(|(t, _)| t.as_str());
+                    for (t, ts) in by_name {
+                        println!(
+                            "Using since value of '{}' for {t}.",
+                            crate::timestamp::isoformat(ts)
+                        );
+                    }
+                }
+            }
+        }
+        Since::Literal(s) => println!("Using since value of '{s}'."),
+        Since::None => {}
     }
     Ok(Selection {
         types,
@@ -67,6 +113,7 @@ pub fn select(
             since_mode: mode,
             since_resources,
         },
+        since: since_value,
         effective,
     })
 }

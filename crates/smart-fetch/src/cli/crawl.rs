@@ -31,10 +31,15 @@ pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
         args.since_mode,
         &caps,
         epic,
+        common::SinceSource {
+            managed_dir: None,
+            bulk: false,
+        },
     )?;
     let folder_arg = args.source_dir.as_deref().unwrap_or(&args.output_dir);
     let plan = CrawlPlan {
         workdir: output_dir,
+        managed_dir: None,
         source_dir,
         types: selection.types,
         context: selection.context,

@@ -10,9 +10,9 @@ use crate::console;
 use crate::crawl::{self, BulkPatients, CrawlPlan};
 use crate::error::AppError;
 use crate::fhir::Vendor;
-use crate::filters::Since;
-use crate::folder::{ManagedMetadata, symlinks, workdir};
+use crate::folder::{ManagedMetadata, history, symlinks, workdir};
 use crate::hydrate::{HydrateOptions, Hydrator, mime, tasks};
+use crate::resources::ResourceType;
 use crate::timestamp;
 
 pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
@@ -56,6 +56,10 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
         args.since_mode,
         &caps,
         epic,
+        common::SinceSource {
+            managed_dir: Some(&output_dir),
+            bulk: !crawl_mode,
+        },
     )?;
     let choice = workdir::choose(
         &output_dir,
@@ -69,11 +73,13 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
     ManagedMetadata::load(&output_dir)?.note_context(&fhir_url, args.cohort.group.as_deref())?;
 
     let selected_types = selection.types.clone();
+    let context = selection.context.clone();
     let compress = !args.no_compression;
     let group = args.cohort.group.as_deref();
     let mut metadata = if crawl_mode {
         let plan = CrawlPlan {
             workdir: choice.path.clone(),
+            managed_dir: Some(output_dir.clone()),
             source_dir: output_dir.clone(),
             types: selection.types,
             context: selection.context,
@@ -99,22 +105,21 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
             level: super::bulk::level(group, args.patient_level),
             types: selection.types,
             context: selection.context,
-            since: match &args.since {
-                Some(s) => Since::Literal(s.clone()),
-                None => Since::None,
-            },
+            since: selection.since,
             compress,
             max_wait,
+            managed_dir: Some(output_dir.clone()),
         };
         bulk::run(&clients.bulk, plan).await?.metadata
     };
 
+    let workdir = choice.path.clone();
     // Spec §14.6: only this workdir, inputs and outputs alike, default inline mimetypes.
     let hydrator = Hydrator::new(
         rest,
         HydrateOptions {
             workdir: choice.path.clone(),
-            source_dir: choice.path,
+            source_dir: choice.path.clone(),
             compress,
             mimetypes: mime::allowed(None),
         },
@@ -123,8 +128,43 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
         .run_export(&hydration_tasks, &selected_types)
         .await?;
 
+    note_deleted_resources(
+        &output_dir,
+        &workdir,
+        &context,
+        &selected_types,
+        crawl_mode,
+        epic,
+        compress,
+    )?;
     symlinks::rebuild(&output_dir)?;
     metadata.mark_complete()?;
     console::print_done();
+    Ok(())
+}
+
+/// Spec §14.8: for every type this run exported in full, name in `deleted/` what the last
+/// comparable export had and this one lacks (`folder::history` says what "comparable"
+/// means). Types Epic cannot search by patient were not searched, and crawled Patients were
+/// compared by the crawl itself from the complete ID lookup.
+fn note_deleted_resources(
+    managed: &std::path::Path,
+    workdir: &std::path::Path,
+    context: &crate::folder::ExportContext,
+    types: &[ResourceType],
+    crawl_mode: bool,
+    epic: bool,
+    compress: bool,
+) -> Result<(), AppError> {
+    for &t in types {
+        let not_searched = crawl_mode
+            && (t == ResourceType::Patient
+                || epic && matches!(t, ResourceType::EpisodeOfCare | ResourceType::Specimen));
+        if context.since_resources.contains(&t) || not_searched {
+            continue;
+        }
+        let ids = history::deleted_ids(managed, workdir, t, context);
+        history::write_deleted(workdir, t, &ids, compress)?;
+    }
     Ok(())
 }

@@ -10,11 +10,11 @@ use super::sink::{ChainResult, Resumed, Sink, SinkSender};
 use crate::bulk::{self, Level};
 use crate::fhir::FhirClient;
 use crate::filters::{self, Filters, Since};
-use crate::folder::discovery;
 use crate::folder::{ExportContext, OutputMetadata, log};
+use crate::folder::{discovery, history};
 use crate::resources::ResourceType;
 use crate::timestamp;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -23,6 +23,9 @@ use tokio::task::JoinSet;
 /// Everything a crawl needs, decided by the command that runs it.
 pub struct CrawlPlan {
     pub workdir: PathBuf,
+    /// The managed folder of an `export` (none for a bare `crawl`): its earlier workdirs
+    /// decide which patients are new (full history in a since export) or gone.
+    pub managed_dir: Option<PathBuf>,
     /// Where the cohort's Patients are read from when no IDs are given.
     pub source_dir: PathBuf,
     /// Selected types (after limiting to the server), canonical order.
@@ -92,6 +95,8 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         // Done at once, so an interrupted crawl never repeats the export.
         let transaction_time = bulk_patients(bulk, &plan, &mut metadata).await?;
         metadata.mark_done(ResourceType::Patient, &transaction_time)?;
+        // A bulk `_since` returns only changed patients: not a list to find deletions in.
+        note_patient_changes(&plan, &mut metadata, plan.context.since.is_none())?;
         cohort_dir = Some(plan.workdir.clone());
     } else {
         cohort_dir = Some(plan.source_dir.clone());
@@ -147,9 +152,14 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         .await?;
     }
     let patient = done.remove_entry(&ResourceType::Patient);
+    let looked_up_patients = patient.is_some();
     for (t, when) in patient.into_iter().chain(epic_skipped).chain(done) {
         metadata.mark_done(t, &when)?;
         Sink::clear_state(&plan.workdir, t);
+    }
+    if looked_up_patients {
+        // ID lookups always fetch the whole cohort, so deletions are real.
+        note_patient_changes(&plan, &mut metadata, true)?;
     }
     if !search_types.is_empty()
         && metadata.is_done(ResourceType::Patient)
@@ -163,6 +173,45 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         log::append_crawl_log(&plan.workdir, &url, &earliest)?;
     }
     Ok(CrawlOutcome { metadata })
+}
+
+/// Spec §13.6 / §14.7 for a managed export: record the patients that are new since the
+/// previous Patient export (they get full histories) and, when this run fetched the whole
+/// list, write the ones that are gone to `deleted/Bundle.Patient.ndjson[.gz]`.
+fn note_patient_changes(
+    plan: &CrawlPlan,
+    metadata: &mut OutputMetadata,
+    full_list: bool,
+) -> Result<(), CrawlError> {
+    let Some(managed) = &plan.managed_dir else {
+        return Ok(());
+    };
+    let filter = plan.context.filters.get(&ResourceType::Patient);
+    let Some(previous) = history::previous_patient_export(managed, &plan.workdir, filter) else {
+        return Ok(());
+    };
+    let (new, deleted) = history::new_and_deleted_patients(
+        &history::patient_map(&previous),
+        &history::patient_map(&plan.workdir),
+    );
+    metadata.set_new_patients(&new)?;
+    println!(
+        "Count of new patients: {}.",
+        crate::console::thousands(new.len() as u64)
+    );
+    if full_list {
+        history::write_deleted(
+            &plan.workdir,
+            ResourceType::Patient,
+            &deleted,
+            plan.compress,
+        )?;
+        println!(
+            "Count of deleted patients: {}.",
+            crate::console::thousands(deleted.len() as u64)
+        );
+    }
+    Ok(())
 }
 
 /// Spec §13.2 step 6: the Patients by a real bulk export into the workdir (files
@@ -272,18 +321,40 @@ impl Queue {
 
 struct Planner {
     search_types: Vec<ResourceType>,
+    /// Filters without since parameters: the full history of a new patient.
+    base: Filters,
     effective: Filters,
     resumed: Resumed,
+    /// Patients of the previous Patient export (id → ids each replaces), in since exports
+    /// of a managed folder: anyone not there, or who absorbed a record since, is new.
+    previous_patients: Option<HashMap<String, HashSet<String>>>,
+    /// Per type, patients recorded as new by exports after that type's last export.
+    new_before: HashMap<ResourceType, HashSet<String>>,
 }
 
 impl Planner {
-    fn urls_for(&self, t: ResourceType, patient: &str) -> Vec<String> {
+    fn urls_for(&self, t: ResourceType, patient: &str, full_history: bool) -> Vec<String> {
         let base = format!("{t}?patient={}", encode_query_value(patient));
-        with_filters(base, self.effective.get(&t))
+        let filters =
+            if full_history || self.new_before.get(&t).is_some_and(|n| n.contains(patient)) {
+                &self.base
+            } else {
+                &self.effective
+            };
+        with_filters(base, filters.get(&t))
     }
 
-    /// Queue every not-yet-committed search of a patient.
-    fn enqueue_patient(&self, queue: &Queue, patient: &str) {
+    /// Spec §14.7: new to the cohort, or a merge survivor whose `link` gained a `replaces`.
+    fn is_new(&self, id: &str, replaces: &HashSet<String>) -> bool {
+        self.previous_patients.as_ref().is_some_and(|prev| {
+            prev.get(id)
+                .is_none_or(|before| !replaces.is_subset(before))
+        })
+    }
+
+    /// Queue every not-yet-committed search of a patient; `is_new` patients get their full
+    /// history even in a since export.
+    fn enqueue_patient(&self, queue: &Queue, patient: &str, is_new: bool) {
         let mut s = queue.lock();
         if !s.enqueued.insert(patient.to_string()) {
             return;
@@ -301,7 +372,7 @@ impl Planner {
             s.chains.push_back(Chain {
                 resource_type: t,
                 key: patient.to_string(),
-                urls: self.urls_for(t, patient),
+                urls: self.urls_for(t, patient, is_new),
             });
         }
         drop(s);
@@ -325,10 +396,26 @@ async fn crawl(
     cohort: Vec<String>,
 ) -> Result<std::collections::BTreeMap<ResourceType, timestamp::Timestamp>, CrawlError> {
     let (sink, resumed) = Sink::open(&plan.workdir, sink_types, plan.compress)?;
+    let since_export = plan.effective != plan.context.filters;
+    let mut previous_patients = None;
+    let mut new_before = HashMap::new();
+    if let (Some(managed), true) = (&plan.managed_dir, since_export) {
+        let patient_filter = plan.context.filters.get(&ResourceType::Patient);
+        previous_patients =
+            history::previous_patient_export(managed, &plan.workdir, patient_filter)
+                .map(|dir| history::patient_map(&dir));
+        for &t in search_types {
+            let ids = history::new_patients_for_type(managed, &plan.workdir, t, &plan.context);
+            new_before.insert(t, ids.into_iter().collect());
+        }
+    }
     let planner = Arc::new(Planner {
         search_types: search_types.to_vec(),
+        base: plan.context.filters.clone(),
         effective: plan.effective.clone(),
         resumed,
+        previous_patients,
+        new_before,
     });
     let queue = Arc::new(Queue {
         state: Mutex::new(QueueState::default()),
@@ -338,10 +425,12 @@ async fn crawl(
     // Lookups first: each one unlocks a patient's worth of searches.
     if let Some(ids) = lookup_ids {
         let done = planner.resumed.keys.get(&ResourceType::Patient);
+        // Always the full list, never `_lastUpdated`: a since filter here would make every
+        // unchanged patient look deleted (the Python tool's quirk 13).
         let patient_filters = plan
             .types
             .contains(&ResourceType::Patient)
-            .then(|| plan.effective.get(&ResourceType::Patient))
+            .then(|| plan.context.filters.get(&ResourceType::Patient))
             .flatten();
         let mut s = queue.lock();
         for id in ids {
@@ -363,8 +452,14 @@ async fn crawl(
             });
         }
     }
-    for patient in planner.resumed.found_patients.iter().chain(cohort.iter()) {
-        planner.enqueue_patient(&queue, patient);
+    // A resumed lookup kept only ids, so a merge is recognised only for patients whose
+    // lookup runs in this process; a new id is always recognised.
+    let no_links = HashSet::new();
+    for patient in &planner.resumed.found_patients {
+        planner.enqueue_patient(&queue, patient, planner.is_new(patient, &no_links));
+    }
+    for patient in &cohort {
+        planner.enqueue_patient(&queue, patient, false);
     }
 
     let now = timestamp::now();
@@ -430,7 +525,8 @@ async fn worker(
         if result.resource_type == ResourceType::Patient {
             for record in &result.records {
                 if let Some(id) = &record.id {
-                    planner.enqueue_patient(&queue, id);
+                    let replaces = replaced_patients(&record.line);
+                    planner.enqueue_patient(&queue, id, planner.is_new(id, &replaces));
                 }
             }
         }
@@ -439,6 +535,23 @@ async fn worker(
         sent?;
     }
     Ok(())
+}
+
+/// Ids a Patient's `link[type=replaces]` names.
+fn replaced_patients(line: &str) -> HashSet<String> {
+    let Ok(patient) = serde_json::from_str::<serde_json::Value>(line) else {
+        return HashSet::new();
+    };
+    patient
+        .get("link")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|l| l.get("type").and_then(serde_json::Value::as_str) == Some("replaces"))
+        .filter_map(|l| l.get("other")?.get("reference")?.as_str())
+        .filter_map(|r| r.strip_prefix("Patient/"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A one-line status on a terminal (stderr), redrawn every second: searches done, patients,

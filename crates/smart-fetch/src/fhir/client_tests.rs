@@ -559,3 +559,69 @@ async fn observer_sees_each_attempt() {
         Some("respond-async")
     );
 }
+
+#[tokio::test]
+async fn streamed_answers_keep_their_slot_and_may_go_without_credentials() {
+    let server = TestServer::start(|r, _| match r.path.as_str() {
+        "/missing" => reply(404, "gone"),
+        "/hdr" => reply(200, "{\"a\":1}\n").header("x-test", "yes"),
+        _ => reply(200, "{\"a\":1}\n{\"b\":2}\n"),
+    })
+    .await;
+    let mut o = options(&server.url("/"));
+    o.auth.bearer_token = Some("secret-token".into());
+    let budget = Budget::new(1);
+    let client = FhirClient::new(o, budget.clone()).expect("client");
+
+    let mut response = client
+        .get_stream(Request::get("file", "application/fhir+ndjson"), true)
+        .await
+        .expect("stream");
+    assert_eq!(response.status, 200);
+    // The only slot is held while the body is on the wire: another request must wait.
+    let waiting = client.get("hdr", "application/json");
+    let blocked = tokio::time::timeout(Duration::from_millis(200), waiting).await;
+    assert!(
+        blocked.is_err(),
+        "the streaming answer gave its slot back early"
+    );
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(body, b"{\"a\":1}\n{\"b\":2}\n");
+    drop(response);
+    let hdr = client
+        .get("hdr", "application/json")
+        .await
+        .expect("slot back");
+    assert_eq!(hdr.header("x-test"), Some("yes"));
+
+    let plain = client
+        .get_stream(Request::get("other", "application/fhir+ndjson"), false)
+        .await
+        .expect("stream");
+    drop(plain);
+    assert_eq!(
+        server.requests("/file")[0].header("authorization"),
+        Some("Bearer secret-token")
+    );
+    assert_eq!(server.requests("/other")[0].header("authorization"), None);
+
+    // An error answer is read in full and reported like any other.
+    let error = client
+        .get_stream(Request::get("missing", "application/fhir+ndjson"), true)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        error.as_deref(),
+        Some(
+            format!(
+                "An error occurred when connecting to \"{}\": [404] gone",
+                server.url("/missing")
+            )
+            .as_str()
+        )
+    );
+}

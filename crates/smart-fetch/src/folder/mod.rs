@@ -4,6 +4,7 @@
 
 pub mod discovery;
 pub mod error;
+pub mod history;
 pub mod log;
 pub mod metadata;
 pub mod symlinks;
