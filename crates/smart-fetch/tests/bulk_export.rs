@@ -1143,3 +1143,61 @@ fn uuid_like(text: &str) -> bool {
 fn chrono_seconds(n: i64) -> chrono::TimeDelta {
     chrono::TimeDelta::seconds(n)
 }
+
+#[test]
+fn an_interrupted_managed_export_resumes_in_the_same_subfolder() {
+    let ehr = bulk_server(
+        10,
+        BulkConfig {
+            resources_per_file: 10,
+            chunk_delay: Duration::from_millis(300),
+            ..BulkConfig::default()
+        },
+    );
+    let url = ehr.base_url();
+    let dir = temp_dir("bulk-export-resume");
+    let out = dir.join("out");
+    let args = [
+        "export",
+        p(&out),
+        "--fhir-url",
+        &url,
+        "--type",
+        "Patient,Condition,Encounter",
+        "--hydration-tasks",
+        "none",
+    ];
+    let mut child = spawn(&args);
+    let workdir = || workdir_of(&out);
+    wait_until(Duration::from_secs(30), "a few finished files", || {
+        workdir().is_some_and(|w| ndjson_files(&w).len() >= 2)
+    });
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let o = run(&args);
+    assert_success(&o);
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("Re-using existing subfolder"), "{stdout}");
+    assert!(stdout.contains("Resuming bulk FHIR export…"), "{stdout}");
+    assert!(stdout.contains("already downloaded file"), "{stdout}");
+    let stats = ehr.stats();
+    assert_eq!(stats.bulk.kickoffs, 1);
+    let w = workdir().expect("workdir");
+    let all: Vec<usize> = (0..10).collect();
+    assert_same_values(
+        &folder_values(&w),
+        &expected_values(&all, &["Patient", "Condition", "Encounter"], |_| true),
+    );
+    assert_eq!(symlinks(&out).len(), ndjson_files(&w).len());
+    assert_eq!(read_json(&w.join(".metadata"))["complete"], true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The one workdir of a managed folder, once it exists.
+fn workdir_of(out: &Path) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(out)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+}
