@@ -94,6 +94,8 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
                 StatusCode::OK,
                 &serde_json::to_value(state.counters.snapshot()).unwrap_or_default(),
             ),
+            // Just the counters, without the recorded URLs: cheap enough to poll (benchmarks).
+            "counts" => outcome::json(StatusCode::OK, &state.counters.counts()),
             _ => outcome::not_found("unknown admin endpoint"),
         };
     }

@@ -129,6 +129,20 @@ impl Counters {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// The plain counters of `/__admin/counts`: requests, searches, reads, faults, requests
+    /// in flight now and at most.
+    pub fn counts(&self) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "requests": get(&self.requests),
+            "searches": get(&self.searches),
+            "reads": get(&self.reads),
+            "faults": get(&self.faults),
+            "in_flight": self.in_flight.load(Ordering::SeqCst),
+            "max_in_flight": self.max_in_flight.load(Ordering::SeqCst),
+        })
+    }
+
     pub fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {

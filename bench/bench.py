@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of smart-fetch (Rust) and SMART Fetch 1.0.3 (Python) against fake-ehr.
+
+Called by bench/run.sh, which builds the binaries and installs the Python tool first. Standard
+library only. Every run gets a fresh fake-ehr on 127.0.0.1 (so its counters belong to that run
+alone) and a fresh output folder; the tools run one after the other, never at the same time.
+
+Measured per run: wall time; CPU time (user + sys) and peak RSS of the tool's process, from
+wait4(2), the call /usr/bin/time uses; requests (the server's counter, which counts every request
+but its own /__admin ones); resources written (lines of the NDJSON files, error/ and deleted/
+left out); a digest of those lines per type, to check that both tools wrote the same output.
+"""
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ID_SYSTEM = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14"
+MIB = 1024 * 1024
+
+
+class Scenario:
+    def __init__(self, key, title, patients, latency_ms, flavor="epic", connections=5,
+                 kind="crawl", pad_bytes=0, slow=False):
+        self.key = key
+        self.title = title
+        self.patients = patients
+        self.latency_ms = latency_ms
+        self.flavor = flavor
+        self.connections = connections
+        self.kind = kind  # crawl | bulk | resume
+        self.pad_bytes = pad_bytes
+        self.slow = slow
+
+
+SCENARIOS = {
+    "a": Scenario("a", "(a) 2,000 patients, 20 ms latency, 5 connections, Epic (latency-bound)",
+                  2000, 20),
+    "b": Scenario("b", "(b) 2,000 patients, no added latency, Epic (CPU-bound)", 2000, 0),
+    "c": Scenario("c", "(c) 20,000 patients, no added latency, Epic (scale)", 20000, 0,
+                  slow=True),
+    # fake-ehr exports about 50 resources per patient; 2,000 x 50 x 10,400 bytes of padding
+    # is just over 1 GB of NDJSON.
+    "d": Scenario("d", "(d) bulk export download, about 1 GB of NDJSON", 2000, 0,
+                  flavor="generic", kind="bulk", pad_bytes=10400, slow=True),
+    "resume": Scenario("resume", "Resume waste: killed (SIGKILL) at 50% of requests, resumed",
+                       2000, 0, kind="resume"),
+}
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# fake-ehr
+
+
+class Server:
+    def __init__(self, fake_ehr, scenario, workdir):
+        args = [fake_ehr, "--port", "0", "--patients", str(scenario.patients),
+                "--flavor", scenario.flavor, "--latency-ms", str(scenario.latency_ms)]
+        if scenario.pad_bytes:
+            args += ["--bulk-pad-bytes", str(scenario.pad_bytes),
+                     # Files of 50,000 resources: about 500 MB each before compression.
+                     "--bulk-resources-per-file", "50000"]
+        self.log_path = workdir / "fake-ehr.log"
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT)
+        self.url = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            m = re.search(r"fake-ehr listening on (\S+)", self.log_path.read_text())
+            if m:
+                self.url = m.group(1)
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        if not self.url:
+            self.stop()
+            raise RuntimeError(f"fake-ehr did not start: {self.log_path.read_text()}")
+        m = re.match(r"(https?://[^/]+)", self.url)
+        self.root = m.group(1)
+
+    def counts(self):
+        with urllib.request.urlopen(self.root + "/__admin/counts", timeout=30) as r:
+            return json.load(r)
+
+    def cpu_seconds(self):
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one tool
+
+
+def command(tool_path, scenario, server, mrn_file, out):
+    if scenario.kind == "bulk":
+        return [tool_path, "bulk", "--fhir-url", server.url, str(out)]
+    return [tool_path, "export", "--fhir-url", server.url, "--id-system", ID_SYSTEM,
+            "--id-file", str(mrn_file), "--hydration-tasks", "none", str(out)]
+
+
+def run_measured(args, log_path, kill_when=None):
+    """Runs args to completion; returns (wall, cpu, peak RSS bytes, exit status).
+
+    kill_when: a function polled every 20 ms; when it returns true the process gets SIGKILL.
+    """
+    with open(log_path, "w") as log_file:
+        start = time.monotonic()
+        proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        killed = False
+        if kill_when is not None:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if kill_when():
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed = True
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.02)
+        else:
+            pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "user": usage.ru_utime,
+        "sys": usage.ru_stime,
+        "rss": usage.ru_maxrss * 1024,  # Linux reports KiB
+        "exit": proc.returncode,
+        "killed": killed,
+    }
+
+
+def scan_output(out):
+    """Resources per type, a digest of the lines per type (order does not matter), bytes."""
+    per_type = {}
+    total_bytes = 0
+    for root, dirs, files in os.walk(out):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("error", "deleted")]
+        for name in files:
+            path = Path(root) / name
+            if path.is_symlink() or not (name.endswith(".ndjson") or name.endswith(".ndjson.gz")):
+                continue
+            if name == "log.ndjson":
+                continue
+            rtype = name.split(".", 1)[0]
+            count, digest = per_type.get(rtype, (0, 0))
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(path, "rb") as f:
+                for line in f:
+                    total_bytes += len(line)
+                    line = line.rstrip(b"\r\n")
+                    if not line.strip():
+                        continue
+                    count += 1
+                    h = hashlib.blake2b(line, digest_size=8).digest()
+                    digest = (digest + int.from_bytes(h, "little")) % (1 << 64)
+            per_type[rtype] = (count, digest)
+    return {
+        "resources": sum(c for c, _ in per_type.values()),
+        "types": {t: {"count": c, "digest": f"{d:016x}"} for t, (c, d) in sorted(per_type.items())},
+        "bytes": total_bytes,
+    }
+
+
+def one_run(tool, tool_path, scenario, bins, work, run_index, mrn_file):
+    run_dir = work / f"{scenario.key}-{tool}-{run_index}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    out = run_dir / "out"
+    with Server(bins / "fake-ehr", scenario, run_dir) as server:
+        before = server.counts()
+        cpu_before = server.cpu_seconds()
+        log(f"  {tool} run {run_index + 1}: {' '.join(command(tool_path, scenario, server, mrn_file, out))}")
+        result = run_measured(command(tool_path, scenario, server, mrn_file, out),
+                              run_dir / "tool.log")
+        after = server.counts()
+        cpu_after = server.cpu_seconds()
+    result["requests"] = after["requests"] - before["requests"]
+    result["max_in_flight"] = after["max_in_flight"]
+    if cpu_before is not None and cpu_after is not None:
+        result["server_cpu"] = cpu_after - cpu_before
+    if result["exit"] != 0:
+        tail = (run_dir / "tool.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{tool} exited with {result['exit']}; see {run_dir}/tool.log:\n{tail}")
+    result.update(scan_output(out))
+    log(f"    {result['wall']:.1f} s wall, {result['cpu']:.2f} s CPU, "
+        f"{result['rss'] / MIB:.1f} MiB, {result['requests']} requests, "
+        f"{result['resources']} resources")
+    shutil.rmtree(out, ignore_errors=True)  # keep the logs, not the (large) data
+    return result
+
+
+def resume_runs(scenario, bins, work, mrn_file):
+    ours = str(bins / "smart-fetch")
+    log("  uninterrupted run")
+    full = one_run("rust", ours, scenario, bins, work, 0, mrn_file)
+    run_dir = work / f"{scenario.key}-rust-killed"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    out = run_dir / "out"
+    target = full["requests"] // 2
+    with Server(bins / "fake-ehr", scenario, run_dir) as server:
+        args = command(ours, scenario, server, mrn_file, out)
+        log(f"  run killed when the server has seen {target} requests")
+        first = run_measured(args, run_dir / "tool-1.log",
+                             kill_when=lambda: server.counts()["requests"] >= target)
+        at_kill = server.counts()["requests"]
+        log(f"    killed: {first['killed']}, at {at_kill} requests")
+        log("  resumed run")
+        second = run_measured(args, run_dir / "tool-2.log")
+        total = server.counts()["requests"]
+    if second["exit"] != 0:
+        raise RuntimeError(f"the resumed run exited with {second['exit']}; see {run_dir}")
+    scan = scan_output(out)
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "uninterrupted": full,
+        "killed_at": at_kill,
+        "killed": first["killed"],
+        "resumed_requests": total - at_kill,
+        "total_requests": total,
+        "extra": total / full["requests"] - 1,
+        "same_output": scan["types"] == full["types"],
+        "resources": scan["resources"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures and the table
+
+
+def mean(results, key):
+    values = [r[key] for r in results if r.get(key) is not None]
+    return statistics.mean(values) if values else None
+
+
+def summarize(scenario, rust, python):
+    def figures(results):
+        if not results:
+            return None
+        f = {k: mean(results, k) for k in ("wall", "cpu", "rss", "requests", "resources",
+                                            "bytes", "max_in_flight", "server_cpu")}
+        f["per_patient"] = f["requests"] / scenario.patients
+        f["runs"] = len(results)
+        if scenario.latency_ms:
+            f["bound"] = f["requests"] * scenario.latency_ms / 1000 / scenario.connections
+            f["efficiency"] = f["bound"] / f["wall"]
+        if scenario.kind == "bulk":
+            f["throughput"] = f["bytes"] / f["wall"]
+        return f
+
+    summary = {"rust": figures(rust), "python": figures(python)}
+    if rust and python:
+        summary["same_output"] = all(r["types"] == rust[0]["types"] for r in rust + python)
+        summary["same_counts"] = all(
+            {t: v["count"] for t, v in r["types"].items()}
+            == {t: v["count"] for t, v in rust[0]["types"].items()}
+            for r in rust + python)
+    return summary
+
+
+def fmt_value(key, value):
+    if value is None:
+        return "—"
+    if key in ("wall", "cpu", "bound", "server_cpu"):
+        return f"{value:.2f} s"
+    if key == "rss":
+        return f"{value / MIB:.1f} MiB"
+    if key in ("requests", "resources", "max_in_flight"):
+        return f"{value:,.0f}"
+    if key == "per_patient":
+        return f"{value:.2f}"
+    if key == "efficiency":
+        return f"{value:.2f}"
+    if key == "throughput":
+        return f"{value / MIB:.0f} MiB/s"
+    if key == "bytes":
+        return f"{value / MIB:,.0f} MiB"
+    return str(value)
+
+
+ROWS = [
+    ("wall", "Wall time"),
+    ("cpu", "CPU time (user+sys)"),
+    ("rss", "Peak RSS"),
+    ("requests", "Requests"),
+    ("per_patient", "Requests per patient"),
+    ("resources", "Resources written"),
+    ("bytes", "NDJSON written (uncompressed)"),
+    ("throughput", "Download rate (uncompressed)"),
+    ("max_in_flight", "Most requests in flight (server)"),
+    ("bound", "Connection-budget bound (requests × latency ÷ connections)"),
+    ("efficiency", "Efficiency (bound ÷ wall)"),
+]
+
+
+def table(results, python_notes):
+    lines = ["| Scenario | Figure | smart-fetch (Rust) | SMART Fetch 1.0.3 (Python) | Rust ÷ Python |",
+             "|---|---|---:|---:|---:|"]
+    for key, summary in results.items():
+        scenario = SCENARIOS[key]
+        if scenario.kind == "resume":
+            r = summary
+            lines.append(f"| {scenario.title} | Requests: uninterrupted / killed + resumed | "
+                         f"{r['uninterrupted']['requests']:,} / {r['killed_at']:,} + "
+                         f"{r['resumed_requests']:,} = {r['total_requests']:,} | not run | |")
+            lines.append(f"| | Extra requests | {r['extra'] * 100:+.2f} % | | |")
+            lines.append(f"| | Output identical to the uninterrupted run | "
+                         f"{'yes' if r['same_output'] else 'NO'} | | |")
+            continue
+        rust, python = summary["rust"], summary["python"]
+        first = True
+        for field, label in ROWS:
+            values = [f.get(field) if f else None for f in (rust, python)]
+            if all(v is None for v in values):
+                continue
+            if field == "bytes" and scenario.kind != "bulk":
+                continue
+            ours, theirs = values
+            if python is None:
+                theirs_text = python_notes.get(key, "not run") if first else ""
+            else:
+                theirs_text = fmt_value(field, theirs)
+            ratio = ""
+            if ours is not None and theirs and field not in ("bound", "max_in_flight"):
+                ratio = f"{ours / theirs:.2f}"
+            if field == "bound":
+                ratio = ""
+            title = scenario.title if first else ""
+            lines.append(f"| {title} | {label} | {fmt_value(field, ours)} | {theirs_text} | {ratio} |")
+            first = False
+        if "same_output" in summary:
+            same = ("yes, line for line" if summary["same_output"] else
+                    "same resource counts, some lines spelled differently"
+                    if summary["same_counts"] else "NO: resource counts differ")
+            lines.append(f"| | Same output | {same} | | |")
+    return "\n".join(lines)
+
+
+def targets(results):
+    """One line per target of issue 6 that the figures can check."""
+    out = []
+
+    def check(ok, text):
+        out.append(f"- [{'x' if ok else ' '}] {text}")
+
+    def get(key, tool):
+        s = results.get(key)
+        return s and s.get(tool)
+
+    if get("a", "rust"):
+        e = results["a"]["rust"]["efficiency"]
+        check(e >= 0.9, f"(a) efficiency ≥ 0.9 of the connection-budget bound: {e:.2f}")
+    if get("b", "rust") and get("b", "python"):
+        r = results["b"]["rust"]["cpu"] / results["b"]["python"]["cpu"]
+        check(r <= 0.1, f"(b) CPU time ≤ 1/10 of the Python tool's: {r:.3f}")
+    for key in ("a", "b", "c", "d"):
+        if get(key, "rust") and get(key, "python"):
+            r = results[key]["rust"]["rss"] / results[key]["python"]["rss"]
+            check(r <= 0.25, f"({key}) peak RSS ≤ 1/4 of the Python tool's: {r:.2f}")
+    if get("b", "rust") and get("c", "rust"):
+        r = results["c"]["rust"]["rss"] / results["b"]["rust"]["rss"]
+        check(r <= 1.5, f"(c) peak RSS ≤ 1.5 × (b)'s: {r:.2f}")
+    for key in ("a", "b", "c"):
+        if get(key, "rust") and get(key, "python"):
+            ours = results[key]["rust"]["per_patient"]
+            theirs = results[key]["python"]["per_patient"]
+            same = results[key].get("same_counts")
+            check(ours <= theirs and same,
+                  f"({key}) requests per patient ≤ the Python tool's, same output: "
+                  f"{ours:.2f} vs {theirs:.2f}, {'same' if same else 'DIFFERENT'} resources")
+    if "resume" in results:
+        r = results["resume"]
+        check(r["extra"] <= 0.05 and r["same_output"],
+              f"resume waste ≤ 5 % more requests: {r['extra'] * 100:+.2f} %, output "
+              f"{'identical' if r['same_output'] else 'DIFFERENT'}")
+    if get("d", "rust") and get("d", "python"):
+        r = results["d"]["rust"]["cpu"] / results["d"]["python"]["cpu"]
+        check(r <= 0.2, f"(d) bulk download CPU time ≤ 1/5 of the Python tool's: {r:.3f}")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenarios", nargs="*",
+                        help="a b c d resume, or all (default: a b resume)")
+    parser.add_argument("--bin", required=True, type=Path, help="folder with smart-fetch and fake-ehr")
+    parser.add_argument("--python-tool", required=True, help="the Python smart-fetch executable")
+    parser.add_argument("--work", required=True, type=Path, help="work folder")
+    parser.add_argument("--runs", type=int, default=2, help="runs of each tool (default 2)")
+    parser.add_argument("--python-c", action="store_true",
+                        help="also run the Python tool in (c) (about a quarter of an hour per run)")
+    args = parser.parse_args()
+
+    wanted = args.scenarios or ["a", "b", "resume"]
+    if "all" in wanted:
+        wanted = list(SCENARIOS)
+    for key in wanted:
+        if key not in SCENARIOS:
+            parser.error(f"unknown scenario {key!r} (choose from {', '.join(SCENARIOS)}, all)")
+    wanted = [k for k in SCENARIOS if k in wanted]
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    bins = args.bin.resolve()
+    ours = str(bins / "smart-fetch")
+    results = {}
+    raw = {}
+    python_notes = {}
+    for key in wanted:
+        scenario = SCENARIOS[key]
+        log(f"{scenario.title}")
+        work = args.work / "runs"
+        work.mkdir(parents=True, exist_ok=True)
+        mrn_file = args.work / f"mrns-{scenario.patients}.txt"
+        with open(mrn_file, "w") as f:
+            subprocess.run([str(bins / "fake-ehr"), "mrns", "--patients", str(scenario.patients)],
+                           stdout=f, check=True)
+        if scenario.kind == "resume":
+            results[key] = resume_runs(scenario, bins, work, mrn_file)
+            raw[key] = results[key]
+            continue
+        with_python = not (key == "c" and not args.python_c)
+        if not with_python:
+            python_notes[key] = "not run (too slow: about 15 min per run; add --python-c)"
+        rust_runs, python_runs = [], []
+        for i in range(args.runs):
+            # Alternate who goes first: Rust, Python, then Python, Rust, ...
+            order = [("rust", ours, rust_runs), ("python", args.python_tool, python_runs)]
+            if i % 2:
+                order.reverse()
+            for tool, path, into in order:
+                if tool == "python" and not with_python:
+                    continue
+                into.append(one_run(tool, path, scenario, bins, work, i, mrn_file))
+        results[key] = summarize(scenario, rust_runs, python_runs)
+        raw[key] = {"rust": rust_runs, "python": python_runs}
+
+    text = table(results, python_notes)
+    checks = targets(results)
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    report = (f"Benchmark of {stamp}, {os.cpu_count()} CPUs, mean of {args.runs} runs per tool "
+              f"(load average before: {os.getloadavg()[0]:.2f})\n\n{text}\n\nTargets (issue 6):\n{checks}\n")
+    print(report)
+    results_dir = args.work / "results"
+    results_dir.mkdir(exist_ok=True)
+    name = time.strftime("%Y%m%d-%H%M%S")
+    (results_dir / f"{name}.md").write_text(report)
+    (results_dir / f"{name}.json").write_text(json.dumps({"summary": results, "runs": raw}, indent=1))
+    log(f"Saved to {results_dir}/{name}.md and .json")
+
+
+if __name__ == "__main__":
+    main()
