@@ -444,6 +444,7 @@ def main():
     wanted = [k for k in SCENARIOS if k in wanted]
 
     args.work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     bins = args.bin.resolve()
     ours = str(bins / "smart-fetch")
     results = {}
@@ -482,7 +483,7 @@ def main():
     checks = targets(results)
     stamp = time.strftime("%Y-%m-%d %H:%M")
     report = (f"Benchmark of {stamp}, {os.cpu_count()} CPUs, mean of {args.runs} runs per tool "
-              f"(load average before: {os.getloadavg()[0]:.2f})\n\n{text}\n\nTargets (issue 6):\n{checks}\n")
+              f"(load average at the start: {load_before:.2f})\n\n{text}\n\nTargets (issue 6):\n{checks}\n")
     print(report)
     results_dir = args.work / "results"
     results_dir.mkdir(exist_ok=True)
