@@ -1,5 +1,5 @@
 //! Server configuration: data size and seed, vendor flavor, authentication mode, latency,
-//! fault rate and paging.
+//! fault rate, paging, bulk export and the data's quarter.
 
 use std::time::Duration;
 
@@ -52,6 +52,9 @@ pub struct Config {
     pub port: u16,
     /// Bulk Data export (`$export`) behaviour.
     pub bulk: crate::bulk::BulkConfig,
+    /// The quarter of the data served at start (1 or 2; see `data::quarter_changes`);
+    /// `Server::set_quarter` and `POST /__admin/quarter?n=2` switch it while running.
+    pub quarter: u8,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             page_size: 10,
             port: 0,
             bulk: crate::bulk::BulkConfig::default(),
+            quarter: crate::data::FIRST_QUARTER,
         }
     }
 }

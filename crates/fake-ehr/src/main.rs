@@ -125,6 +125,11 @@ struct ServeArgs {
     /// Bulk files need no access token (manifest `requiresAccessToken: false`).
     #[arg(long)]
     bulk_open_files: bool,
+    /// Quarter of the data to serve at start: 1, or 2 for a quarter of changes (deleted,
+    /// new and merged patients, ID churn, modified and back-filled records). Switch while
+    /// running with `POST /__admin/quarter?n=2`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    quarter: u8,
 }
 
 fn main() -> ExitCode {
@@ -225,6 +230,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         }
     };
     Ok(Config {
+        quarter: args.quarter,
         seed: args.seed,
         patients: args.patients,
         flavor: match args.flavor {

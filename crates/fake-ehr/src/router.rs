@@ -40,7 +40,7 @@ impl AppState {
     pub fn new(config: Config, base_url: String) -> Self {
         let token_url = format!("{base_url}/token");
         Self {
-            store: Store::new(config.seed, config.patients),
+            store: Store::new(config.seed, config.patients, config.quarter),
             counters: Counters::default(),
             auth: Auth::new(config.auth.clone()),
             faults: Faults::new(config.seed, config.fault_rate),
@@ -96,6 +96,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             ),
             // Just the counters, without the recorded URLs: cheap enough to poll (benchmarks).
             "counts" => outcome::json(StatusCode::OK, &state.counters.counts()),
+            "quarter" => admin_quarter(&state, request.method(), request.uri().query()),
             _ => outcome::not_found("unknown admin endpoint"),
         };
     }
@@ -200,6 +201,36 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
         }
         Route::NotFound => outcome::not_found(&format!("no route for {path}")),
     }
+}
+
+/// `GET /__admin/quarter` says which quarter of the data is served; `POST
+/// /__admin/quarter?n=2` switches to another one.
+fn admin_quarter(state: &AppState, method: &Method, query: Option<&str>) -> Response {
+    if *method == Method::POST {
+        let pairs = match query::parse(query.unwrap_or_default()) {
+            Ok(pairs) => pairs,
+            Err(e) => return outcome::bad_request(&e),
+        };
+        let Some((_, n)) = pairs.iter().find(|(k, _)| k == "n") else {
+            return outcome::bad_request("POST /__admin/quarter needs ?n=<quarter>");
+        };
+        let Ok(n) = n.parse::<u8>() else {
+            return outcome::bad_request(&format!("quarter {n:?} is not a number"));
+        };
+        if let Err(e) = state.store.set_quarter(n) {
+            return outcome::bad_request(&e);
+        }
+    } else if *method != Method::GET {
+        return outcome::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "use GET or POST ?n=<quarter>",
+        );
+    }
+    outcome::json(
+        StatusCode::OK,
+        &serde_json::json!({ "quarter": state.store.quarter() }),
+    )
 }
 
 /// Draws a fault; `Some` is the faulty response (a slow fault only waits, then `None`).

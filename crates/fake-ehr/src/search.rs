@@ -85,11 +85,21 @@ pub fn search(store: &Store, req: &SearchRequest<'_>) -> Result<Value, String> {
 
     // All patients, unfiltered: page straight through without generating the rest.
     if info.kind == Kind::Patient && parsed.filters.is_empty() {
-        let total = store.patient_count();
-        let end = offset.saturating_add(page_size).min(total);
-        let page: Vec<Value> = (offset.min(end)..end)
-            .filter_map(|i| store.patient(i))
-            .collect();
+        let total = store.existing_patient_count();
+        let page: Vec<Value> = if store.quarter() == crate::data::FIRST_QUARTER {
+            let end = offset.saturating_add(page_size).min(total);
+            (offset.min(end)..end)
+                .filter_map(|i| store.patient(i))
+                .collect()
+        } else {
+            // Some indices are gone in later quarters: count the ones that exist.
+            (0..store.patient_count())
+                .filter(|&i| store.patient_exists(i))
+                .skip(offset)
+                .take(page_size)
+                .filter_map(|i| store.patient(i))
+                .collect()
+        };
         return Ok(bundle(req, page, total, offset, page_size));
     }
 

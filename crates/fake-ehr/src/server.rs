@@ -101,7 +101,19 @@ impl Server {
         self.state.bulk.expire_all();
     }
 
-    /// The configuration the server runs with.
+    /// Serve quarter `quarter` (1 or 2) of the data from now on, at the same URL (see
+    /// `data::quarter_changes` for what changes). Bulk jobs already started keep the
+    /// resource list of their kickoff.
+    pub fn set_quarter(&self, quarter: u8) -> Result<(), String> {
+        self.state.store.set_quarter(quarter)
+    }
+
+    /// The quarter of the data served now.
+    pub fn quarter(&self) -> u8 {
+        self.state.store.quarter()
+    }
+
+    /// The configuration the server runs with (its `quarter` is the one it started with).
     pub fn config(&self) -> &Config {
         &self.state.config
     }

@@ -1,10 +1,12 @@
 //! Resource lookup for the server: patients generated on demand behind a small cache, reads
-//! by type and id, and the shared pools.
+//! by type and id, and the shared pools. The store serves one "quarter" of the data at a
+//! time (see `data::quarter_changes`), switchable while the server runs.
 
 use crate::catalog::{self, Kind};
 use crate::data;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Patients whose resources are kept generated.
@@ -12,21 +14,25 @@ const CACHE_CAPACITY: usize = 64;
 
 pub struct Store {
     seed: u64,
+    /// Patients of quarter 1 (quarter 2 adds new ones, see `data::patients_in_quarter`).
     patients: usize,
+    quarter: AtomicU8,
     cache: Mutex<Cache>,
 }
 
+/// Generated patients by `(quarter, index)`.
 #[derive(Default)]
 struct Cache {
-    map: HashMap<usize, Arc<data::Generated>>,
-    order: VecDeque<usize>,
+    map: HashMap<(u8, usize), Arc<data::Generated>>,
+    order: VecDeque<(u8, usize)>,
 }
 
 impl Store {
-    pub fn new(seed: u64, patients: usize) -> Self {
+    pub fn new(seed: u64, patients: usize, quarter: u8) -> Self {
         Self {
             seed,
             patients,
+            quarter: AtomicU8::new(quarter),
             cache: Mutex::new(Cache::default()),
         }
     }
@@ -35,53 +41,102 @@ impl Store {
         self.seed
     }
 
+    /// The quarter of the data served now.
+    pub fn quarter(&self) -> u8 {
+        self.quarter.load(Ordering::Relaxed)
+    }
+
+    /// Serve quarter `quarter` (1 or 2) from now on.
+    pub fn set_quarter(&self, quarter: u8) -> Result<(), String> {
+        if !(data::FIRST_QUARTER..=data::LAST_QUARTER).contains(&quarter) {
+            return Err(format!(
+                "quarter must be {} or {}, got {quarter}",
+                data::FIRST_QUARTER,
+                data::LAST_QUARTER
+            ));
+        }
+        self.quarter.store(quarter, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Patient indices are below this (some may be gone in quarter 2).
     pub fn patient_count(&self) -> usize {
-        self.patients
+        data::patients_in_quarter(self.patients, self.quarter())
+    }
+
+    /// Whether patient `i`'s record exists in the current quarter.
+    pub fn patient_exists(&self, i: usize) -> bool {
+        data::exists_in_quarter(self.patients, i, self.quarter())
+    }
+
+    /// How many patients exist in the current quarter.
+    pub fn existing_patient_count(&self) -> usize {
+        if self.quarter() == data::FIRST_QUARTER {
+            return self.patients;
+        }
+        (0..self.patient_count())
+            .filter(|&i| self.patient_exists(i))
+            .count()
     }
 
     /// The index of the patient with FHIR id `id`, if it exists on this server.
     pub fn patient_index(&self, id: &str) -> Option<usize> {
         let i = data::patient_index_from_id(id)?;
-        (i < self.patients && data::patient_id(i) == id).then_some(i)
+        (self.patient_exists(i) && data::patient_id(i) == id).then_some(i)
     }
 
-    /// The index of the patient with MRN `mrn`, if it exists on this server.
+    /// The index of the patient with MRN `mrn`, if it exists on this server (in quarter 2
+    /// a merged-away patient's MRN finds the survivor).
     pub fn patient_index_by_mrn(&self, mrn: &str) -> Option<usize> {
-        data::patient_index_from_mrn(mrn).filter(|i| *i < self.patients)
+        data::patient_index_by_mrn_in_quarter(self.patients, mrn, self.quarter())
     }
 
-    /// Every resource of patient `i`, searchable (Patient first) and hidden, or None past
-    /// the patient count.
+    /// Resources (`Type/id`) of quarter 1 that the current quarter no longer has.
+    pub fn removed(&self) -> Vec<String> {
+        if self.quarter() == data::FIRST_QUARTER {
+            return Vec::new();
+        }
+        data::removed_in_quarter2(self.seed, self.patients)
+            .into_iter()
+            .collect()
+    }
+
+    /// Every resource of patient `i`, searchable (Patient first) and hidden, or None when
+    /// nothing searches under that patient in the current quarter.
     pub fn patient_data(&self, i: usize) -> Option<Arc<data::Generated>> {
-        if i >= self.patients {
+        let quarter = self.quarter();
+        if !data::exists_in_quarter(self.patients, i, quarter) {
             return None;
         }
-        if let Some(hit) = self.lock().map.get(&i) {
+        if let Some(hit) = self.lock().map.get(&(quarter, i)) {
             return Some(hit.clone());
         }
-        let generated = Arc::new(data::generate(self.seed, i));
+        let generated = Arc::new(data::generate_in_quarter(
+            self.seed,
+            self.patients,
+            i,
+            quarter,
+        )?);
         let mut cache = self.lock();
-        if !cache.map.contains_key(&i) {
+        if !cache.map.contains_key(&(quarter, i)) {
             if cache.order.len() >= CACHE_CAPACITY
                 && let Some(old) = cache.order.pop_front()
             {
                 cache.map.remove(&old);
             }
-            cache.order.push_back(i);
-            cache.map.insert(i, generated.clone());
+            cache.order.push_back((quarter, i));
+            cache.map.insert((quarter, i), generated.clone());
         }
         Some(generated)
     }
 
     /// Just the Patient resource of patient `i` (cheap).
     pub fn patient(&self, i: usize) -> Option<Value> {
-        if i >= self.patients {
-            return None;
-        }
-        if let Some(hit) = self.lock().map.get(&i) {
+        let quarter = self.quarter();
+        if let Some(hit) = self.lock().map.get(&(quarter, i)) {
             return hit.resources.first().cloned();
         }
-        Some(data::patient_resource(self.seed, i))
+        data::patient_resource_in_quarter(self.seed, self.patients, i, quarter)
     }
 
     /// Resources of type `ty` belonging to patient `i`.
@@ -111,8 +166,7 @@ impl Store {
         let info = catalog::lookup(ty)?;
         match info.kind {
             Kind::Patient | Kind::Linked => {
-                let i = data::patient_index_from_id(id)?;
-                let all = self.patient_data(i)?;
+                let all = self.owner_data(id)?;
                 let is_it = |r: &&Value| r["resourceType"] == ty && r["id"] == id;
                 let found = all.resources.iter().find(is_it);
                 let found = match found {
@@ -123,11 +177,16 @@ impl Store {
             }
             Kind::Shared => data::shared_resource(self.seed, ty, id),
             Kind::Binary => {
-                let i = data::patient_index_from_id(id)?;
-                let all = self.patient_data(i)?;
+                let all = self.owner_data(id)?;
                 data::binary_from(self.seed, id, &all.resources)
             }
         }
+    }
+
+    /// The data holding a patient-linked id now: its patient's, or the merge survivor's.
+    fn owner_data(&self, id: &str) -> Option<Arc<data::Generated>> {
+        let i = data::patient_index_from_id(id)?;
+        self.patient_data(data::owner_in_quarter(self.patients, i, self.quarter())?)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {

@@ -2,10 +2,13 @@
 //! (practitioners, roles, organizations, locations, medications) and attachment Binaries,
 //! plus the id and MRN formats that tie them together. Everything is a pure function of the
 //! seed. Besides what searches return, each patient has readable-only resources
-//! ([`hidden_resources`]) that only hydration can reach.
+//! ([`hidden_resources`]) that only hydration can reach. A second "quarter" of the same
+//! seed ([`quarter_changes`], [`generate_in_quarter`]) replays a quarter of changes:
+//! deletions, new patients, merges, ID churn, modified and back-filled records.
 
 mod binary;
 mod patient;
+mod quarter;
 mod rng;
 mod shared;
 mod time;
@@ -17,6 +20,12 @@ pub use binary::binary;
 pub(crate) use binary::binary_from;
 pub use patient::{EXTERNAL_PRACTITIONER, Generated};
 pub(crate) use rng::mix;
+pub use quarter::{
+    Changes, FIRST_QUARTER, Fate, LAST_QUARTER, QUARTER2_END, QUARTER2_START, exists_in_quarter,
+    fate, generate_in_quarter, new_patient_count, owner_in_quarter, patient_index_by_mrn_in_quarter,
+    patient_resource_in_quarter, patient_resources_in_quarter, patients_in_quarter,
+    quarter_changes, removed_in_quarter2, resource_in_quarter,
+};
 pub use shared::{
     GONE_MEDICATION, GONE_ORGANIZATION, GONE_PRACTITIONER, SHARED_POOLS, picked, shared_pool,
     shared_resource,

@@ -43,9 +43,15 @@ pub fn clamp(secs: i64) -> i64 {
     secs.clamp(EARLIEST, LATEST)
 }
 
-/// An instant `secs` (Unix seconds) spelled as FHIR `instant`.
+/// An instant `secs` (Unix seconds) spelled as FHIR `instant`, clamped to the quarter-1
+/// range.
 pub fn instant(secs: i64, spelling: Spelling) -> String {
-    let secs = clamp(secs);
+    format_instant(clamp(secs), spelling)
+}
+
+/// An instant `secs` spelled as FHIR `instant`, whatever its year (quarter-2 changes are
+/// later than [`LATEST`]).
+pub fn format_instant(secs: i64, spelling: Spelling) -> String {
     let Some(utc) = DateTime::<Utc>::from_timestamp(secs, 0) else {
         return "2020-01-01T00:00:00Z".to_string();
     };

@@ -6,4 +6,5 @@ mod common;
 mod data;
 mod faults;
 mod hydration;
+mod quarter;
 mod search;

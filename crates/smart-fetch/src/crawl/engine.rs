@@ -95,8 +95,8 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         // Done at once, so an interrupted crawl never repeats the export.
         let transaction_time = bulk_patients(bulk, &plan, &mut metadata).await?;
         metadata.mark_done(ResourceType::Patient, &transaction_time)?;
-        // A bulk `_since` returns only changed patients: not a list to find deletions in.
-        note_patient_changes(&plan, &mut metadata, plan.context.since.is_none())?;
+        // The whole cohort, never since-filtered: the list to find deletions in.
+        note_patient_changes(&plan, &mut metadata, true)?;
         cohort_dir = Some(plan.workdir.clone());
     } else {
         cohort_dir = Some(plan.source_dir.clone());
@@ -215,8 +215,11 @@ fn note_patient_changes(
 }
 
 /// Spec §13.2 step 6: the Patients by a real bulk export into the workdir (files
-/// `Patient.NNN.ndjson[.gz]`, events in `log.ndjson`), with the Patient filters and the
-/// bulk `_since`. Returns the export's transaction time (Patient's done time).
+/// `Patient.NNN.ndjson[.gz]`, events in `log.ndjson`), with the Patient filters but,
+/// unlike the Python tool, never a `_since`: a since export still needs the whole cohort
+/// (every patient's changes are searched, and the list is compared to find deleted
+/// patients), and `--since auto` has no literal value to send. Returns the export's
+/// transaction time (Patient's done time).
 async fn bulk_patients(
     bulk: &BulkPatients,
     plan: &CrawlPlan,
@@ -225,10 +228,7 @@ async fn bulk_patients(
     let patient = [ResourceType::Patient];
     bulk.client.open().await?;
     let caps = bulk.client.capabilities();
-    let since = match &plan.context.since {
-        Some(s) => Since::Literal(s.clone()),
-        None => Since::None,
-    };
+    let since = Since::None;
     let mut base = Filters::new();
     base.insert(
         ResourceType::Patient,

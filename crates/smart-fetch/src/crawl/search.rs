@@ -27,7 +27,10 @@ pub async fn fetch_chain(
     // Several ORed filters may return the same resource for one patient.
     let mut seen = (urls.len() > 1).then(HashSet::new);
     for url in urls {
-        let mut next = Some(url.clone());
+        // Spec §13.5: a `+` in the URLs we build (e.g. the offset of a since timestamp,
+        // `_lastUpdated=gt2025-01-01T00:00:00+00:00`) is data, not an encoded space. Links
+        // from the server are used as given.
+        let mut next = Some(url.replace('+', "%2B"));
         while let Some(url) = next.take() {
             let page = match client.get_json(&url).await {
                 Ok(page) => page,

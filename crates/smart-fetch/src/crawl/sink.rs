@@ -11,7 +11,7 @@ use crate::ndjson::SafeWriter;
 use crate::resources::ResourceType;
 use crate::timestamp::{self, Timestamp};
 use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::write::DeflateEncoder;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -198,7 +198,6 @@ fn io_error(path: &Path, e: io::Error) -> CrawlError {
 struct TypeState {
     target: PathBuf,
     tmp: PathBuf,
-    compress: bool,
     data: Option<File>,
     data_len: u64,
     errors_path: PathBuf,
@@ -206,6 +205,8 @@ struct TypeState {
     errors_len: u64,
     journal: File,
     journal_path: PathBuf,
+    /// Compresses every commit of this type (none when the output is plain NDJSON).
+    gzip: Option<MemberEncoder>,
     start: Timestamp,
     max_date: Option<Timestamp>,
     /// Patient lookups may find one patient under two MRNs; write it once.
@@ -279,12 +280,12 @@ impl TypeState {
             errors: open_append(&errors_path, errors_len)?,
             target,
             tmp,
-            compress,
             data_len,
             errors_path,
             errors_len,
             journal,
             journal_path,
+            gzip: compress.then(MemberEncoder::new),
             start,
             max_date,
             seen,
@@ -316,7 +317,10 @@ impl TypeState {
             }
         }
         if !lines.is_empty() {
-            let bytes = if self.compress { gzip(&lines) } else { lines };
+            let bytes = match self.gzip.as_mut() {
+                Some(gzip) => gzip.member(&lines),
+                None => lines,
+            };
             let file = match self.data.as_mut() {
                 Some(f) => f,
                 None => self
@@ -345,7 +349,15 @@ impl TypeState {
             "f": found,
             "m": self.max_date.as_ref().map(timestamp::isoformat),
         });
-        writeln!(self.journal, "{entry}").map_err(|e| io_error(&self.journal_path, e))
+        // One write per line: `writeln!` straight into the unbuffered file made a system
+        // call for every token of the JSON (about 35 per commit; 0.97 million writes and a
+        // quarter of the CPU time in the 2,000-patient benchmark). One write also keeps a
+        // line whole unless the process dies inside that call.
+        let mut line = entry.to_string();
+        line.push('\n');
+        self.journal
+            .write_all(line.as_bytes())
+            .map_err(|e| io_error(&self.journal_path, e))
     }
 
     /// Move the finished file to its final name, pass errors on to `error/`, and return the
@@ -375,11 +387,40 @@ impl TypeState {
     }
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 4), Compression::default());
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
+/// Makes one complete gzip member (RFC 1952) per commit from a single deflate state that is
+/// reset, not rebuilt, between members. A new `GzEncoder` per commit allocated and zeroed
+/// the compressor's tables (a few hundred KiB) every time: page faults, `memset` and
+/// `malloc` were a third of the crawl's CPU time in the benchmark.
+struct MemberEncoder {
+    deflate: DeflateEncoder<Vec<u8>>,
+}
+
+/// ID1 ID2, CM = deflate, no flags, MTIME 0, XFL 0, OS unknown: what `GzEncoder` writes.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+impl MemberEncoder {
+    fn new() -> Self {
+        MemberEncoder {
+            deflate: DeflateEncoder::new(Vec::new(), Compression::default()),
+        }
+    }
+
+    fn member(&mut self, bytes: &[u8]) -> Vec<u8> {
+        // The encoder is between streams (new, or just reset) and owes its Vec nothing, so
+        // the header can go straight in. Writing into a Vec cannot fail. `reset` finishes
+        // the stream into that Vec, hands it back and readies the compressor for the next.
+        let out = self.deflate.get_mut();
+        out.reserve(bytes.len() / 4 + 64);
+        out.extend_from_slice(&GZIP_HEADER);
+        let _ = self.deflate.write_all(bytes);
+        let mut out = self.deflate.reset(Vec::new()).unwrap_or_default();
+        let mut crc = flate2::Crc::new();
+        crc.update(bytes);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        // ISIZE: the length modulo 2^32.
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out
+    }
 }
 
 /// Start a type over: no stale partial data may leak into the new file.
