@@ -204,7 +204,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 enum Sink {
     Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    // Boxed: the encoder's state is far larger than a plain writer.
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
 }
 
 impl Sink {
@@ -279,7 +280,7 @@ impl SafeWriter {
         let buffered = BufWriter::with_capacity(64 * 1024, file);
         // Appending to gzip means adding a member: readers use a multi-member decoder.
         let mut sink = if is_compressed_name(&self.target) {
-            Sink::Gzip(GzEncoder::new(buffered, Compression::default()))
+            Sink::Gzip(Box::new(GzEncoder::new(buffered, Compression::default())))
         } else {
             Sink::Plain(buffered)
         };

@@ -138,7 +138,9 @@ fn parse_fhir_date(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> 
     };
     if !date_only.is_empty() {
         let d = NaiveDate::parse_from_str(&date_only, "%Y-%m-%d").ok()?;
-        return plus14.from_local_datetime(&d.and_hms_opt(0, 0, 0)?).single();
+        return plus14
+            .from_local_datetime(&d.and_hms_opt(0, 0, 0)?)
+            .single();
     }
     chrono::DateTime::parse_from_rfc3339(&text).ok()
 }
@@ -246,9 +248,7 @@ fn write_python_export(out: &Path, export: &PythonCrawl<'_>) {
         .min_by_key(|s| parse_fhir_date(s))
         .expect("done")
         .to_string();
-    let event = |id: &str, detail: Value| {
-        json!({"exportId": "fake-log", "timestamp": WRITTEN_AT, "eventId": id, "eventDetail": detail})
-    };
+    let event = |id: &str, detail: Value| json!({"exportId": "fake-log", "timestamp": WRITTEN_AT, "eventId": id, "eventDetail": detail});
     let mut kickoff = event(
         "kickoff",
         json!({
@@ -323,7 +323,9 @@ fn p(path: &Path) -> &str {
 }
 
 fn deleted_ids(workdir: &Path, ty: &str) -> BTreeSet<String> {
-    let path = workdir.join("deleted").join(format!("Bundle.{ty}.ndjson.gz"));
+    let path = workdir
+        .join("deleted")
+        .join(format!("Bundle.{ty}.ndjson.gz"));
     if !path.exists() {
         return BTreeSet::new();
     }
@@ -332,7 +334,9 @@ fn deleted_ids(workdir: &Path, ty: &str) -> BTreeSet<String> {
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("JSON");
             let url = v["entry"][0]["request"]["url"].as_str().expect("url");
-            url.strip_prefix(&format!("{ty}/")).expect("type").to_string()
+            url.strip_prefix(&format!("{ty}/"))
+                .expect("type")
+                .to_string()
         })
         .collect()
 }
@@ -390,7 +394,10 @@ fn python_folder_continued_with_since_auto() {
         let line = format!("Using since value of '{since}' for {ty}.");
         assert!(stdout.contains(&line), "{line}\n{stdout}");
     }
-    assert!(stdout.contains("defaulting to 'created' instead."), "{stdout}");
+    assert!(
+        stdout.contains("defaulting to 'created' instead."),
+        "{stdout}"
+    );
     assert!(stdout.contains("Count of new patients: 4."), "{stdout}");
     assert!(stdout.contains("Count of deleted patients: 4."), "{stdout}");
 
@@ -418,7 +425,12 @@ fn python_folder_continued_with_since_auto() {
             .resources
             .iter()
             .find(|(t, _)| *t == ty)
-            .map(|(_, rs)| rs.iter().filter_map(|r| r["id"].as_str()).map(String::from).collect())
+            .map(|(_, rs)| {
+                rs.iter()
+                    .filter_map(|r| r["id"].as_str())
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default();
         let want: BTreeSet<String> = removed
             .iter()
@@ -490,8 +502,8 @@ fn python_folder_continued_with_since_auto() {
 #[test]
 fn fixture_spellings_are_pythons() {
     // Python's json.dumps of what the server sent: floats re-spelled, ASCII escapes.
-    let v: Value = serde_json::from_str(r#"{"a":1.50,"b":120.0,"c":7,"d":"café 😀","e":[]}"#)
-        .expect("json");
+    let v: Value =
+        serde_json::from_str(r#"{"a":1.50,"b":120.0,"c":7,"d":"café 😀","e":[]}"#).expect("json");
     assert_eq!(
         py_record(&v),
         r#"{"a":1.5,"b":120.0,"c":7,"d":"caf\u00e9 \ud83d\ude00","e":[]}"#

@@ -52,7 +52,12 @@ fn workdir(out: &Path, number: &str) -> PathBuf {
                     .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{number}.")))
         })
         .collect();
-    assert_eq!(found.len(), 1, "one {number}.* workdir in {}", out.display());
+    assert_eq!(
+        found.len(),
+        1,
+        "one {number}.* workdir in {}",
+        out.display()
+    );
     found[0].clone()
 }
 
@@ -187,7 +192,9 @@ fn as_sent(line: &str) -> Value {
 fn assert_holds(snapshot: &Snapshot, ty: &str, expected: &BTreeMap<String, String>, what: &str) {
     let have = snapshot.get(ty).cloned().unwrap_or_default();
     for (id, line) in expected {
-        let got = have.get(id).unwrap_or_else(|| panic!("{what}: {ty}/{id} missing"));
+        let got = have
+            .get(id)
+            .unwrap_or_else(|| panic!("{what}: {ty}/{id} missing"));
         assert_eq!(
             as_sent(got),
             as_sent(line),
@@ -201,7 +208,11 @@ fn assert_exactly(actual: &Snapshot, expected: &Snapshot) {
     let types: BTreeSet<&String> = actual.keys().chain(expected.keys()).collect();
     for ty in types {
         let a: BTreeSet<&String> = actual.get(ty).into_iter().flat_map(|m| m.keys()).collect();
-        let e: BTreeSet<&String> = expected.get(ty).into_iter().flat_map(|m| m.keys()).collect();
+        let e: BTreeSet<&String> = expected
+            .get(ty)
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .collect();
         let missing: Vec<_> = e.difference(&a).take(5).collect();
         let extra: Vec<_> = a.difference(&e).take(5).collect();
         assert!(
@@ -288,7 +299,11 @@ fn full_refresh(flavor: Flavor, extra: &[&str]) {
         let (t, id) = r.split_once('/').unwrap_or_default();
         written.get(t).is_some_and(|ids| ids.contains(id))
     }));
-    assert!(written.len() >= 8, "deletions of many types: {:?}", written.keys());
+    assert!(
+        written.len() >= 8,
+        "deletions of many types: {:?}",
+        written.keys()
+    );
 
     // The second export holds quarter 2 in full, new patients included.
     let patients: BTreeSet<String> = (0..data::patients_in_quarter(N, 2))
@@ -400,6 +415,26 @@ fn since_auto_updated_crawl_holds_every_change() {
         assert!(!data::exists_in_quarter(N, i, 2), "{id} still exists");
     }
     assert_eq!(written["Patient"].len(), 4);
+
+    // A full export after it compares with the last full export and every since export
+    // since (like with like): everything gone since quarter 1, except the patients the
+    // since export already named.
+    let q1 = searched(&w1);
+    let third: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--nickname", "full", p(&out)])
+        .collect();
+    export(&third);
+    let w3 = out.join("003.full");
+    assert_no_errors(&w3);
+    let mut expected = by_type(&data::removed_in_quarter2(SEED, N));
+    expected.remove("Patient");
+    for (ty, gone) in expected.iter_mut() {
+        gone.retain(|id| ids(&q1, ty).contains(id));
+    }
+    expected.retain(|_, gone| !gone.is_empty());
+    assert_eq!(deleted(&w3), expected);
 }
 
 /// `--since auto` on Epic becomes created mode: types without a created-date field are
@@ -434,7 +469,9 @@ fn since_auto_created_on_epic_reports_no_false_deletions() {
         .collect();
     let stdout = export(&second);
     assert!(
-        stdout.contains("Server doesn't support 'updated' since mode, defaulting to 'created' instead."),
+        stdout.contains(
+            "Server doesn't support 'updated' since mode, defaulting to 'created' instead."
+        ),
         "{stdout}"
     );
     let w2 = workdir(&out, "002");
@@ -455,7 +492,12 @@ fn since_auto_created_on_epic_reports_no_false_deletions() {
         }
         let created_field = !matches!(
             t,
-            "Patient" | "Encounter" | "Device" | "Immunization" | "MedicationDispense" | "Procedure"
+            "Patient"
+                | "Encounter"
+                | "Device"
+                | "Immunization"
+                | "MedicationDispense"
+                | "Procedure"
         );
         let want: BTreeSet<String> = (0..data::patients_in_quarter(N, 2))
             .filter(|i| !created_field || fresh.contains(i))

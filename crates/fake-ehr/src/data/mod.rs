@@ -19,13 +19,13 @@ use serde_json::Value;
 pub use binary::binary;
 pub(crate) use binary::binary_from;
 pub use patient::{EXTERNAL_PRACTITIONER, Generated};
-pub(crate) use rng::mix;
 pub use quarter::{
     Changes, FIRST_QUARTER, Fate, LAST_QUARTER, QUARTER2_END, QUARTER2_START, exists_in_quarter,
-    fate, generate_in_quarter, new_patient_count, owner_in_quarter, patient_index_by_mrn_in_quarter,
-    patient_resource_in_quarter, patient_resources_in_quarter, patients_in_quarter,
-    quarter_changes, removed_in_quarter2, resource_in_quarter,
+    fate, generate_in_quarter, new_patient_count, owner_in_quarter,
+    patient_index_by_mrn_in_quarter, patient_resource_in_quarter, patient_resources_in_quarter,
+    patients_in_quarter, quarter_changes, removed_in_quarter2, resource_in_quarter,
 };
+pub(crate) use rng::mix;
 pub use shared::{
     GONE_MEDICATION, GONE_ORGANIZATION, GONE_PRACTITIONER, SHARED_POOLS, picked, shared_pool,
     shared_resource,

@@ -17,8 +17,8 @@
 //!   created dates, and a quarter-2 `meta.lastUpdated`). About 30 % of kept Patients are
 //!   modified too, and every survivor is.
 //!
-//! Hidden (read-only) resources never change, except that an absorbed patient's move to
-//! the survivor. Quarter-2 timestamps lie in [`QUARTER2_START`, `QUARTER2_END`], after
+//! Hidden (read-only) resources never change, except that an absorbed patient's ones move
+//! to the survivor (patient references rewritten). Quarter-2 timestamps lie in [`QUARTER2_START`, `QUARTER2_END`], after
 //! everything quarter 1 holds, so `_lastUpdated=gt<quarter-1 done time>` finds exactly the
 //! changes. Patient `i`'s data never depends on `N`, except that survivor `i` only absorbs
 //! `i + 1` when that patient exists.
@@ -27,8 +27,8 @@ use super::binary::binary_from;
 use super::rng::Rng;
 use super::time::{self, Spelling};
 use super::{
-    Generated, MRN_SYSTEM, SHARED_POOLS, generate, mrn, patient, patient_id,
-    patient_index_from_id, patient_index_from_mrn, shared_resource,
+    Generated, MRN_SYSTEM, SHARED_POOLS, generate, mrn, patient, patient_id, patient_index_from_id,
+    patient_index_from_mrn, shared_resource,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -177,12 +177,7 @@ pub fn quarter_changes(seed: u64, patients: usize, i: usize) -> Option<Changes> 
 
 /// What patient `i` holds in `quarter` (searchable, Patient first, then canonical type
 /// order; and hidden), or `None` when nothing searches under it there.
-pub fn generate_in_quarter(
-    seed: u64,
-    patients: usize,
-    i: usize,
-    quarter: u8,
-) -> Option<Generated> {
+pub fn generate_in_quarter(seed: u64, patients: usize, i: usize, quarter: u8) -> Option<Generated> {
     if normalise(quarter) == 1 {
         return (i < patients).then(|| generate(seed, i));
     }
@@ -445,7 +440,7 @@ mod tests {
         let end = Utc.with_ymd_and_hms(2026, 3, 30, 0, 0, 0).single();
         assert_eq!(start.map(|d| d.timestamp()), Some(QUARTER2_START));
         assert_eq!(end.map(|d| d.timestamp()), Some(QUARTER2_END));
-        assert!(QUARTER2_START > time::LATEST);
+        const { assert!(QUARTER2_START > time::LATEST) };
     }
 
     #[test]
@@ -496,16 +491,20 @@ mod tests {
             for (old, new) in &c.churned {
                 assert!(q1.contains(old) && !q2_keys.contains(old));
                 assert!(q2_keys.contains(new) && !q1.contains(new));
-                per_type.entry(old.split('/').next().unwrap_or_default().into()).or_default()[1] += 1;
+                per_type
+                    .entry(old.split('/').next().unwrap_or_default().into())
+                    .or_default()[1] += 1;
             }
             for m in c.modified.iter().chain(&c.backfilled) {
                 let r = q2.iter().find(|r| key(r) == *m).expect("in quarter 2");
                 let updated = r["meta"]["lastUpdated"].as_str().unwrap_or_default();
                 let millis = crate::instant::parse_millis(updated).unwrap_or_default();
-                assert!(millis >= QUARTER2_START * 1000 && millis <= QUARTER2_END * 1000);
+                assert!((QUARTER2_START * 1000..=QUARTER2_END * 1000).contains(&millis));
             }
             for m in &c.modified {
-                per_type.entry(m.split('/').next().unwrap_or_default().into()).or_default()[2] += 1;
+                per_type
+                    .entry(m.split('/').next().unwrap_or_default().into())
+                    .or_default()[2] += 1;
             }
             if !q2.is_empty() {
                 assert_eq!(
@@ -520,7 +519,10 @@ mod tests {
                 }
             }
             if let Fate::Absorbs(b) = c.fate {
-                assert_eq!(q2[0]["link"][0]["other"]["reference"], format!("Patient/{}", patient_id(b)));
+                assert_eq!(
+                    q2[0]["link"][0]["other"]["reference"],
+                    format!("Patient/{}", patient_id(b))
+                );
                 assert!(!c.absorbed.is_empty());
                 for a in &c.absorbed {
                     assert!(q2_keys.contains(a));
@@ -528,9 +530,18 @@ mod tests {
             }
         }
         // Every common type has deletions, churn and modifications somewhere.
-        for ty in ["Encounter", "Condition", "Observation", "DocumentReference", "Procedure"] {
+        for ty in [
+            "Encounter",
+            "Condition",
+            "Observation",
+            "DocumentReference",
+            "Procedure",
+        ] {
             let counts = per_type.get(ty).copied().unwrap_or_default();
-            assert!(counts[0] > 0 && counts[1] > 0 && counts[2] > 0, "{ty}: {counts:?}");
+            assert!(
+                counts[0] > 0 && counts[1] > 0 && counts[2] > 0,
+                "{ty}: {counts:?}"
+            );
         }
     }
 

@@ -47,7 +47,10 @@ async fn quarter_two_replays_a_quarter_of_changes() {
     let admin = base.trim_end_matches("/fhir").to_string();
     let by_mrn = |i: usize| format!("{base}/Patient?identifier={MRN_SYSTEM}%7C{}", data::mrn(i));
 
-    assert_eq!(get(&c, &format!("{admin}/__admin/quarter")).await.1["quarter"], 1);
+    assert_eq!(
+        get(&c, &format!("{admin}/__admin/quarter")).await.1["quarter"],
+        1
+    );
     let (_, b) = get(&c, &by_mrn(N)).await;
     assert_eq!(b["total"], 0, "a new patient's MRN is unknown in quarter 1");
     let (status, _) = get(&c, &format!("{base}/Patient/pat-000003")).await;
@@ -68,7 +71,10 @@ async fn quarter_two_replays_a_quarter_of_changes() {
     let survivor = &b["entry"][0]["resource"];
     assert_eq!(survivor["id"], "pat-000006");
     assert_eq!(survivor["link"][0]["type"], "replaces");
-    assert_eq!(survivor["link"][0]["other"]["reference"], "Patient/pat-000007");
+    assert_eq!(
+        survivor["link"][0]["other"]["reference"],
+        "Patient/pat-000007"
+    );
     assert_eq!(get(&c, &by_mrn(N)).await.1["total"], 1);
 
     // The unfiltered Patient list pages over the patients that exist.
@@ -132,7 +138,10 @@ async fn quarter_two_replays_a_quarter_of_changes() {
     assert_eq!(switch(&c, &admin, 1).await.0, 200);
     let (status, _) = get(&c, &format!("{base}/Patient/pat-000003")).await;
     assert_eq!(status, 200);
-    assert_eq!(get(&c, &by_mrn(7)).await.1["entry"][0]["resource"]["id"], "pat-000007");
+    assert_eq!(
+        get(&c, &by_mrn(7)).await.1["entry"][0]["resource"]["id"],
+        "pat-000007"
+    );
 }
 
 #[tokio::test]

@@ -276,7 +276,8 @@ async fn stream_to_file(
 /// The file behind the writer: plain, or a gzip stream over it.
 enum Sink {
     Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    // Boxed: the encoder's state is far larger than a plain writer.
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
 }
 
 /// The blocking side: write what arrives; only an `End` makes a complete file.
@@ -287,7 +288,7 @@ fn write_file(
 ) -> io::Result<FileStats> {
     let file = BufWriter::with_capacity(256 * 1024, File::create(path)?);
     let mut sink = if compress {
-        Sink::Gzip(GzEncoder::new(file, Compression::default()))
+        Sink::Gzip(Box::new(GzEncoder::new(file, Compression::default())))
     } else {
         Sink::Plain(file)
     };

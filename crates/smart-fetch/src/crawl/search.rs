@@ -3,11 +3,14 @@
 //! crawl; only fatal errors (auth) end it. Does not write files.
 
 use super::sink::{ChainResult, Record};
-use crate::fhir::{FhirClient, FhirError};
+use crate::fhir::{FhirClient, FhirError, FhirResponse};
 use crate::json;
 use crate::resources::ResourceType;
 use crate::timestamp::{self, Timestamp};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 pub async fn fetch_chain(
@@ -17,23 +20,30 @@ pub async fn fetch_chain(
     urls: &[String],
     now: Timestamp,
 ) -> Result<ChainResult, FhirError> {
-    let mut result = ChainResult {
-        resource_type,
-        key,
-        records: Vec::new(),
-        errors: Vec::new(),
-        max_date: None,
+    let mut chain = Chain {
+        result: ChainResult {
+            resource_type,
+            key,
+            records: Vec::new(),
+            errors: Vec::new(),
+            max_date: None,
+        },
+        // Several ORed filters may return the same resource for one patient.
+        seen: (urls.len() > 1).then(HashSet::new),
+        now,
     };
-    // Several ORed filters may return the same resource for one patient.
-    let mut seen = (urls.len() > 1).then(HashSet::new);
     for url in urls {
         // Spec §13.5: a `+` in the URLs we build (e.g. the offset of a since timestamp,
         // `_lastUpdated=gt2025-01-01T00:00:00+00:00`) is data, not an encoded space. Links
         // from the server are used as given.
         let mut next = Some(url.replace('+', "%2B"));
         while let Some(url) = next.take() {
-            let page = match client.get_json(&url).await {
-                Ok(page) => page,
+            let fetched = match client.get(&url, FHIR_JSON).await {
+                Ok(response) => chain.take_page(&response),
+                Err(err) => Err(err),
+            };
+            match fetched {
+                Ok(link) => next = link,
                 Err(err) if err.is_fatal() => return Err(err),
                 Err(err) => {
                     let outcome = err.operation_outcome().unwrap_or_else(|| {
@@ -46,48 +56,272 @@ pub async fn fetch_chain(
                             }]
                         })
                     });
-                    result.errors.push(line_of(&outcome));
+                    chain.result.errors.push(line_of(&outcome));
                     break;
                 }
-            };
-            if page.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-                break;
             }
-            for entry in page
-                .get("entry")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let Some(resource) = entry.get("resource").filter(|r| is_non_empty(r)) else {
-                    continue;
-                };
-                if resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome")
-                {
-                    result.errors.push(line_of(resource));
-                    continue;
-                }
-                let id = resource
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                if let (Some(seen), Some(id)) = (seen.as_mut(), id.as_ref())
-                    && !seen.insert(id.clone())
-                {
-                    continue;
-                }
-                if let Some(d) = latest_date(resource, resource_type, &now) {
-                    result.max_date = Some(result.max_date.map_or(d, |m| m.max(d)));
-                }
-                result.records.push(Record {
-                    id,
-                    line: line_of(resource),
-                });
-            }
-            next = next_link(&page);
         }
     }
-    Ok(result)
+    Ok(chain.result)
+}
+
+const FHIR_JSON: &str = "application/fhir+json";
+
+/// One chain's results while its pages come in.
+struct Chain {
+    result: ChainResult,
+    seen: Option<HashSet<String>>,
+    now: Timestamp,
+}
+
+// A search page, read without building a tree of each resource. Parsing every resource into
+// a `Value` (an `IndexMap` and a `String` per object and key) and writing it out again was
+// the largest cost of the crawl (a third of the CPU time of the request workers in the
+// benchmark). Resources that are already in the spelling we write (`is_canonical`) are
+// copied as they came; only the few fields we need are read from them. Anything else, and
+// any page that does not fit these shapes, takes the general path through `Value`, which
+// gives the same lines.
+#[derive(Deserialize)]
+struct RawPage<'a> {
+    #[serde(rename = "resourceType", borrow, default)]
+    resource_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    entry: Option<Vec<RawEntry<'a>>>,
+    #[serde(borrow, default)]
+    link: Option<Vec<RawLink<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct RawEntry<'a> {
+    #[serde(borrow, default)]
+    resource: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawLink<'a> {
+    #[serde(borrow, default)]
+    relation: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    url: Option<Cow<'a, str>>,
+}
+
+/// The fields of a resource the crawl looks at (the created fields of `created_field`).
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "resourceType", borrow, default)]
+    resource_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    meta: Option<Meta<'a>>,
+    #[serde(rename = "recordedDate", borrow, default)]
+    recorded_date: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    issued: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    date: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    recorded: Option<Cow<'a, str>>,
+    #[serde(rename = "authoredOn", borrow, default)]
+    authored_on: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Meta<'a> {
+    #[serde(rename = "lastUpdated", borrow, default)]
+    last_updated: Option<Cow<'a, str>>,
+}
+
+impl Head<'_> {
+    fn created(&self, field: &str) -> Option<&str> {
+        match field {
+            "recordedDate" => self.recorded_date.as_deref(),
+            "issued" => self.issued.as_deref(),
+            "date" => self.date.as_deref(),
+            "recorded" => self.recorded.as_deref(),
+            "authoredOn" => self.authored_on.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl Chain {
+    /// Takes the resources of one page; returns its `next` link.
+    fn take_page(&mut self, response: &FhirResponse) -> Result<Option<String>, FhirError> {
+        let Ok(page) = serde_json::from_slice::<RawPage>(&response.body) else {
+            return self.take_page_value(&response.json()?);
+        };
+        if page.resource_type.as_deref() != Some("Bundle") {
+            return Ok(None);
+        }
+        for entry in page.entry.into_iter().flatten() {
+            if let Some(resource) = entry.resource {
+                self.take_raw(resource.get());
+            }
+        }
+        Ok(page
+            .link
+            .into_iter()
+            .flatten()
+            .find(|l| l.relation.as_deref() == Some("next"))
+            .and_then(|l| l.url)
+            .filter(|u| !u.is_empty())
+            .map(Cow::into_owned))
+    }
+
+    /// The general path: a page parsed into a `Value`.
+    fn take_page_value(&mut self, page: &Value) -> Result<Option<String>, FhirError> {
+        if page.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+            return Ok(None);
+        }
+        for entry in page
+            .get("entry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(resource) = entry.get("resource") {
+                self.take_value(resource);
+            }
+        }
+        Ok(next_link(page))
+    }
+
+    fn take_raw(&mut self, raw: &str) {
+        let head = match is_canonical(raw) {
+            true => serde_json::from_str::<Head>(raw).ok(),
+            false => None,
+        };
+        let Some(head) = head else {
+            if let Ok(value) = serde_json::from_str::<Value>(raw) {
+                self.take_value(&value);
+            }
+            return;
+        };
+        if raw == "{}" {
+            return;
+        }
+        let line = || {
+            let mut line = String::with_capacity(raw.len() + 1);
+            line.push_str(raw);
+            line.push('\n');
+            line
+        };
+        if head.resource_type.as_deref() == Some("OperationOutcome") {
+            self.result.errors.push(line());
+            return;
+        }
+        let updated = head.meta.as_ref().and_then(|m| m.last_updated.as_deref());
+        let created = self
+            .result
+            .resource_type
+            .created_field()
+            .and_then(|f| head.created(f));
+        let id = head.id.as_deref().map(str::to_string);
+        self.push(id, [updated, created], line);
+    }
+
+    fn take_value(&mut self, resource: &Value) {
+        if !is_non_empty(resource) {
+            return;
+        }
+        if resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") {
+            self.result.errors.push(line_of(resource));
+            return;
+        }
+        let updated = resource
+            .get("meta")
+            .and_then(|m| m.get("lastUpdated"))
+            .and_then(Value::as_str);
+        let created = self
+            .result
+            .resource_type
+            .created_field()
+            .and_then(|f| resource.get(f))
+            .and_then(Value::as_str);
+        let id = resource
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        self.push(id, [updated, created], || line_of(resource));
+    }
+
+    fn push(&mut self, id: Option<String>, dates: [Option<&str>; 2], line: impl FnOnce() -> String) {
+        if let (Some(seen), Some(id)) = (self.seen.as_mut(), id.as_ref())
+            && !seen.insert(id.clone())
+        {
+            return;
+        }
+        if let Some(d) = latest_date(dates, &self.now) {
+            self.result.max_date = Some(self.result.max_date.map_or(d, |m| m.max(d)));
+        }
+        self.result.records.push(Record { id, line: line() });
+    }
+}
+
+/// True when `raw` (one JSON value, as the server sent it) is byte for byte what
+/// `json::to_ndjson_line` writes for it: no whitespace between tokens, ASCII only, and only
+/// the escapes that serializer uses (`\"`, `\\`, `\b \f \n \r \t`, `\u00xx` in lower case
+/// for the other control characters), and exponents with a sign (`arbitrary_precision`
+/// keeps every other number as spelled: `1.50` stays `1.50`). One difference is left: a repeated key inside an object, which
+/// the general path folds into one (as the Python tool does) and this path keeps. No FHIR
+/// server sends that.
+fn is_canonical(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    let mut in_string = false;
+    while i < b.len() {
+        let c = b[i];
+        if c >= 0x7f {
+            return false;
+        }
+        if in_string {
+            match c {
+                b'"' => in_string = false,
+                b'\\' => {
+                    match b.get(i + 1) {
+                        Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => {}
+                        Some(b'u') => {
+                            let Some(hex) = b.get(i + 2..i + 6) else {
+                                return false;
+                            };
+                            let lower_hex = |h: &u8| h.is_ascii_digit() || (b'a'..=b'f').contains(h);
+                            if !hex.iter().all(lower_hex) || hex[0] != b'0' || hex[1] != b'0' {
+                                return false;
+                            }
+                            let code = u8::from_str_radix(&raw[i + 4..i + 6], 16).unwrap_or(0xff);
+                            // Only controls without a short form are written as \u00xx.
+                            if code >= 0x20 || matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return false;
+                            }
+                            i += 4;
+                        }
+                        _ => return false,
+                    }
+                    i += 1;
+                }
+                0..0x20 => return false,
+                _ => {}
+            }
+        } else {
+            match c {
+                b'"' => in_string = true,
+                b' ' | b'\t' | b'\n' | b'\r' => return false,
+                // Exponents are written `e+5` / `e-5` (`true` and `false` end in an `e` too,
+                // but not after a digit).
+                b'E' => return false,
+                b'e' if i > 0
+                    && b[i - 1].is_ascii_digit()
+                    && !matches!(b.get(i + 1), Some(b'+' | b'-')) =>
+                {
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    !in_string
 }
 
 fn line_of(value: &Value) -> String {
@@ -117,16 +351,8 @@ fn next_link(page: &Value) -> Option<String> {
 
 /// Transaction-time candidates (spec §13.6): `meta.lastUpdated` and the type's created
 /// field; dates in the future are typos and ignored.
-fn latest_date(resource: &Value, t: ResourceType, now: &Timestamp) -> Option<Timestamp> {
-    let updated = resource
-        .get("meta")
-        .and_then(|m| m.get("lastUpdated"))
-        .and_then(Value::as_str);
-    let created = t
-        .created_field()
-        .and_then(|f| resource.get(f))
-        .and_then(Value::as_str);
-    [updated, created]
+fn latest_date(dates: [Option<&str>; 2], now: &Timestamp) -> Option<Timestamp> {
+    dates
         .into_iter()
         .flatten()
         .filter_map(timestamp::parse_fhir)
@@ -152,6 +378,71 @@ pub fn encode_query_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path copies canonical resources as they came: that must be exactly what the
+    /// general path (parse, then `json::to_ndjson_line`) writes.
+    #[test]
+    fn canonical_text_is_what_the_serializer_writes() {
+        let canonical = [
+            r#"{"resourceType":"Observation","id":"o1","valueQuantity":{"value":1.50,"unit":"%"}}"#,
+            r#"{"a":[1,-0,2.5e+3,1e-5,true,false,null,{},[]],"b":"x\"y\\z\n\t\r\b\f\u0001\u001f"}"#,
+            r#"{"text":"<div xmlns=\"http://www.w3.org/1999/xhtml\">a &amp; b</div>"}"#,
+        ];
+        for raw in canonical {
+            assert!(is_canonical(raw), "{raw}");
+            let value: Value = serde_json::from_str(raw).expect("valid JSON");
+            assert_eq!(json::to_ndjson_line(&value), raw);
+        }
+        let general = [
+            r#"{"a": 1}"#,
+            r#"{"a":1E5}"#,
+            r#"{"a":1e5}"#,
+            r#"{"a":1.5e5}"#,
+            "{\"a\":1}\n",
+            r#"{"a":"x\/y"}"#,
+            r#"{"a":"\u0041"}"#,
+            r#"{"a":"\u001F"}"#,
+            r#"{"a":"\u000a"}"#,
+            "{\"a\":\"caf\u{e9}\"}",
+            "{\"a\":\"\u{7f}\"}",
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":"open"#,
+        ];
+        for raw in general {
+            assert!(!is_canonical(raw), "{raw}");
+        }
+        // Whatever the path, the line is the serializer's.
+        let mut chain = Chain {
+            result: ChainResult {
+                resource_type: ResourceType::Observation,
+                key: "p".into(),
+                records: Vec::new(),
+                errors: Vec::new(),
+                max_date: None,
+            },
+            seen: None,
+            now: timestamp::now(),
+        };
+        let pretty = "{\n  \"resourceType\": \"Observation\",\n  \"id\": \"caf\u{e9}\",\n  \"issued\": \"2020-01-02T03:04:05Z\"\n}";
+        chain.take_raw(pretty);
+        chain.take_raw(r#"{"resourceType":"Observation","id":"o2","meta":{"lastUpdated":"2021-01-01T00:00:00Z"}}"#);
+        chain.take_raw(r#"{"resourceType":"OperationOutcome","issue":[]}"#);
+        chain.take_raw("{}");
+        let lines: Vec<_> = chain.result.records.iter().map(|r| r.line.as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "{\"resourceType\":\"Observation\",\"id\":\"caf\\u00e9\",\"issued\":\"2020-01-02T03:04:05Z\"}\n",
+                "{\"resourceType\":\"Observation\",\"id\":\"o2\",\"meta\":{\"lastUpdated\":\"2021-01-01T00:00:00Z\"}}\n",
+            ]
+        );
+        assert_eq!(chain.result.records[0].id.as_deref(), Some("caf\u{e9}"));
+        assert_eq!(chain.result.errors.len(), 1);
+        assert_eq!(
+            chain.result.max_date,
+            timestamp::parse_fhir("2021-01-01T00:00:00Z")
+        );
+    }
 
     #[test]
     fn encodes_identifier_values() {

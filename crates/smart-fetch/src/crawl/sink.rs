@@ -506,3 +506,31 @@ fn read_journal(path: &Path, file_name: &str) -> Option<Journal> {
     }
     Some(journal)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn members_from_one_encoder_read_back_as_one_stream() {
+        let mut encoder = MemberEncoder::new();
+        let mut file = Vec::new();
+        let parts: [&[u8]; 3] = [b"{\"a\":1}\n", b"", b"{\"b\":2}\n{\"c\":3}\n"];
+        for part in parts {
+            let member = encoder.member(part);
+            // Each member is a complete gzip stream on its own.
+            let mut alone = Vec::new();
+            flate2::read::GzDecoder::new(&member[..])
+                .read_to_end(&mut alone)
+                .expect("one member");
+            assert_eq!(alone, part);
+            file.extend_from_slice(&member);
+        }
+        let mut all = String::new();
+        flate2::read::MultiGzDecoder::new(&file[..])
+            .read_to_string(&mut all)
+            .expect("all members");
+        assert_eq!(all, "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
+    }
+}
