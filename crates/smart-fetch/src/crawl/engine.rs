@@ -472,7 +472,11 @@ async fn crawl(
         workers.spawn(async move { worker(client, queue, planner, sender, now).await });
     }
 
-    let progress = tokio::spawn(show_progress(queue.clone(), client.budget().clone()));
+    let progress = tokio::spawn(show_progress(
+        queue.clone(),
+        client.budget().clone(),
+        client.verbose(),
+    ));
     let outcome = tokio::select! {
         r = join_all(&mut workers, &queue) => r,
         _ = tokio::signal::ctrl_c() => Err(CrawlError::Interrupted),
@@ -555,31 +559,58 @@ fn replaced_patients(line: &str) -> HashSet<String> {
 }
 
 /// A one-line status on a terminal (stderr), redrawn every second: searches done, patients,
-/// and how many connections the budget currently allows.
-async fn show_progress(queue: Arc<Queue>, budget: crate::fhir::Budget) {
+/// how many connections the budget allows now and the request rate. With `--verbose` the
+/// same status is also printed as a line of its own every 10 seconds (on a terminal or not),
+/// with the server's answer times.
+async fn show_progress(queue: Arc<Queue>, budget: crate::fhir::Budget, verbose: bool) {
     use std::io::{IsTerminal, Write};
-    if !std::io::stderr().is_terminal() {
+    let terminal = std::io::stderr().is_terminal();
+    if !terminal && !verbose {
         return;
     }
-    let started = std::time::Instant::now();
+    const VERBOSE_EVERY: u32 = 10;
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+    // Requests at each of the last ten ticks: the rate is over the last ten seconds.
+    let mut history = VecDeque::from([(std::time::Instant::now(), budget.status().requests)]);
+    let mut ticks: u32 = 0;
     loop {
         ticker.tick().await;
+        ticks += 1;
         let (finished, queued, patients) = {
             let s = queue.lock();
             (s.finished, s.queued, s.enqueued.len())
         };
-        let rate = finished as f64 / started.elapsed().as_secs_f64().max(0.001);
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[2KCrawling: {} of {} searches, {} patients, {}/{} connections, {rate:.0} searches/s",
+        let status = budget.status();
+        let now = std::time::Instant::now();
+        history.push_back((now, status.requests));
+        if history.len() > 11 {
+            history.pop_front();
+        }
+        let (then, before) = history[0];
+        let rate = (status.requests - before) as f64 / (now - then).as_secs_f64().max(0.001);
+        let line = format!(
+            "Crawling: {} of {} searches, {} patients, {}/{} connections, {rate:.0} requests/s",
             crate::console::thousands(finished as u64),
             crate::console::thousands(queued as u64),
             crate::console::thousands(patients as u64),
-            budget.current_limit(),
-            budget.max(),
+            status.limit,
+            status.max,
         );
+        let mut err = std::io::stderr().lock();
+        if verbose && ticks == VERBOSE_EVERY {
+            ticks = 0;
+            let ms = |d: Option<std::time::Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+            let clear = if terminal { "\r\x1b[2K" } else { "" };
+            let _ = writeln!(
+                err,
+                "{clear}{line}, answers in {:.0} ms ({:.0} ms at best lately)",
+                ms(status.latency),
+                ms(status.baseline),
+            );
+        }
+        if terminal {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        }
         let _ = err.flush();
     }
 }

@@ -246,7 +246,12 @@ impl Chain {
         self.push(id, [updated, created], || line_of(resource));
     }
 
-    fn push(&mut self, id: Option<String>, dates: [Option<&str>; 2], line: impl FnOnce() -> String) {
+    fn push(
+        &mut self,
+        id: Option<String>,
+        dates: [Option<&str>; 2],
+        line: impl FnOnce() -> String,
+    ) {
         if let (Some(seen), Some(id)) = (self.seen.as_mut(), id.as_ref())
             && !seen.insert(id.clone())
         {
@@ -285,7 +290,8 @@ fn is_canonical(raw: &str) -> bool {
                             let Some(hex) = b.get(i + 2..i + 6) else {
                                 return false;
                             };
-                            let lower_hex = |h: &u8| h.is_ascii_digit() || (b'a'..=b'f').contains(h);
+                            let lower_hex =
+                                |h: &u8| h.is_ascii_digit() || (b'a'..=b'f').contains(h);
                             if !hex.iter().all(lower_hex) || hex[0] != b'0' || hex[1] != b'0' {
                                 return false;
                             }
@@ -428,7 +434,12 @@ mod tests {
         chain.take_raw(r#"{"resourceType":"Observation","id":"o2","meta":{"lastUpdated":"2021-01-01T00:00:00Z"}}"#);
         chain.take_raw(r#"{"resourceType":"OperationOutcome","issue":[]}"#);
         chain.take_raw("{}");
-        let lines: Vec<_> = chain.result.records.iter().map(|r| r.line.as_str()).collect();
+        let lines: Vec<_> = chain
+            .result
+            .records
+            .iter()
+            .map(|r| r.line.as_str())
+            .collect();
         assert_eq!(
             lines,
             [

@@ -658,14 +658,25 @@ impl FhirClient {
                 observer.attempt(plan.url.as_str());
             }
             resend = false;
+            let sent_at = std::time::Instant::now();
             let outcome = self.send_once(plan, authorization).await;
             if let (Ok(sent), Some(observer)) = (&outcome, plan.observer) {
                 observer.response(sent.status, &sent.headers);
             }
             let outcome = match outcome {
                 Ok(sent) if sent.status < 400 => {
-                    if plan.client_request {
-                        inner.budget.healthy();
+                    if plan.client_request
+                        && let Some(limit) = inner.budget.healthy(sent_at.elapsed())
+                        && inner.verbose
+                    {
+                        let status = inner.budget.status();
+                        let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+                        eprintln!(
+                            "Connections: {limit} of {} (answers take {:.0} ms, {:.0} ms at best lately)",
+                            status.max,
+                            ms(status.latency),
+                            ms(status.baseline)
+                        );
                     }
                     // Only a body still on the wire keeps the slot.
                     let permit = if matches!(sent.body, Body::Live(_)) {
