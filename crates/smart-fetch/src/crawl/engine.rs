@@ -596,21 +596,11 @@ async fn worker(
     Ok(())
 }
 
-/// Ids a Patient's `link[type=replaces]` names.
+/// The records a looked-up Patient absorbed in a merge.
 fn replaced_patients(line: &str) -> HashSet<String> {
-    let Ok(patient) = serde_json::from_str::<serde_json::Value>(line) else {
-        return HashSet::new();
-    };
-    patient
-        .get("link")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|l| l.get("type").and_then(serde_json::Value::as_str) == Some("replaces"))
-        .filter_map(|l| l.get("other")?.get("reference")?.as_str())
-        .filter_map(|r| r.strip_prefix("Patient/"))
-        .map(str::to_string)
-        .collect()
+    serde_json::from_str::<serde_json::Value>(line)
+        .map(|p| history::replaced_ids(&p))
+        .unwrap_or_default()
 }
 
 /// A one-line status on a terminal (stderr), redrawn every second: searches done, patients,

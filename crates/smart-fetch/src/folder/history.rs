@@ -43,19 +43,26 @@ pub fn patient_map(dir: &Path) -> HashMap<String, HashSet<String>> {
             let Some(id) = p.get("id").and_then(Value::as_str) else {
                 continue;
             };
-            let replaced = p
-                .get("link")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter(|l| l.get("type").and_then(Value::as_str) == Some("replaces"))
-                .filter_map(|l| l.get("other")?.get("reference")?.as_str())
-                .filter_map(|r| r.strip_prefix("Patient/"))
-                .map(str::to_string);
-            map.entry(id.to_string()).or_default().extend(replaced);
+            map.entry(id.to_string())
+                .or_default()
+                .extend(replaced_ids(&p));
         }
     }
     map
+}
+
+/// Ids a Patient's `link[type=replaces]` names (the records it absorbed in a merge).
+pub fn replaced_ids(patient: &Value) -> HashSet<String> {
+    patient
+        .get("link")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|l| l.get("type").and_then(Value::as_str) == Some("replaces"))
+        .filter_map(|l| l.get("other")?.get("reference")?.as_str())
+        .filter_map(|r| r.strip_prefix("Patient/"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The newest other workdir that fetched Patients the same way: Patient done there, with
