@@ -529,6 +529,8 @@ def main():
     parser.add_argument("--runs", type=int, default=2, help="runs of each tool (default 2)")
     parser.add_argument("--python-c", action="store_true",
                         help="also run the Python tool in (c) (about a quarter of an hour per run)")
+    parser.add_argument("--no-python", action="store_true",
+                        help="run only smart-fetch (quick trials; no ratios)")
     parser.add_argument("--patients", type=int,
                         help="override every scenario's patient count (quick trials)")
     args = parser.parse_args()
@@ -564,8 +566,10 @@ def main():
             results[key] = resume_runs(scenario, bins, work, mrn_file)
             raw[key] = results[key]
             continue
-        with_python = not (key == "c" and not args.python_c)
-        if not with_python:
+        with_python = not args.no_python and not (key == "c" and not args.python_c)
+        if args.no_python:
+            python_notes[key] = "not run (--no-python)"
+        elif not with_python:
             python_notes[key] = "not run (too slow: about 15 min per run; add --python-c)"
         rust_runs, python_runs = [], []
         for i in range(args.runs):

@@ -14,6 +14,7 @@
 #   --runs N       runs of each tool per scenario, alternating who goes first (default 2)
 #   --work DIR     work folder: venv, MRN files, logs, results (default target/bench)
 #   --python-c     also run the Python tool in scenario c (about a quarter of an hour per run)
+#   --no-python    run only smart-fetch (quick trials: no ratios)
 #   --no-build     use the release binaries already in target/release
 #   --patients N   override the patient count of every scenario (quick trials)
 # Environment: SMART_FETCH_PY=/path/to/smart-fetch uses that Python tool instead of installing
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --work) work="$2"; shift 2 ;;
     --work=*) work="${1#--work=}"; shift ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) pass+=("$1"); shift ;;
   esac
 done

@@ -12,6 +12,7 @@ mod faults;
 mod instant;
 mod jwt;
 pub mod keys;
+mod latency;
 mod outcome;
 mod query;
 mod router;

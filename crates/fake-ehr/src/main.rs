@@ -76,7 +76,8 @@ struct ServeArgs {
     /// Vendor to imitate.
     #[arg(long, value_enum, default_value_t = FlavorArg::Generic)]
     flavor: FlavorArg,
-    /// Added to every request.
+    /// Every request is answered this long after it arrived (however long the answer
+    /// took to make). Change while running with `POST /__admin/latency?ms=N`.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
     /// Fraction (0.0..=1.0) of search/read/token requests that get a fault.

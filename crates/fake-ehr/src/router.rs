@@ -34,6 +34,7 @@ pub struct AppState {
     pub auth: Auth,
     pub faults: Faults,
     pub bulk: crate::bulk::BulkState,
+    pub latency: crate::latency::Latency,
 }
 
 impl AppState {
@@ -45,6 +46,7 @@ impl AppState {
             auth: Auth::new(config.auth.clone()),
             faults: Faults::new(config.seed, config.fault_rate),
             bulk: crate::bulk::BulkState::new(config.seed, &config.bulk),
+            latency: crate::latency::Latency::new(config.latency),
             config,
             base_url,
             token_url,
@@ -87,6 +89,7 @@ fn classify(path: &str) -> Route<'_> {
 }
 
 async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let arrived = std::time::Instant::now();
     let path = request.uri().path().to_string();
     if let Some(admin) = path.strip_prefix("/__admin/") {
         return match admin {
@@ -97,15 +100,18 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             // Just the counters, without the recorded URLs: cheap enough to poll (benchmarks).
             "counts" => outcome::json(StatusCode::OK, &state.counters.counts()),
             "quarter" => admin_quarter(&state, request.method(), request.uri().query()),
+            "latency" => admin_latency(&state, request.method(), request.uri().query()),
+            "max-in-flight" if request.method() == Method::POST => {
+                state.counters.reset_max_in_flight();
+                outcome::json(StatusCode::OK, &state.counters.counts())
+            }
             _ => outcome::not_found("unknown admin endpoint"),
         };
     }
     let counters = &state.counters;
     bump(&counters.requests);
     if let Some(route) = crate::bulk::classify(&path) {
-        if !state.config.latency.is_zero() {
-            tokio::time::sleep(state.config.latency).await;
-        }
+        state.latency.hold(arrived).await;
         return crate::bulk::handle(state.clone(), route, request).await;
     }
     if request.headers().contains_key("epic-client-id") {
@@ -115,10 +121,14 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     // Data requests count as in flight from arrival to response, latency included.
     let _in_flight =
         matches!(route, Route::Search(_) | Route::Read(..)).then(|| counters.enter_data_request());
-    if !state.config.latency.is_zero() {
-        tokio::time::sleep(state.config.latency).await;
-    }
+    let response = answer(&state, route, request, &path).await;
+    state.latency.hold(arrived).await;
+    response
+}
 
+/// The answer to a FHIR (non-admin, non-bulk) request, before latency.
+async fn answer(state: &Arc<AppState>, route: Route<'_>, request: Request, path: &str) -> Response {
+    let counters = &state.counters;
     let method = request.method().clone();
     let expect = |wanted: Method| {
         (method != wanted).then(|| {
@@ -157,7 +167,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             if let Some(r) = expect(Method::POST) {
                 return r;
             }
-            if let Some(r) = inject_fault(&state).await {
+            if let Some(r) = inject_fault(state).await {
                 return r;
             }
             let body = match to_bytes(request.into_body(), MAX_FORM_BYTES).await {
@@ -173,34 +183,62 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
                 .uri()
                 .path_and_query()
                 .map(|pq| pq.as_str())
-                .unwrap_or(&path);
+                .unwrap_or(path);
             counters.record_search(path_and_query);
             if let Some(r) = expect(Method::GET) {
                 return r;
             }
-            if let Some(r) = inject_fault(&state).await {
+            if let Some(r) = inject_fault(state).await {
                 return r;
             }
-            if let Some(r) = authorize(&state, request.headers()) {
+            if let Some(r) = authorize(state, request.headers()) {
                 return r;
             }
-            handle_search(&state, ty, request.uri().query().unwrap_or_default())
+            handle_search(state, ty, request.uri().query().unwrap_or_default())
         }
         Route::Read(ty, id) => {
             counters.record_read(ty, id);
             if let Some(r) = expect(Method::GET) {
                 return r;
             }
-            if let Some(r) = inject_fault(&state).await {
+            if let Some(r) = inject_fault(state).await {
                 return r;
             }
-            if let Some(r) = authorize(&state, request.headers()) {
+            if let Some(r) = authorize(state, request.headers()) {
                 return r;
             }
-            handle_read(&state, ty, id, request.headers())
+            handle_read(state, ty, id, request.headers())
         }
         Route::NotFound => outcome::not_found(&format!("no route for {path}")),
     }
+}
+
+/// `GET /__admin/latency` gives the answer time in milliseconds; `POST
+/// /__admin/latency?ms=N` changes it for requests arriving from now on.
+fn admin_latency(state: &AppState, method: &Method, query: Option<&str>) -> Response {
+    if *method == Method::POST {
+        let pairs = match query::parse(query.unwrap_or_default()) {
+            Ok(pairs) => pairs,
+            Err(e) => return outcome::bad_request(&e),
+        };
+        let Some((_, ms)) = pairs.iter().find(|(k, _)| k == "ms") else {
+            return outcome::bad_request("POST /__admin/latency needs ?ms=<milliseconds>");
+        };
+        let Ok(ms) = ms.parse::<u64>() else {
+            return outcome::bad_request(&format!(
+                "latency {ms:?} is not a number of milliseconds"
+            ));
+        };
+        state.latency.set(std::time::Duration::from_millis(ms));
+    } else if *method != Method::GET {
+        return outcome::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "use GET or POST ?ms=<milliseconds>",
+        );
+    }
+    let ms = state.latency.get().as_secs_f64() * 1e3;
+    outcome::json(StatusCode::OK, &serde_json::json!({ "ms": ms }))
 }
 
 /// `GET /__admin/quarter` says which quarter of the data is served; `POST

@@ -113,6 +113,17 @@ impl Server {
         self.state.store.quarter()
     }
 
+    /// Answer every request `latency` after it arrives, from now on (an EHR slowing down
+    /// or recovering).
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.latency.set(latency);
+    }
+
+    /// Start counting `Stats::max_in_flight` afresh (from the requests in flight now).
+    pub fn reset_max_in_flight(&self) {
+        self.state.counters.reset_max_in_flight();
+    }
+
     /// The configuration the server runs with (its `quarter` is the one it started with).
     pub fn config(&self) -> &Config {
         &self.state.config

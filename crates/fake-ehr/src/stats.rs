@@ -111,6 +111,12 @@ impl Counters {
         InFlight { counters: self }
     }
 
+    /// Starts counting the most requests in flight afresh from those in flight now.
+    pub fn reset_max_in_flight(&self) {
+        let now = self.in_flight.load(Ordering::SeqCst);
+        self.max_in_flight.store(now, Ordering::SeqCst);
+    }
+
     pub fn record_issued_token(&self, token: &str) {
         let mut tokens = self.issued_tokens.lock().unwrap_or_else(|e| e.into_inner());
         if tokens.len() < MAX_ISSUED_TOKENS {
