@@ -1,0 +1,103 @@
+//! Adaptive concurrency below `--max-connections`, end to end: an EHR that answers in
+//! 20 ms gets all five connections; when it slows to half a second per answer mid-crawl,
+//! the crawl gives connections back until it sends one request at a time; when the EHR is
+//! fast again the crawl climbs back to five. `--verbose` says so, and the output is complete.
+
+mod support;
+
+use fake_ehr::{AuthMode, Config, Flavor};
+use std::time::{Duration, Instant};
+use support::*;
+
+const PATIENTS: usize = 200;
+const FAST: Duration = Duration::from_millis(20);
+const SLOW: Duration = Duration::from_millis(500);
+
+/// Polls until `done` holds, failing the test after `limit`.
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The most requests the server had in flight at once during the next `window`.
+fn most_in_flight_during(ehr: &fake_ehr::Server, window: Duration) -> u64 {
+    ehr.reset_max_in_flight();
+    std::thread::sleep(window);
+    ehr.stats().max_in_flight
+}
+
+#[test]
+fn backs_off_while_the_server_is_slow_and_climbs_back() {
+    let ehr = server_with(Config {
+        flavor: Flavor::Epic,
+        patients: PATIENTS,
+        auth: AuthMode::Open,
+        latency: FAST,
+        ..Config::default()
+    });
+    let dir = temp_dir("adaptive");
+    let mrns = mrn_file(&dir, "mrns.txt", PATIENTS);
+    let out = dir.join("out");
+    let url = ehr.base_url();
+    let child = spawn(&[
+        "crawl",
+        "--verbose",
+        "--fhir-url",
+        &url,
+        "--id-system",
+        fake_ehr::data::MRN_SYSTEM,
+        "--id-file",
+        mrns.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    let started = Instant::now();
+
+    wait_until("the crawl to get going", Duration::from_secs(30), || {
+        ehr.requests() >= 200
+    });
+    let healthy = most_in_flight_during(&ehr, Duration::from_millis(500));
+    assert_eq!(healthy, 5, "a healthy server gets every connection");
+
+    ehr.set_latency(SLOW);
+    // Each cut waits for a round of slow answers: about four seconds from five to one.
+    std::thread::sleep(Duration::from_secs(7));
+    let requests_before = ehr.requests();
+    let slowed = most_in_flight_during(&ehr, Duration::from_secs(3));
+    let slow_requests = ehr.requests() - requests_before;
+    assert!(
+        slowed <= 2,
+        "{slowed} requests in flight at once while every answer takes {SLOW:?}"
+    );
+    assert!(slow_requests > 0, "the crawl stopped instead of slowing down");
+
+    ehr.set_latency(FAST);
+    std::thread::sleep(Duration::from_secs(2));
+    let recovered = most_in_flight_during(&ehr, Duration::from_millis(500));
+    assert_eq!(recovered, 5, "back to every connection once the server is fast");
+
+    let output = wait(child, Duration::from_secs(120));
+    let elapsed = started.elapsed();
+    assert_success(&output);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("Connections: 1 of 5"),
+        "--verbose reports the cut down to one connection:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("Connections: 5 of 5"),
+        "--verbose reports the climb back to five:\n{stderr}"
+    );
+    if elapsed > Duration::from_secs(11) {
+        assert!(
+            stderr.contains("/5 connections") && stderr.contains("requests/s"),
+            "--verbose prints the concurrency and request rate every 10 s:\n{stderr}"
+        );
+    }
+    assert_same_resources(
+        &folder_resources(&out),
+        &expected_resources(1, PATIENTS, &ALL_TYPES, true),
+    );
+}
