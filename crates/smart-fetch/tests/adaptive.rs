@@ -71,12 +71,18 @@ fn backs_off_while_the_server_is_slow_and_climbs_back() {
         slowed <= 2,
         "{slowed} requests in flight at once while every answer takes {SLOW:?}"
     );
-    assert!(slow_requests > 0, "the crawl stopped instead of slowing down");
+    assert!(
+        slow_requests > 0,
+        "the crawl stopped instead of slowing down"
+    );
 
     ehr.set_latency(FAST);
     std::thread::sleep(Duration::from_secs(2));
     let recovered = most_in_flight_during(&ehr, Duration::from_millis(500));
-    assert_eq!(recovered, 5, "back to every connection once the server is fast");
+    assert_eq!(
+        recovered, 5,
+        "back to every connection once the server is fast"
+    );
 
     let output = wait(child, Duration::from_secs(120));
     let elapsed = started.elapsed();

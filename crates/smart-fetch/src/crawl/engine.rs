@@ -267,6 +267,8 @@ struct Queue {
     notify: Notify,
     /// How a Patient lookup's search URLs are made (when it is started, not when queued).
     lookup: LookupPlan,
+    /// How a patient's searches are made.
+    planner: Arc<Planner>,
 }
 
 /// Patient lookups wait in the queue as bare IDs and get their URLs only when they start,
@@ -297,14 +299,19 @@ impl LookupPlan {
 /// Searches kept ready before another Patient lookup is started. Lookups used to run all
 /// before any search (first in, first out), so every patient's searches piled up in the
 /// queue: peak memory grew with the cohort (66 MiB at 20,000 patients against 19 MiB at
-/// 2,000, benchmark (c)). Now a lookup starts only when fewer searches than this wait,
-/// which is still enough to keep every connection busy while lookups come back.
+/// 2,000, benchmark (c)). Now a lookup starts, or a patient known up front gets its
+/// searches, only when fewer searches than this wait, which is still enough to keep every
+/// connection busy while lookups come back.
 const READY_SEARCHES: usize = 64;
 
 #[derive(Default)]
 struct QueueState {
     /// Per-patient searches (and other chains).
     chains: VecDeque<Chain>,
+    /// Patients known up front (a folder's cohort, a resumed crawl's found patients) whose
+    /// searches are made only when few are ready, so a large cohort waits as bare IDs.
+    /// The flag asks for full histories (patients new since the last export).
+    patients: VecDeque<(String, bool)>,
     /// IDs or MRNs of Patient lookups, each of which adds a patient's searches.
     lookups: VecDeque<String>,
     in_flight: usize,
@@ -323,7 +330,13 @@ enum Work {
 }
 
 impl QueueState {
-    fn pop(&mut self) -> Option<Work> {
+    fn pop(&mut self, planner: &Planner) -> Option<Work> {
+        while self.chains.len() < READY_SEARCHES
+            && let Some((patient, full_history)) = self.patients.pop_front()
+        {
+            let chains = planner.searches(&patient, full_history);
+            self.chains.extend(chains);
+        }
         if self.chains.len() < READY_SEARCHES
             && let Some(id) = self.lookups.pop_front()
         {
@@ -350,7 +363,7 @@ impl Queue {
                 if s.aborted {
                     return None;
                 }
-                if let Some(work) = s.pop() {
+                if let Some(work) = s.pop(&self.planner) {
                     s.in_flight += 1;
                     drop(s);
                     return Some(match work {
@@ -413,31 +426,52 @@ impl Planner {
         })
     }
 
-    /// Queue every not-yet-committed search of a patient; `is_new` patients get their full
-    /// history even in a since export.
-    fn enqueue_patient(&self, queue: &Queue, patient: &str, is_new: bool) {
+    /// Every not-yet-committed search of a patient; `full_history` patients get their
+    /// full history even in a since export.
+    fn searches(&self, patient: &str, full_history: bool) -> Vec<Chain> {
+        self.search_types
+            .iter()
+            .filter(|&&t| !self.is_committed(t, patient))
+            .map(|&t| Chain {
+                resource_type: t,
+                key: patient.to_string(),
+                urls: self.urls_for(t, patient, full_history),
+            })
+            .collect()
+    }
+
+    fn is_committed(&self, t: ResourceType, patient: &str) -> bool {
+        self.resumed
+            .keys
+            .get(&t)
+            .is_some_and(|k| k.contains(patient))
+    }
+
+    /// Queue a patient found by a lookup: its searches go straight into the queue (a
+    /// lookup starts only when few searches are ready, so this stays bounded).
+    fn enqueue_found(&self, queue: &Queue, patient: &str, full_history: bool) {
         let mut s = queue.lock();
         if !s.enqueued.insert(patient.to_string()) {
             return;
         }
-        for &t in &self.search_types {
-            if self
-                .resumed
-                .keys
-                .get(&t)
-                .is_some_and(|k| k.contains(patient))
-            {
-                continue;
-            }
-            s.queued += 1;
-            s.chains.push_back(Chain {
-                resource_type: t,
-                key: patient.to_string(),
-                urls: self.urls_for(t, patient, is_new),
-            });
-        }
+        let chains = self.searches(patient, full_history);
+        s.queued += chains.len();
+        s.chains.extend(chains);
         drop(s);
         queue.notify.notify_waiters();
+    }
+
+    /// Queue a patient known up front: its searches are made when the queue runs low.
+    fn enqueue_known(&self, s: &mut QueueState, patient: &str, full_history: bool) {
+        if !s.enqueued.insert(patient.to_string()) {
+            return;
+        }
+        s.queued += self
+            .search_types
+            .iter()
+            .filter(|&&t| !self.is_committed(t, patient))
+            .count();
+        s.patients.push_back((patient.to_string(), full_history));
     }
 }
 
@@ -492,6 +526,7 @@ async fn crawl(
             id_system: plan.id_system.clone(),
             filters: patient_filters.cloned(),
         },
+        planner: planner.clone(),
     });
 
     // Lookups: each one unlocks a patient's worth of searches; they start whenever the
@@ -510,11 +545,14 @@ async fn crawl(
     // A resumed lookup kept only ids, so a merge is recognised only for patients whose
     // lookup runs in this process; a new id is always recognised.
     let no_links = HashSet::new();
-    for patient in &planner.resumed.found_patients {
-        planner.enqueue_patient(&queue, patient, planner.is_new(patient, &no_links));
-    }
-    for patient in &cohort {
-        planner.enqueue_patient(&queue, patient, false);
+    {
+        let mut s = queue.lock();
+        for patient in &planner.resumed.found_patients {
+            planner.enqueue_known(&mut s, patient, planner.is_new(patient, &no_links));
+        }
+        for patient in cohort {
+            planner.enqueue_known(&mut s, &patient, false);
+        }
     }
 
     let now = timestamp::now();
@@ -585,7 +623,7 @@ async fn worker(
             for record in &result.records {
                 if let Some(id) = &record.id {
                     let replaces = replaced_patients(&record.line);
-                    planner.enqueue_patient(&queue, id, planner.is_new(id, &replaces));
+                    planner.enqueue_found(&queue, id, planner.is_new(id, &replaces));
                 }
             }
         }
