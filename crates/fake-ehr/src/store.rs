@@ -11,20 +11,58 @@ use std::sync::{Arc, Mutex};
 
 /// Patients whose resources are kept generated.
 const CACHE_CAPACITY: usize = 64;
+/// Patients whose resources are kept rendered as JSON lines, for bulk files: every file of
+/// an export walks the whole cohort (one type each), so without these each patient would
+/// be generated again for every file (24 CPU-seconds per GB of export). A rendered
+/// patient costs tens of kilobytes, a generated one many times that.
+const LINES_CAPACITY: usize = 4096;
 
 pub struct Store {
     seed: u64,
     /// Patients of quarter 1 (quarter 2 adds new ones, see `data::patients_in_quarter`).
     patients: usize,
     quarter: AtomicU8,
-    cache: Mutex<Cache>,
+    cache: Mutex<Cache<Arc<data::Generated>>>,
+    lines: Mutex<Cache<Arc<Vec<String>>>>,
 }
 
-/// Generated patients by `(quarter, index)`.
-#[derive(Default)]
-struct Cache {
-    map: HashMap<(u8, usize), Arc<data::Generated>>,
+/// Patients by `(quarter, index)`, the oldest dropped first.
+struct Cache<T> {
+    map: HashMap<(u8, usize), T>,
     order: VecDeque<(u8, usize)>,
+    capacity: usize,
+}
+
+impl<T: Clone> Cache<T> {
+    fn new(capacity: usize) -> Self {
+        Cache {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn get(&self, key: (u8, usize)) -> Option<T> {
+        self.map.get(&key).cloned()
+    }
+
+    fn insert(&mut self, key: (u8, usize), value: T) {
+        if self.map.contains_key(&key) {
+            return;
+        }
+        if self.order.len() >= self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.map.remove(&old);
+        }
+        self.order.push_back(key);
+        self.map.insert(key, value);
+    }
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every update is one step, so a panicked holder leaves the cache consistent.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Store {
@@ -33,7 +71,8 @@ impl Store {
             seed,
             patients,
             quarter: AtomicU8::new(quarter),
-            cache: Mutex::new(Cache::default()),
+            cache: Mutex::new(Cache::new(CACHE_CAPACITY)),
+            lines: Mutex::new(Cache::new(LINES_CAPACITY)),
         }
     }
 
@@ -108,8 +147,8 @@ impl Store {
         if !data::exists_in_quarter(self.patients, i, quarter) {
             return None;
         }
-        if let Some(hit) = self.lock().map.get(&(quarter, i)) {
-            return Some(hit.clone());
+        if let Some(hit) = locked(&self.cache).get((quarter, i)) {
+            return Some(hit);
         }
         let generated = Arc::new(data::generate_in_quarter(
             self.seed,
@@ -117,23 +156,27 @@ impl Store {
             i,
             quarter,
         )?);
-        let mut cache = self.lock();
-        if !cache.map.contains_key(&(quarter, i)) {
-            if cache.order.len() >= CACHE_CAPACITY
-                && let Some(old) = cache.order.pop_front()
-            {
-                cache.map.remove(&old);
-            }
-            cache.order.push_back((quarter, i));
-            cache.map.insert((quarter, i), generated.clone());
-        }
+        locked(&self.cache).insert((quarter, i), generated.clone());
         Some(generated)
+    }
+
+    /// The resources of [`Store::patient_data`], each rendered as one line of JSON.
+    pub fn patient_lines(&self, i: usize) -> Option<Arc<Vec<String>>> {
+        let quarter = self.quarter();
+        if let Some(hit) = locked(&self.lines).get((quarter, i)) {
+            return Some(hit);
+        }
+        let generated = self.patient_data(i)?;
+        let rendered: Arc<Vec<String>> =
+            Arc::new(generated.resources.iter().map(Value::to_string).collect());
+        locked(&self.lines).insert((quarter, i), rendered.clone());
+        Some(rendered)
     }
 
     /// Just the Patient resource of patient `i` (cheap).
     pub fn patient(&self, i: usize) -> Option<Value> {
         let quarter = self.quarter();
-        if let Some(hit) = self.lock().map.get(&(quarter, i)) {
+        if let Some(hit) = locked(&self.cache).get((quarter, i)) {
             return hit.resources.first().cloned();
         }
         data::patient_resource_in_quarter(self.seed, self.patients, i, quarter)
@@ -187,9 +230,5 @@ impl Store {
     fn owner_data(&self, id: &str) -> Option<Arc<data::Generated>> {
         let i = data::patient_index_from_id(id)?;
         self.patient_data(data::owner_in_quarter(self.patients, i, self.quarter())?)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -26,8 +26,8 @@ struct Cursor {
     delay: Duration,
     pending: VecDeque<Bytes>,
     buf: Vec<u8>,
-    /// The patient whose resources were fetched last, with them.
-    patient: Option<(u32, Arc<crate::data::Generated>)>,
+    /// The patient whose resources were fetched last, with them as JSON lines.
+    patient: Option<(u32, Arc<Vec<String>>)>,
 }
 
 /// The streaming body of file `file` (0-based) of `job`; `key` counts it as completed once
@@ -95,27 +95,33 @@ impl Cursor {
         let Some(spec) = self.job.files.get(self.file) else {
             return;
         };
-        let (line, padded) = match &spec.content {
+        // Lines live here or in the patient's shared rendering; no copy of the latter.
+        let owned: String;
+        let shared: Arc<Vec<String>>;
+        let (line, padded): (&str, bool) = match &spec.content {
             Content::Values(values) => match values.get(pos) {
-                Some(v) => (v.to_string(), false),
+                Some(v) => {
+                    owned = v.to_string();
+                    (&owned, false)
+                }
                 None => return,
             },
             Content::Resources(keys) => {
                 let Some(&(patient, k)) = keys.get(pos) else {
                     return;
                 };
-                let generated = match &self.patient {
+                shared = match &self.patient {
                     Some((p, data)) if *p == patient => data.clone(),
                     _ => {
-                        let Some(data) = self.state.store.patient_data(patient as usize) else {
+                        let Some(data) = self.state.store.patient_lines(patient as usize) else {
                             return;
                         };
                         self.patient = Some((patient, data.clone()));
                         data
                     }
                 };
-                match generated.resources.get(usize::from(k)) {
-                    Some(r) => (r.to_string(), self.pad.is_some()),
+                match shared.get(usize::from(k)) {
+                    Some(line) => (line.as_str(), self.pad.is_some()),
                     None => return,
                 }
             }
