@@ -126,9 +126,9 @@ class Server:
 # Running one tool
 
 
-def command(tool_path, scenario, server, mrn_file, out):
+def command(tool_path, scenario, server, mrn_file, out, extra=()):
     if scenario.kind == "bulk":
-        return [tool_path, "bulk", "--fhir-url", server.url, str(out)]
+        return [tool_path, "bulk", "--fhir-url", server.url, *extra, str(out)]
     return [tool_path, "export", "--fhir-url", server.url, "--id-system", ID_SYSTEM,
             "--id-file", str(mrn_file), "--hydration-tasks", "none", str(out)]
 
@@ -240,7 +240,30 @@ def scan_output(out):
     }
 
 
-def one_run(tool, tool_path, scenario, bins, work, run_index, mrn_file, keep_urls=False):
+def download_phase(log_path):
+    """Seconds from the first download request to the last completed download, from the
+    log.ndjson both tools write (spec §12), so kickoff and the server's export time are
+    left out of the download rate."""
+    from datetime import datetime
+    first = last = None
+    try:
+        with open(log_path) as f:
+            for line in f:
+                event = json.loads(line)
+                when = datetime.fromisoformat(event["timestamp"])
+                if event["eventId"] == "download_request" and first is None:
+                    first = when
+                if event["eventId"] == "download_complete":
+                    last = when
+    except (OSError, ValueError, KeyError):
+        return None
+    if first is None or last is None:
+        return None
+    return (last - first).total_seconds()
+
+
+def one_run(tool, tool_path, scenario, bins, work, run_index, mrn_file, keep_urls=False,
+            extra=()):
     run_dir = work / f"{scenario.key}-{tool}-{run_index}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -248,9 +271,9 @@ def one_run(tool, tool_path, scenario, bins, work, run_index, mrn_file, keep_url
     with Server(bins / "fake-ehr", scenario, run_dir) as server:
         before = server.counts()
         cpu_before = server.cpu_seconds()
-        log(f"  {tool} run {run_index + 1}: {' '.join(command(tool_path, scenario, server, mrn_file, out))}")
-        result = run_measured(command(tool_path, scenario, server, mrn_file, out),
-                              run_dir / "tool.log")
+        args = command(tool_path, scenario, server, mrn_file, out, extra)
+        log(f"  {tool} run {run_index + 1}: {' '.join(args)}")
+        result = run_measured(args, run_dir / "tool.log")
         after = server.counts()
         cpu_after = server.cpu_seconds()
         if keep_urls:
@@ -264,11 +287,36 @@ def one_run(tool, tool_path, scenario, bins, work, run_index, mrn_file, keep_url
         tail = (run_dir / "tool.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{tool} exited with {result['exit']}; see {run_dir}/tool.log:\n{tail}")
     result.update(scan_output(out))
+    if scenario.kind == "bulk":
+        result["download_wall"] = download_phase(out / "log.ndjson")
     log(f"    {result['wall']:.1f} s wall, {result['cpu']:.2f} s CPU, "
         f"{result['rss'] / MIB:.1f} MiB, {result['requests']} requests, "
         f"{result['resources']} resources")
     shutil.rmtree(out, ignore_errors=True)  # keep the logs, not the (large) data
     return result
+
+
+def disk_reference(scenario, bins, work, mrn_file, tool_path):
+    """Is the download streaming at disk speed? Ours once more with --no-compression (the
+    NDJSON goes to disk as it arrives), against writing as many bytes of zeros to the same
+    disk in 1 MiB blocks with one fsync at the end (what `dd conv=fdatasync` measures)."""
+    plain = one_run("rust-plain", tool_path, scenario, bins, work, 0, mrn_file,
+                    extra=("--no-compression",))
+    path = work / f"{scenario.key}-disk.bin"
+    block = b"\0" * MIB
+    start = time.monotonic()
+    with open(path, "wb") as f:
+        for _ in range(max(1, plain["bytes"] // MIB)):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+    disk_wall = time.monotonic() - start
+    written = max(1, plain["bytes"] // MIB) * MIB
+    path.unlink()
+    log(f"    disk: {written / MIB:,.0f} MiB written and fsynced in {disk_wall:.1f} s")
+    return {"plain_wall": plain["download_wall"] or plain["wall"], "plain_bytes": plain["bytes"],
+            "plain_cpu": plain["cpu"],
+            "disk_wall": disk_wall, "disk_bytes": written}
 
 
 def curl_replay(scenario, bins, work, urls):
@@ -347,14 +395,15 @@ def summarize(scenario, rust, python):
         if not results:
             return None
         f = {k: mean(results, k) for k in ("wall", "cpu", "rss", "requests", "resources",
-                                            "bytes", "max_in_flight", "server_cpu")}
+                                            "bytes", "max_in_flight", "server_cpu",
+                                            "download_wall")}
         f["per_patient"] = f["requests"] / scenario.patients
         f["runs"] = len(results)
         if scenario.latency_ms:
             f["bound"] = f["requests"] * scenario.latency_ms / 1000 / scenario.connections
             f["efficiency"] = f["bound"] / f["wall"]
         if scenario.kind == "bulk":
-            f["throughput"] = f["bytes"] / f["wall"]
+            f["throughput"] = f["bytes"] / (f["download_wall"] or f["wall"])
         return f
 
     summary = {"rust": figures(rust), "python": figures(python)}
@@ -373,7 +422,7 @@ def summarize(scenario, rust, python):
 def fmt_value(key, value):
     if value is None:
         return "—"
-    if key in ("wall", "cpu", "bound", "server_cpu"):
+    if key in ("wall", "cpu", "bound", "server_cpu", "download_wall"):
         return f"{value:.2f} s"
     if key == "rss":
         return f"{value / MIB:.1f} MiB"
@@ -398,8 +447,10 @@ ROWS = [
     ("per_patient", "Requests per patient"),
     ("resources", "Resources written"),
     ("bytes", "NDJSON written (uncompressed)"),
-    ("throughput", "Download rate (uncompressed)"),
+    ("download_wall", "Downloading (first file request to last file complete)"),
+    ("throughput", "Download rate (uncompressed NDJSON ÷ downloading time)"),
     ("max_in_flight", "Most requests in flight (server)"),
+    ("server_cpu", "fake-ehr's CPU time in the run"),
     ("bound", "Connection-budget bound (requests × latency ÷ connections)"),
     ("efficiency", "Efficiency (bound ÷ wall)"),
 ]
@@ -453,6 +504,14 @@ def table(results, python_notes):
                          f"{replay['wall'] / python['wall']:.2f} | |" if python else
                          f"| | Efficiency against curl (curl's wall ÷ ours) | "
                          f"{replay['wall'] / rust['wall']:.2f} | | |")
+        disk = summary.get("disk")
+        if disk:
+            lines.append(f"| | With --no-compression: NDJSON to disk as it arrives (downloading time) | "
+                         f"{disk['plain_bytes'] / MIB:,.0f} MiB in {disk['plain_wall']:.2f} s = "
+                         f"{disk['plain_bytes'] / MIB / disk['plain_wall']:.0f} MiB/s | | |")
+            lines.append(f"| | The disk: as many bytes written in 1 MiB blocks, then fsync "
+                         f"| {disk['disk_bytes'] / MIB:,.0f} MiB in {disk['disk_wall']:.2f} s = "
+                         f"{disk['disk_bytes'] / MIB / disk['disk_wall']:.0f} MiB/s | | |")
         if python is not None:
             same = ("yes, byte for byte" if summary["same_output"] else
                     "yes, but for the spelling of numbers (1.50 vs 1.5)"
@@ -582,13 +641,18 @@ def main():
                     continue
                 keep = tool == "rust" and i == 0 and scenario.latency_ms > 0
                 into.append(one_run(tool, path, scenario, bins, work, i, mrn_file, keep))
+        disk = None
+        if scenario.kind == "bulk":
+            disk = disk_reference(scenario, bins, work, mrn_file, ours)
         replay = None
         if scenario.latency_ms > 0:
             replay = curl_replay(scenario, bins, work, rust_runs[0].pop("search_urls", None))
         results[key] = summarize(scenario, rust_runs, python_runs)
         if replay:
             results[key]["replay"] = replay
-        raw[key] = {"rust": rust_runs, "python": python_runs, "curl": replay}
+        if disk:
+            results[key]["disk"] = disk
+        raw[key] = {"rust": rust_runs, "python": python_runs, "curl": replay, "disk": disk}
 
     text = table(results, python_notes)
     checks = targets(results)
