@@ -39,7 +39,7 @@ class Scenario:
         self.latency_ms = latency_ms
         self.flavor = flavor
         self.connections = connections
-        self.kind = kind  # crawl | bulk | resume
+        self.kind = kind  # crawl | hydrate | bulk | resume
         self.pad_bytes = pad_bytes
         self.slow = slow
 
@@ -54,6 +54,10 @@ SCENARIOS = {
     # is just over 1 GB of NDJSON.
     "d": Scenario("d", "(d) bulk export download, about 1 GB of NDJSON", 2000, 0,
                   flavor="generic", kind="bulk", pad_bytes=10400, slow=True),
+    # Not one of issue 6's four: the same export with the default hydration (notes inlined,
+    # referenced resources fetched), to measure hydration side by side as well.
+    "e": Scenario("e", "(e) 2,000 patients, no added latency, Epic, with hydration", 2000, 0,
+                  kind="hydrate"),
     "resume": Scenario("resume", "Resume waste: killed (SIGKILL) at 50% of requests, resumed",
                        2000, 0, kind="resume"),
 }
@@ -129,8 +133,9 @@ class Server:
 def command(tool_path, scenario, server, mrn_file, out, extra=()):
     if scenario.kind == "bulk":
         return [tool_path, "bulk", "--fhir-url", server.url, *extra, str(out)]
+    hydration = [] if scenario.kind == "hydrate" else ["--hydration-tasks", "none"]
     return [tool_path, "export", "--fhir-url", server.url, "--id-system", ID_SYSTEM,
-            "--id-file", str(mrn_file), "--hydration-tasks", "none", str(out)]
+            "--id-file", str(mrn_file), *hydration, str(out)]
 
 
 GNU_TIME = "/usr/bin/time"

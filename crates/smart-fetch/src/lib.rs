@@ -12,6 +12,7 @@ pub mod filters;
 pub mod folder;
 pub mod hydrate;
 pub mod json;
+pub mod json_fields;
 pub mod ndjson;
 pub mod resources;
 pub mod timestamp;

@@ -60,6 +60,20 @@ pub fn read_values(path: &Path) -> impl Iterator<Item = Value> + use<> {
         started: false,
         line_no: 0,
         buf: Vec::new(),
+        fields: None,
+    }
+}
+
+/// Like [`read_values`], but each object holds only its top-level `fields` (see
+/// [`crate::json_fields`]): for readers that look at a few keys of every resource.
+pub fn read_fields(path: &Path, fields: &[&'static str]) -> impl Iterator<Item = Value> + use<> {
+    ValueReader {
+        path: path.to_path_buf(),
+        reader: None,
+        started: false,
+        line_no: 0,
+        buf: Vec::new(),
+        fields: Some(fields.to_vec()),
     }
 }
 
@@ -70,6 +84,8 @@ struct ValueReader {
     started: bool,
     line_no: u64,
     buf: Vec<u8>,
+    /// Only these top-level fields are built; `None` builds whole values.
+    fields: Option<Vec<&'static str>>,
 }
 
 impl ValueReader {
@@ -115,7 +131,11 @@ impl Iterator for ValueReader {
             if let Err(e) = std::str::from_utf8(&self.buf[..end]) {
                 return self.fail(e);
             }
-            match serde_json::from_slice::<Value>(&self.buf[..end]) {
+            let parsed = match &self.fields {
+                Some(fields) => crate::json_fields::parse(&self.buf[..end], fields),
+                None => serde_json::from_slice::<Value>(&self.buf[..end]),
+            };
+            match parsed {
                 Ok(v) => return Some(v),
                 Err(e) => println!(
                     "Could not decode '{}:{}': {e}",

@@ -51,7 +51,7 @@ pub fn files_of_type(dir: &Path, resource_type: &str) -> Vec<PathBuf> {
 pub fn ids_of_type(dir: &Path, resource_type: &str) -> HashSet<String> {
     let mut ids = HashSet::new();
     for path in files_of_type(dir, resource_type) {
-        for value in ndjson::read_values(&path) {
+        for value in ndjson::read_fields(&path, &["resourceType", "id"]) {
             let other_type = value
                 .get("resourceType")
                 .and_then(|t| t.as_str())

@@ -195,7 +195,7 @@ fn searched_ids(dir: &Path, t: ResourceType) -> HashSet<String> {
         if !searched {
             continue;
         }
-        for r in ndjson::read_values(&file) {
+        for r in ndjson::read_fields(&file, &["resourceType", "id"]) {
             if r.get("resourceType").and_then(Value::as_str) == Some(t.as_str())
                 && let Some(id) = r.get("id").and_then(Value::as_str)
             {

@@ -47,7 +47,7 @@ pub async fn run(h: &Hydrator, task: &Task) -> Result<Option<Stats>, HydrateErro
     let mut out = Appender::new(h.output_path(&base));
     let mut stats = Stats::default();
     let mut progress = Progress::new(format!("Downloading {}s…", task.output));
-    let mut results = input::values(inputs)
+    let mut results = input::values(inputs, Some(vec!["resourceType", "id"]))
         .map(|practitioner| search_one(h, &per_practitioner, &state, practitioner))
         .buffer_unordered(h.concurrency);
     while let Some(result) = results.next().await {

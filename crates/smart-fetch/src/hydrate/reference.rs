@@ -15,7 +15,11 @@ use crate::resources::ResourceType;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-pub async fn run(h: &Hydrator, task: &Task, paths: &[&str]) -> Result<Option<Stats>, HydrateError> {
+pub async fn run(
+    h: &Hydrator,
+    task: &Task,
+    paths: &'static [&'static str],
+) -> Result<Option<Stats>, HydrateError> {
     let inputs = discovery::files_of_type(&h.options.source_dir, task.input.as_str());
     if inputs.is_empty() {
         h.skip(task);
@@ -27,7 +31,14 @@ pub async fn run(h: &Hydrator, task: &Task, paths: &[&str]) -> Result<Option<Sta
     let mut stats = Stats::default();
     let mut progress = Progress::new(format!("Downloading {}s…", task.output));
     let recursive = task.is_recursive();
-    let mut results = input::values(inputs)
+    // Only the fields the paths start from are built (first steps, `*` dropped).
+    let mut fields: Vec<&'static str> = paths
+        .iter()
+        .filter_map(|p| p.split('.').next())
+        .map(|f| f.trim_end_matches('*'))
+        .collect();
+    fields.dedup();
+    let mut results = input::values(inputs, Some(fields))
         .map(|resource| resolve(h, task.output, paths, recursive, resource))
         .buffer_unordered(h.concurrency);
     while let Some(result) = results.next().await {

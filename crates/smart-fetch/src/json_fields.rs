@@ -1,0 +1,123 @@
+//! Parsing only the top-level fields a reader needs from a JSON object (`id`,
+//! `resourceType`, the first step of a reference path) and skipping the rest without
+//! building it. Hydration reads every exported file once per task; building each whole
+//! resource as a `Value` only to look at two keys was most of its CPU time. Syntax is
+//! checked as fully as a whole parse, so a line that would not decode still does not.
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// An object holding only `fields` of the object in `bytes` (in the order they appear).
+/// Anything other than an object comes back as a value without fields (an empty array or
+/// string, `null`; with `arbitrary_precision` a bare number arrives as an empty object).
+pub fn parse(bytes: &[u8], fields: &[&str]) -> serde_json::Result<Value> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Fields(fields).deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+struct Fields<'f>(&'f [&'f str]);
+
+impl<'de> DeserializeSeed<'de> for Fields<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Fields<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        // Keys arrive as borrowed strings when they have no escapes, else owned.
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if self.0.contains(&key.as_ref()) {
+                let value: Value = map.next_value()?;
+                out.insert(key.into_owned(), value);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Value::Array(Vec::new()))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::String(String::new()))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keeps_only_the_named_fields() {
+        let line = br#"{"resourceType":"Observation","id":"o1","valueQuantity":{"value":1.50},"performer":[{"reference":"Practitioner/p"}],"note":[{"text":"a \"quoted\" \u00e9"}]}"#;
+        let v = parse(line, &["id", "performer", "resourceType"]).expect("parses");
+        assert_eq!(
+            v,
+            json!({"resourceType":"Observation","id":"o1","performer":[{"reference":"Practitioner/p"}]})
+        );
+        // Escaped keys are still recognised.
+        let v = parse(br#"{"\u0069d":"x"}"#, &["id"]).expect("parses");
+        assert_eq!(v, json!({"id":"x"}));
+    }
+
+    #[test]
+    fn bad_json_is_still_an_error() {
+        for bad in [
+            &br#"{"id":"x","skip":[1,}"#[..],
+            br#"{"id":"x"} trailing"#,
+            br#"{"id":"x","skip":tru}"#,
+            b"",
+        ] {
+            assert!(
+                parse(bad, &["id"]).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn other_values_have_no_fields() {
+        assert_eq!(parse(b"[1,2]", &["id"]).expect("parses"), json!([]));
+        assert_eq!(parse(b"\"s\"", &["id"]).expect("parses"), json!(""));
+        let number = parse(b"12.5", &["id"]).expect("parses");
+        assert!(number.get("id").is_none());
+    }
+}
