@@ -586,7 +586,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*",
-                        help="a b c d resume, or all (default: a b resume)")
+                        help="a b c d e resume, or all (default: a b resume)")
     parser.add_argument("--bin", required=True, type=Path, help="folder with smart-fetch and fake-ehr")
     parser.add_argument("--python-tool", required=True, help="the Python smart-fetch executable")
     parser.add_argument("--work", required=True, type=Path, help="work folder")
