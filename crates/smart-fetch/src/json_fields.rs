@@ -37,13 +37,15 @@ impl<'de> Visitor<'de> for Fields<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        // Keys arrive as borrowed strings when they have no escapes, else owned.
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if self.0.contains(&key.as_ref()) {
-                let value: Value = map.next_value()?;
-                out.insert(key.into_owned(), value);
-            } else {
-                map.next_value::<IgnoredAny>()?;
+        while let Some(wanted) = map.next_key_seed(Key(self.0))? {
+            match wanted {
+                Some(name) => {
+                    let value: Value = map.next_value()?;
+                    out.insert(name.to_string(), value);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
         Ok(Value::Object(out))
@@ -76,6 +78,29 @@ impl<'de> Visitor<'de> for Fields<'_> {
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Value, E> {
         Ok(Value::Null)
+    }
+}
+
+/// A key, compared with the wanted names without being copied: the name it matches.
+struct Key<'f>(&'f [&'f str]);
+
+impl<'de, 'f> DeserializeSeed<'de> for Key<'f> {
+    type Value = Option<&'f str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, 'f> Visitor<'de> for Key<'f> {
+    type Value = Option<&'f str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().copied().find(|name| *name == key))
     }
 }
 

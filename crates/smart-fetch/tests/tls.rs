@@ -1,5 +1,6 @@
 //! A hospital's EHR behind HTTPS signed by an internal CA: `--ca-file` makes it trusted, and
-//! without it the certificate is refused with one clear line.
+//! without it the certificate is refused with one clear line. Reached through the
+//! hospital's proxy (`HTTPS_PROXY`), the TLS session is tunnelled with `CONNECT`.
 
 mod support;
 
@@ -11,7 +12,8 @@ use std::time::Duration;
 use support::*;
 
 /// A TLS front on 127.0.0.1 for `upstream` (plain HTTP), with a certificate for `localhost`
-/// signed by a fresh CA. Returns the front's port and the CA certificate (PEM).
+/// and `ehr.invalid` (a name only a proxy can reach) signed by a fresh CA. Returns the
+/// front's port and the CA certificate (PEM).
 fn start_tls_front(upstream: String) -> (u16, String) {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -24,7 +26,8 @@ fn start_tls_front(upstream: String) -> (u16, String) {
 
     let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
     let leaf_params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "ehr.invalid".to_string()])
+            .expect("leaf params");
     let leaf = leaf_params
         .signed_by(&leaf_key, &issuer)
         .expect("leaf cert");
@@ -95,6 +98,138 @@ fn relay(tcp: TcpStream, config: Arc<rustls::ServerConfig>, upstream: String) {
             std::thread::yield_now();
         }
     }
+}
+
+/// An HTTP proxy that only tunnels: for `CONNECT ehr.invalid:<port>` it connects to
+/// 127.0.0.1:<port>, answers 200 and relays bytes both ways. Records each CONNECT target.
+fn start_connect_proxy() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    let targets = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = targets.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let seen = seen.clone();
+            std::thread::spawn(move || tunnel(client, &seen));
+        }
+    });
+    (format!("http://{addr}"), targets)
+}
+
+fn tunnel(mut client: TcpStream, seen: &std::sync::Mutex<Vec<String>>) {
+    // The request head, byte by byte so nothing of the TLS session after it is consumed.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let Some(target) = head
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("CONNECT "))
+        .and_then(|rest| rest.split(' ').next())
+        .map(str::to_string)
+    else {
+        let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n");
+        return;
+    };
+    if let Ok(mut list) = seen.lock() {
+        list.push(target.clone());
+    }
+    let port = target.rsplit(':').next().unwrap_or_default().to_string();
+    let Ok(server) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
+        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+        return;
+    };
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || pipe(server2, client2));
+    pipe(client, server);
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+#[test]
+fn https_goes_through_the_proxy_in_a_connect_tunnel() {
+    let dir = temp_dir("tls-proxy");
+    let ehr = server(Flavor::Epic, 3, AuthMode::Open);
+    let upstream = ehr
+        .base_url()
+        .trim_start_matches("http://")
+        .trim_end_matches("/fhir")
+        .to_string();
+    let (port, ca_pem) = start_tls_front(upstream);
+    let ca_file = dir.join("hospital-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let (proxy, targets) = start_connect_proxy();
+    let mrns = mrn_file(&dir, "MRN-T", 3);
+    let out = dir.join("out");
+    // `ehr.invalid` resolves nowhere: only the proxy can reach it.
+    let url = format!("https://ehr.invalid:{port}/fhir");
+    let output = std::process::Command::new(bin())
+        .args([
+            "export",
+            "--fhir-url",
+            &url,
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+            "--id-system",
+            fake_ehr::data::MRN_SYSTEM,
+            "--id-file",
+            mrns.to_str().unwrap(),
+            "--hydration-tasks",
+            "none",
+            out.to_str().unwrap(),
+        ])
+        .env("HTTPS_PROXY", &proxy)
+        .env("https_proxy", &proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .output()
+        .expect("run smart-fetch");
+    assert_success(&output);
+    let targets = targets.lock().map(|t| t.clone()).unwrap_or_default();
+    assert!(!targets.is_empty(), "the proxy was asked for a tunnel");
+    assert!(
+        targets.iter().all(|t| *t == format!("ehr.invalid:{port}")),
+        "tunnels go to the EHR's name and port: {targets:?}"
+    );
+    let workdir = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a workdir");
+    assert_same_resources(
+        &folder_resources(&workdir),
+        &expected_resources(1, 3, &ALL_TYPES, true),
+    );
 }
 
 #[test]

@@ -642,9 +642,9 @@ fn replaced_patients(line: &str) -> HashSet<String> {
 }
 
 /// A one-line status on a terminal (stderr), redrawn every second: searches done, patients,
-/// how many connections the budget allows now and the request rate. With `--verbose` the
-/// same status is also printed as a line of its own every 10 seconds (on a terminal or not),
-/// with the server's answer times.
+/// how many connections the budget allows now, the request rate and answer time. With
+/// `--verbose` the same status is also printed as a line of its own every 10 seconds (on a
+/// terminal or not).
 async fn show_progress(queue: Arc<Queue>, budget: crate::fhir::Budget, verbose: bool) {
     use std::io::{IsTerminal, Write};
     let terminal = std::io::stderr().is_terminal();
@@ -653,8 +653,8 @@ async fn show_progress(queue: Arc<Queue>, budget: crate::fhir::Budget, verbose: 
     }
     const VERBOSE_EVERY: u32 = 10;
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
-    // Requests at each of the last ten ticks: the rate is over the last ten seconds.
-    let mut history = VecDeque::from([(std::time::Instant::now(), budget.status().requests)]);
+    let mut rate = crate::fhir::RequestRate::new();
+    rate.sample(budget.status().requests);
     let mut ticks: u32 = 0;
     loop {
         ticker.tick().await;
@@ -664,32 +664,19 @@ async fn show_progress(queue: Arc<Queue>, budget: crate::fhir::Budget, verbose: 
             (s.finished, s.queued, s.enqueued.len())
         };
         let status = budget.status();
-        let now = std::time::Instant::now();
-        history.push_back((now, status.requests));
-        if history.len() > 11 {
-            history.pop_front();
-        }
-        let (then, before) = history[0];
-        let rate = (status.requests - before) as f64 / (now - then).as_secs_f64().max(0.001);
+        let per_second = rate.sample(status.requests);
         let line = format!(
-            "Crawling: {} of {} searches, {} patients, {}/{} connections, {rate:.0} requests/s",
+            "Crawling: {} of {} searches, {} patients, {}",
             crate::console::thousands(finished as u64),
             crate::console::thousands(queued as u64),
             crate::console::thousands(patients as u64),
-            status.limit,
-            status.max,
+            status.describe(per_second),
         );
         let mut err = std::io::stderr().lock();
         if verbose && ticks == VERBOSE_EVERY {
             ticks = 0;
-            let ms = |d: Option<std::time::Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
             let clear = if terminal { "\r\x1b[2K" } else { "" };
-            let _ = writeln!(
-                err,
-                "{clear}{line}, answers in {:.0} ms ({:.0} ms at best lately)",
-                ms(status.latency),
-                ms(status.baseline),
-            );
+            let _ = writeln!(err, "{clear}{line}");
         }
         if terminal {
             let _ = write!(err, "\r\x1b[2K{line}");

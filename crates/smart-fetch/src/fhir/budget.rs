@@ -3,6 +3,7 @@
 //! or slows down (answers take much longer than they used to), climbing back when it is
 //! healthy. A value passed around, never a global.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -65,6 +66,68 @@ pub struct BudgetStatus {
     pub latency: Option<Duration>,
     /// What answers took when the server was at its fastest lately.
     pub baseline: Option<Duration>,
+}
+
+impl BudgetStatus {
+    /// `3/5 connections, 120 requests/s, answers in 21 ms` for progress lines.
+    pub fn describe(&self, requests_per_second: f64) -> String {
+        let mut text = format!(
+            "{}/{} connections, {requests_per_second:.0} requests/s",
+            self.limit, self.max
+        );
+        if let Some(latency) = self.latency {
+            text.push_str(&format!(
+                ", answers in {:.0} ms",
+                latency.as_secs_f64() * 1e3
+            ));
+        }
+        text
+    }
+}
+
+/// Requests per second over about the last ten seconds, from samples of the budget's
+/// request counter taken whenever a progress line is drawn.
+pub struct RequestRate {
+    samples: VecDeque<(std::time::Instant, u64)>,
+}
+
+impl Default for RequestRate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestRate {
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    pub fn new() -> Self {
+        RequestRate {
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Record the counter now; the rate since the oldest sample still in the window (0
+    /// until time has passed).
+    pub fn sample(&mut self, requests: u64) -> f64 {
+        let now = std::time::Instant::now();
+        self.samples.push_back((now, requests));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, _)| now - *t >= Self::WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let Some(&(then, before)) = self.samples.front() else {
+            return 0.0;
+        };
+        let seconds = (now - then).as_secs_f64();
+        if seconds < 0.01 {
+            return 0.0;
+        }
+        requests.saturating_sub(before) as f64 / seconds
+    }
 }
 
 /// One slot of the budget; held for one HTTP attempt and given back on drop.
@@ -324,6 +387,26 @@ mod tests {
             budget.healthy(Duration::from_secs_f64(ms / 1000.0));
         }
         assert_eq!(budget.current_limit(), 5);
+    }
+
+    #[test]
+    fn request_rate_over_the_window() {
+        let mut rate = RequestRate::new();
+        assert_eq!(rate.sample(0), 0.0);
+        std::thread::sleep(Duration::from_millis(100));
+        let r = rate.sample(50);
+        assert!((300.0..=500.0).contains(&r), "{r}");
+        let status = BudgetStatus {
+            limit: 3,
+            max: 5,
+            requests: 50,
+            latency: Some(Duration::from_millis(21)),
+            baseline: None,
+        };
+        assert_eq!(
+            status.describe(120.4),
+            "3/5 connections, 120 requests/s, answers in 21 ms"
+        );
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ pub mod keys;
 pub mod retry;
 
 pub use auth::load_secret;
-pub use budget::Budget;
+pub use budget::{Budget, RequestRate};
 pub use capabilities::{Capabilities, Vendor};
 pub use client::{
     AuthOptions, ClientOptions, FhirClient, FhirResponse, Request, RequestObserver, StreamResponse,

@@ -28,7 +28,7 @@ pub async fn run(h: &Hydrator, task: &Task) -> Result<Option<Stats>, HydrateErro
         return Ok(None);
     }
     let mut stats = Stats::default();
-    let mut progress = Progress::new(format!("Inlining {}s…", task.input));
+    let mut progress = h.progress(format!("Inlining {}s…", task.input));
     for path in files {
         stats.merge(&rewrite_file(h, task.input, path, &mut progress).await?);
     }

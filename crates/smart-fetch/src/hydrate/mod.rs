@@ -89,6 +89,11 @@ impl Outcome {
 }
 
 impl Hydrator {
+    /// The status line of one task, sharing the client's budget and `--verbose`.
+    fn progress(&self, label: String) -> progress::Progress {
+        progress::Progress::new(label, self.client.budget().clone(), self.client.verbose())
+    }
+
     pub fn new(client: FhirClient, options: HydrateOptions) -> Self {
         let concurrency = client.budget().max() * 2;
         Hydrator {

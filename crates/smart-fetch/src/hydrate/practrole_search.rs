@@ -5,7 +5,6 @@
 //! through their `next` links like a crawl search; errors are counted, never written.
 
 use super::output::Appender;
-use super::progress::Progress;
 use super::stats::{Stats, Status};
 use super::{HydrateError, Hydrator, Outcome, Task, input, outcome_text, refs, wrong_type_text};
 use crate::crawl::search::encode_query_value;
@@ -46,7 +45,7 @@ pub async fn run(h: &Hydrator, task: &Task) -> Result<Option<Stats>, HydrateErro
     let base = task.output_base().unwrap_or_default();
     let mut out = Appender::new(h.output_path(&base));
     let mut stats = Stats::default();
-    let mut progress = Progress::new(format!("Downloading {}s…", task.output));
+    let mut progress = h.progress(format!("Downloading {}s…", task.output));
     let mut results = input::values(inputs, Some(vec!["resourceType", "id"]))
         .map(|practitioner| search_one(h, &per_practitioner, &state, practitioner))
         .buffer_unordered(h.concurrency);

@@ -7,7 +7,6 @@
 //! it is requested. Does not rewrite input files.
 
 use super::output::Appender;
-use super::progress::Progress;
 use super::stats::{Stats, Status};
 use super::{HydrateError, Hydrator, Outcome, Task, input, refs, wrong_type_text};
 use crate::folder::discovery;
@@ -29,7 +28,7 @@ pub async fn run(
     let base = task.output_base().unwrap_or_default();
     let mut out = Appender::new(h.output_path(&base));
     let mut stats = Stats::default();
-    let mut progress = Progress::new(format!("Downloading {}s…", task.output));
+    let mut progress = h.progress(format!("Downloading {}s…", task.output));
     let recursive = task.is_recursive();
     // Only the fields the paths start from are built (first steps, `*` dropped).
     let mut fields: Vec<&'static str> = paths
