@@ -6,6 +6,7 @@ use crate::capability;
 use crate::catalog;
 use crate::config::Config;
 use crate::faults::{self, Fault, Faults};
+use crate::latency::Latency;
 use crate::outcome;
 use crate::query;
 use crate::search::{self, SearchRequest};
@@ -34,7 +35,7 @@ pub struct AppState {
     pub auth: Auth,
     pub faults: Faults,
     pub bulk: crate::bulk::BulkState,
-    pub latency: crate::latency::Latency,
+    pub latency: Latency,
 }
 
 impl AppState {
@@ -46,7 +47,7 @@ impl AppState {
             auth: Auth::new(config.auth.clone()),
             faults: Faults::new(config.seed, config.fault_rate),
             bulk: crate::bulk::BulkState::new(config.seed, &config.bulk),
-            latency: crate::latency::Latency::new(config.latency),
+            latency: Latency::new(config.latency),
             config,
             base_url,
             token_url,
@@ -90,6 +91,7 @@ fn classify(path: &str) -> Route<'_> {
 
 async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let arrived = std::time::Instant::now();
+    let latency = state.latency.get();
     let path = request.uri().path().to_string();
     if let Some(admin) = path.strip_prefix("/__admin/") {
         return match admin {
@@ -111,8 +113,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let counters = &state.counters;
     bump(&counters.requests);
     if let Some(route) = crate::bulk::classify(&path) {
-        state.latency.hold(arrived).await;
-        return crate::bulk::handle(state.clone(), route, request).await;
+        let response = crate::bulk::handle(state.clone(), route, request).await;
+        Latency::hold(arrived, latency).await;
+        return response;
     }
     if request.headers().contains_key("epic-client-id") {
         bump(&counters.epic_client_id_headers);
@@ -122,7 +125,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let _in_flight =
         matches!(route, Route::Search(_) | Route::Read(..)).then(|| counters.enter_data_request());
     let response = answer(&state, route, request, &path).await;
-    state.latency.hold(arrived).await;
+    Latency::hold(arrived, latency).await;
     response
 }
 
@@ -214,7 +217,8 @@ async fn answer(state: &Arc<AppState>, route: Route<'_>, request: Request, path:
 }
 
 /// `GET /__admin/latency` gives the answer time in milliseconds; `POST
-/// /__admin/latency?ms=N` changes it for requests arriving from now on.
+/// /__admin/latency?ms=N` changes it for requests arriving from now on (a file download
+/// starts streaming at that time).
 fn admin_latency(state: &AppState, method: &Method, query: Option<&str>) -> Response {
     if *method == Method::POST {
         let pairs = match query::parse(query.unwrap_or_default()) {

@@ -14,7 +14,8 @@ const CACHE_CAPACITY: usize = 64;
 /// Patients whose resources are kept rendered as JSON lines, for bulk files: every file of
 /// an export walks the whole cohort (one type each), so without these each patient would
 /// be generated again for every file (24 CPU-seconds per GB of export). A rendered
-/// patient costs tens of kilobytes, a generated one many times that.
+/// patient costs tens of kilobytes (so a full cache holds around 100 MB for the server's
+/// lifetime), a generated one many times that.
 const LINES_CAPACITY: usize = 4096;
 
 pub struct Store {
@@ -143,7 +144,10 @@ impl Store {
     /// Every resource of patient `i`, searchable (Patient first) and hidden, or None when
     /// nothing searches under that patient in the current quarter.
     pub fn patient_data(&self, i: usize) -> Option<Arc<data::Generated>> {
-        let quarter = self.quarter();
+        self.patient_data_in(self.quarter(), i)
+    }
+
+    fn patient_data_in(&self, quarter: u8, i: usize) -> Option<Arc<data::Generated>> {
         if !data::exists_in_quarter(self.patients, i, quarter) {
             return None;
         }
@@ -166,7 +170,7 @@ impl Store {
         if let Some(hit) = locked(&self.lines).get((quarter, i)) {
             return Some(hit);
         }
-        let generated = self.patient_data(i)?;
+        let generated = self.patient_data_in(quarter, i)?;
         let rendered: Arc<Vec<String>> =
             Arc::new(generated.resources.iter().map(Value::to_string).collect());
         locked(&self.lines).insert((quarter, i), rendered.clone());

@@ -1,10 +1,12 @@
 //! Parsing only the top-level fields a reader needs from a JSON object (`id`,
 //! `resourceType`, the first step of a reference path) and skipping the rest without
 //! building it. Hydration reads every exported file once per task; building each whole
-//! resource as a `Value` only to look at two keys was most of its CPU time. Syntax is
-//! checked as fully as a whole parse, so a line that would not decode still does not.
+//! resource as a `Value` only to look at two keys was most of its CPU time. The rest is
+//! still walked through serde_json's own string and nesting checks (not `IgnoredAny`,
+//! which lets lone surrogates and deep nesting through), so a line that would not decode
+//! as a whole still does not.
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -43,16 +45,14 @@ impl<'de> Visitor<'de> for Fields<'_> {
                     let value: Value = map.next_value()?;
                     out.insert(name.to_string(), value);
                 }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                None => map.next_value_seed(Skip)?,
             }
         }
         Ok(Value::Object(out))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element_seed(Skip)?.is_some() {}
         Ok(Value::Array(Vec::new()))
     }
 
@@ -78,6 +78,63 @@ impl<'de> Visitor<'de> for Fields<'_> {
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Value, E> {
         Ok(Value::Null)
+    }
+}
+
+/// A value read and checked like any other, then dropped without being built. Going
+/// through `deserialize_any` keeps serde_json's recursion limit and its string checks
+/// (unpaired surrogates are errors); strings without escapes are not even copied.
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
 }
 
@@ -128,6 +185,8 @@ mod tests {
             &br#"{"id":"x","skip":[1,}"#[..],
             br#"{"id":"x"} trailing"#,
             br#"{"id":"x","skip":tru}"#,
+            // Unpaired surrogate in a skipped field (a whole parse refuses it too).
+            br#"{"id":"x","note":"\ud800"}"#,
             b"",
         ] {
             assert!(
@@ -136,6 +195,26 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn nesting_too_deep_is_still_an_error() {
+        let deep = format!(
+            "{{\"id\":\"x\",\"n\":{}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(serde_json::from_str::<Value>(&deep).is_err());
+        assert!(parse(deep.as_bytes(), &["id"]).is_err());
+        let fine = format!(
+            "{{\"id\":\"x\",\"n\":{}{}}}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert_eq!(
+            parse(fine.as_bytes(), &["id"]).expect("parses"),
+            json!({"id":"x"})
+        );
     }
 
     #[test]

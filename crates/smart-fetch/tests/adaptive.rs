@@ -29,6 +29,17 @@ fn most_in_flight_during(ehr: &fake_ehr::Server, window: Duration) -> u64 {
     ehr.stats().max_in_flight
 }
 
+/// The most requests in flight seen in half-second windows, stopping at the first window
+/// that reaches `wanted` or after `limit` (a loaded machine may need a few windows).
+fn most_in_flight_reaching(ehr: &fake_ehr::Server, wanted: u64, limit: Duration) -> u64 {
+    let start = Instant::now();
+    let mut most = 0;
+    while most < wanted && start.elapsed() < limit {
+        most = most.max(most_in_flight_during(ehr, Duration::from_millis(500)));
+    }
+    most
+}
+
 #[test]
 fn backs_off_while_the_server_is_slow_and_climbs_back() {
     let ehr = server_with(Config {
@@ -58,7 +69,7 @@ fn backs_off_while_the_server_is_slow_and_climbs_back() {
     wait_until("the crawl to get going", Duration::from_secs(30), || {
         ehr.requests() >= 200
     });
-    let healthy = most_in_flight_during(&ehr, Duration::from_millis(500));
+    let healthy = most_in_flight_reaching(&ehr, 5, Duration::from_secs(5));
     assert_eq!(healthy, 5, "a healthy server gets every connection");
 
     ehr.set_latency(SLOW);
@@ -77,15 +88,15 @@ fn backs_off_while_the_server_is_slow_and_climbs_back() {
     );
 
     ehr.set_latency(FAST);
-    std::thread::sleep(Duration::from_secs(2));
-    let recovered = most_in_flight_during(&ehr, Duration::from_millis(500));
+    std::thread::sleep(Duration::from_secs(1));
+    let recovered = most_in_flight_reaching(&ehr, 5, Duration::from_secs(5));
     assert_eq!(
         recovered, 5,
         "back to every connection once the server is fast"
     );
 
     let output = wait(child, Duration::from_secs(120));
-    let elapsed = started.elapsed();
+    assert!(started.elapsed() > Duration::from_secs(10));
     assert_success(&output);
     let stderr = text(&output.stderr);
     assert!(
@@ -96,12 +107,11 @@ fn backs_off_while_the_server_is_slow_and_climbs_back() {
         stderr.contains("Connections: 5 of 5"),
         "--verbose reports the climb back to five:\n{stderr}"
     );
-    if elapsed > Duration::from_secs(11) {
-        assert!(
-            stderr.contains("/5 connections") && stderr.contains("requests/s"),
-            "--verbose prints the concurrency and request rate every 10 s:\n{stderr}"
-        );
-    }
+    // The crawl lasted more than 10 s, so --verbose printed its status line at least once.
+    assert!(
+        stderr.contains("/5 connections") && stderr.contains("requests/s"),
+        "--verbose prints the concurrency and request rate every 10 s:\n{stderr}"
+    );
     assert_same_resources(
         &folder_resources(&out),
         &expected_resources(1, PATIENTS, &ALL_TYPES, true),

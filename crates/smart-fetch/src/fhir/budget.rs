@@ -392,10 +392,13 @@ mod tests {
     #[test]
     fn request_rate_over_the_window() {
         let mut rate = RequestRate::new();
+        let start = std::time::Instant::now();
         assert_eq!(rate.sample(0), 0.0);
         std::thread::sleep(Duration::from_millis(100));
         let r = rate.sample(50);
-        assert!((300.0..=500.0).contains(&r), "{r}");
+        // 50 requests over the time that really passed (a busy machine sleeps longer).
+        let slowest = 50.0 / start.elapsed().as_secs_f64();
+        assert!(r >= slowest * 0.99 && r <= 500.0, "{r}");
         let status = BudgetStatus {
             limit: 3,
             max: 5,
