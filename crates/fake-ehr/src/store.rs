@@ -81,6 +81,23 @@ impl Store {
         self.seed
     }
 
+    /// Searchable resources (`Type/id`) of quarter-1 patient `i` that quarter 2 no longer
+    /// has, when quarter 2 is served (empty in quarter 1): what an export `_since` a
+    /// time before the quarter's changes reports as deleted.
+    pub fn removed_since_quarter1(&self, i: usize) -> Vec<String> {
+        if self.quarter() < data::LAST_QUARTER || i >= self.patients {
+            return Vec::new();
+        }
+        data::quarter_changes(self.seed, self.patients, i)
+            .map(|c| {
+                c.deleted
+                    .into_iter()
+                    .chain(c.churned.into_iter().map(|(old, _)| old))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The quarter of the data served now.
     pub fn quarter(&self) -> u8 {
         self.quarter.load(Ordering::Relaxed)

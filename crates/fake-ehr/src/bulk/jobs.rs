@@ -203,9 +203,23 @@ pub fn build(
     let deleted_at = instant::parse_millis(&config.deleted_at).unwrap_or(i64::MAX);
     let report_deleted = since.as_ref().is_some_and(|(_, s)| *s < deleted_at);
 
+    // Quarter 2's deletions and ID churn happened in [QUARTER2_START, QUARTER2_END]: an
+    // export since a time before that end reports them, as a server keeping deletion
+    // history would (a Group export, only for its members).
+    let report_quarter = since
+        .as_ref()
+        .is_some_and(|(_, s)| *s < data::QUARTER2_END * 1000);
     let mut keys: HashMap<&'static str, Vec<(u32, u16)>> = HashMap::new();
     let mut deleted: Vec<String> = Vec::new();
     for &i in &patients {
+        if report_quarter {
+            deleted.extend(
+                store
+                    .removed_since_quarter1(i)
+                    .into_iter()
+                    .filter(|r| r.split('/').next().is_some_and(|t| wanted.contains(t))),
+            );
+        }
         // What a search could return: a bulk export holds the same resources.
         let Some(generated) = store.patient_data(i) else {
             continue;
