@@ -3,7 +3,7 @@
 //! or slows down (answers take much longer than they used to), climbing back when it is
 //! healthy. A value passed around, never a global.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -13,15 +13,19 @@ use tokio::time::Instant;
 /// pushed back gets a fair stretch of calm before we ask more of it.
 const RECOVERY_FACTOR: usize = 4;
 
-/// Weight of the newest answer in the running latency (an exponential average).
-const LATENCY_WEIGHT: f64 = 0.1;
-/// The baseline is the fastest recent answer; it forgets a faster past by this factor per
-/// answer (about doubling over 350 answers), so a server that stays slow becomes the new
-/// normal and the limit climbs back to probe it.
-const BASELINE_DRIFT: f64 = 1.002;
-/// "Slow" means the running latency (and the latest answer) exceed this many baselines plus
-/// `SLOW_MARGIN`. The margin keeps scheduling jitter on fast servers (a millisecond
-/// becoming twenty on a busy machine) from counting as a server in trouble.
+/// Answers whose times are compared: "the server is slow" is decided on the median of the
+/// last this many, so a steady mix of cheap and costly requests (a page of 1,000
+/// Observations next to an empty Device search) is not mistaken for a server in trouble,
+/// while a slowdown of everything shows within a few answers.
+const WINDOW: usize = 15;
+/// Each kind of request (resource type) is compared with its own fastest recent answer,
+/// which is forgotten at this pace (the baseline may double every `BASELINE_DOUBLING`), so a
+/// server that stays slow becomes the new normal and the limit climbs back to probe it.
+const BASELINE_DOUBLING: Duration = Duration::from_secs(120);
+/// An answer is "slow" when it exceeds this many of its kind's baseline plus
+/// `SLOW_MARGIN`; the server is slow when the median answer of the window is. The margin
+/// keeps scheduling jitter on fast servers (a millisecond becoming twenty on a busy
+/// machine) from counting as a server in trouble.
 const SLOW_FACTOR: f64 = 2.0;
 const SLOW_MARGIN: Duration = Duration::from_millis(50);
 
@@ -43,10 +47,13 @@ struct State {
     debt: usize,
     successes: usize,
     paused_until: Option<Instant>,
-    /// Fastest recent answer, seconds (slowly forgotten, see `BASELINE_DRIFT`).
-    baseline: Option<f64>,
-    /// Running average of answer times, seconds.
-    recent: Option<f64>,
+    /// Per kind of request: its fastest recent answer (seconds) and when that was last
+    /// updated (forgotten over time, see `BASELINE_DOUBLING`).
+    baselines: HashMap<String, (f64, Instant)>,
+    /// The last `WINDOW` answers: how far each was above its kind's slow line (seconds;
+    /// negative when it was not), and its time.
+    excess: VecDeque<f64>,
+    answers: VecDeque<f64>,
     /// Answers since the limit was last cut for latency.
     since_cut: usize,
     /// Attempts sent through the budget, ever (for the request rate).
@@ -62,10 +69,43 @@ pub struct BudgetStatus {
     pub max: usize,
     /// Requests sent so far.
     pub requests: u64,
-    /// Running average of answer times.
+    /// The median of the last answers' times.
     pub latency: Option<Duration>,
-    /// What answers took when the server was at its fastest lately.
-    pub baseline: Option<Duration>,
+}
+
+fn push_window(window: &mut VecDeque<f64>, value: f64) {
+    window.push_back(value);
+    if window.len() > WINDOW {
+        window.pop_front();
+    }
+}
+
+/// The middle value (the upper one of an even count); `None` for no values.
+fn median(values: &VecDeque<f64>) -> Option<f64> {
+    let mut sorted = [0.0f64; WINDOW];
+    let n = values.len().min(WINDOW);
+    for (slot, v) in sorted.iter_mut().zip(values.iter()) {
+        *slot = *v;
+    }
+    let sorted = &mut sorted[..n];
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(n / 2).copied()
+}
+
+/// What kind of request a URL is, for comparing answer times like with like: the last
+/// path segment that is an R4 resource type (`Observation` for a search or a read of one),
+/// else `other` (metadata, bulk status, files, ...). A fixed set, so the per-kind memory
+/// stays small however many different resources are read.
+pub fn request_kind(url: &str) -> &'static str {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    path.rsplit('/')
+        .find_map(|segment| {
+            crate::resources::R4_RESOURCE_TYPES
+                .iter()
+                .copied()
+                .find(|t| *t == segment)
+        })
+        .unwrap_or("other")
 }
 
 impl BudgetStatus {
@@ -168,8 +208,9 @@ impl Budget {
                     debt: 0,
                     successes: 0,
                     paused_until: None,
-                    baseline: None,
-                    recent: None,
+                    baselines: HashMap::new(),
+                    excess: VecDeque::with_capacity(WINDOW + 1),
+                    answers: VecDeque::with_capacity(WINDOW + 1),
                     since_cut: 0,
                     requests: 0,
                 }),
@@ -226,24 +267,34 @@ impl Budget {
         state.debt += remove - forgotten;
     }
 
-    /// A successful answer that took `latency`. A server answering much slower than its
-    /// recent best loses one connection per round of answers (every `2 × limit` answers,
-    /// so each cut can show before the next), down to one; otherwise the limit climbs back
-    /// towards the ceiling. Returns the new limit when it changed.
-    pub fn healthy(&self, latency: Duration) -> Option<usize> {
-        let mut state = self.inner.lock();
+    /// A successful answer of `kind` (the resource type asked for, see [`request_kind`])
+    /// that took `latency`. While the median of the last answers is well above what their
+    /// kinds take at best, the server is slow: it loses one connection per round of answers
+    /// (every `2 × limit` answers, so each cut can show before the next), down to one;
+    /// otherwise the limit climbs back towards the ceiling. Returns the new limit when it
+    /// changed.
+    pub fn healthy(&self, kind: &str, latency: Duration) -> Option<usize> {
+        let now = Instant::now();
         let sample = latency.as_secs_f64();
-        let baseline = state
-            .baseline
-            .map_or(sample, |b| (b * BASELINE_DRIFT).min(sample));
-        let recent = state
-            .recent
-            .map_or(sample, |r| r + LATENCY_WEIGHT * (sample - r));
-        state.baseline = Some(baseline);
-        state.recent = Some(recent);
+        let mut state = self.inner.lock();
+        let baseline = match state.baselines.get_mut(kind) {
+            Some((best, updated)) => {
+                let forgotten =
+                    now.duration_since(*updated).as_secs_f64() / BASELINE_DOUBLING.as_secs_f64();
+                *best = (*best * forgotten.exp2()).min(sample);
+                *updated = now;
+                *best
+            }
+            None => {
+                state.baselines.insert(kind.to_string(), (sample, now));
+                sample
+            }
+        };
+        let excess = sample - (baseline * SLOW_FACTOR + SLOW_MARGIN.as_secs_f64());
+        push_window(&mut state.excess, excess);
+        push_window(&mut state.answers, sample);
         state.since_cut = state.since_cut.saturating_add(1);
-        let slow_above = baseline * SLOW_FACTOR + SLOW_MARGIN.as_secs_f64();
-        if recent > slow_above && sample > slow_above {
+        if median(&state.excess).is_some_and(|m| m > 0.0) {
             state.successes = 0;
             if state.limit > 1 && state.since_cut >= 2 * state.limit {
                 state.since_cut = 0;
@@ -278,8 +329,7 @@ impl Budget {
             limit: state.limit,
             max: self.inner.max,
             requests: state.requests,
-            latency: duration(state.recent),
-            baseline: duration(state.baseline),
+            latency: duration(median(&state.answers)),
         }
     }
 
@@ -343,34 +393,37 @@ mod tests {
     async fn backs_off_when_answers_slow_down_and_climbs_back() {
         let budget = Budget::new(4);
         for _ in 0..50 {
-            assert_eq!(budget.healthy(FAST), None);
+            assert_eq!(budget.healthy("Condition", FAST), None);
         }
         assert_eq!(budget.current_limit(), 4);
         // A lone slow answer is jitter, not a slowdown.
-        assert_eq!(budget.healthy(Duration::from_millis(400)), None);
+        assert_eq!(
+            budget.healthy("Condition", Duration::from_millis(400)),
+            None
+        );
         for _ in 0..20 {
-            budget.healthy(FAST);
+            budget.healthy("Condition", FAST);
         }
         assert_eq!(budget.current_limit(), 4);
         // The server now takes half a second: one connection less per round of answers.
         let slow = Duration::from_millis(500);
         let mut cuts = Vec::new();
         for _ in 0..40 {
-            if let Some(limit) = budget.healthy(slow) {
+            if let Some(limit) = budget.healthy("Condition", slow) {
                 cuts.push(limit);
             }
         }
         assert_eq!(cuts, [3, 2, 1]);
         assert_eq!(budget.current_limit(), 1);
         let status = budget.status();
-        assert!(status.latency.expect("latency") > Duration::from_millis(300));
-        // The baseline forgets the fast past only slowly.
-        let baseline = status.baseline.expect("baseline");
-        assert!(baseline >= FAST && baseline < Duration::from_millis(25));
+        assert_eq!(status.latency, Some(slow));
+        // Within seconds the fast past is not forgotten: slow answers still count as slow.
+        assert_eq!(budget.healthy("Condition", slow), None);
+        assert_eq!(budget.current_limit(), 1);
         // Fast again: the limit climbs back, one step per 4 × limit healthy answers.
         let mut climbs = Vec::new();
         for _ in 0..200 {
-            if let Some(limit) = budget.healthy(FAST) {
+            if let Some(limit) = budget.healthy("Condition", FAST) {
                 climbs.push(limit);
             }
         }
@@ -379,12 +432,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_steady_mix_of_cheap_and_costly_requests_is_not_a_slowdown() {
+        let budget = Budget::new(5);
+        for i in 0..5000u64 {
+            // Two in thirteen answers are big Observation pages; within a kind too, some
+            // pages are full and slow, most are small.
+            let (kind, ms) = match i % 13 {
+                0 | 5 => ("Observation", 600.0),
+                7 => ("Observation", 25.0),
+                9 => ("Encounter", 150.0),
+                _ => ("Condition", 20.0),
+            };
+            budget.healthy(kind, Duration::from_secs_f64(ms / 1000.0));
+            assert_eq!(budget.current_limit(), 5, "cut after {i} answers");
+        }
+        // But when everything slows down, it is a slowdown.
+        let cuts = (0..60)
+            .filter_map(|i| {
+                let kind = if i % 2 == 0 {
+                    "Observation"
+                } else {
+                    "Condition"
+                };
+                budget.healthy(kind, Duration::from_millis(900))
+            })
+            .count();
+        assert!(cuts >= 3, "{cuts} cuts");
+    }
+
+    #[test]
+    fn request_kinds() {
+        assert_eq!(
+            request_kind("https://ehr.example.org/api/FHIR/R4/Observation?patient=1"),
+            "Observation"
+        );
+        assert_eq!(request_kind("http://h/fhir/Binary/ABC123"), "Binary");
+        assert_eq!(request_kind("http://h/fhir/Patient/Patient"), "Patient");
+        assert_eq!(request_kind("https://EHR/api/FHIR/R4/metadata"), "other");
+        assert_eq!(request_kind("http://h/fhir/bulk-status/7"), "other");
+    }
+
+    #[tokio::test]
     async fn jitter_of_a_fast_server_is_not_a_slowdown() {
         let budget = Budget::new(5);
         for i in 0..1000u64 {
             // 0.3 ms answers with 40 ms scheduling hiccups now and then.
             let ms = if i % 7 == 0 { 40.0 } else { 0.3 };
-            budget.healthy(Duration::from_secs_f64(ms / 1000.0));
+            budget.healthy("Condition", Duration::from_secs_f64(ms / 1000.0));
         }
         assert_eq!(budget.current_limit(), 5);
     }
@@ -404,7 +498,6 @@ mod tests {
             max: 5,
             requests: 50,
             latency: Some(Duration::from_millis(21)),
-            baseline: None,
         };
         assert_eq!(
             status.describe(120.4),
@@ -427,17 +520,17 @@ mod tests {
         budget.throttled(Duration::ZERO);
         assert_eq!(budget.current_limit(), 1);
         for _ in 0..3 {
-            budget.healthy(FAST);
+            budget.healthy("Condition", FAST);
         }
         assert_eq!(budget.current_limit(), 1);
-        budget.healthy(FAST);
+        budget.healthy("Condition", FAST);
         assert_eq!(budget.current_limit(), 2);
         for _ in 0..8 {
-            budget.healthy(FAST);
+            budget.healthy("Condition", FAST);
         }
         assert_eq!(budget.current_limit(), 3);
         for _ in 0..100 {
-            budget.healthy(FAST);
+            budget.healthy("Condition", FAST);
         }
         assert_eq!(budget.current_limit(), 3);
         assert_eq!(budget.inner.semaphore.available_permits(), 3);

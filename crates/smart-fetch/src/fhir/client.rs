@@ -666,16 +666,18 @@ impl FhirClient {
             let outcome = match outcome {
                 Ok(sent) if sent.status < 400 => {
                     if plan.client_request
-                        && let Some(limit) = inner.budget.healthy(sent_at.elapsed())
+                        && let Some(limit) = inner.budget.healthy(
+                            super::budget::request_kind(plan.url.as_str()),
+                            sent_at.elapsed(),
+                        )
                         && inner.verbose
                     {
                         let status = inner.budget.status();
                         let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
                         eprintln!(
-                            "Connections: {limit} of {} (answers take {:.0} ms, {:.0} ms at best lately)",
+                            "Connections: {limit} of {} (answers take {:.0} ms)",
                             status.max,
                             ms(status.latency),
-                            ms(status.baseline)
                         );
                     }
                     // Only a body still on the wire keeps the slot.
