@@ -42,8 +42,11 @@ pub struct Config {
     pub patients: usize,
     pub flavor: Flavor,
     pub auth: AuthMode,
-    /// Added to every request.
+    /// Every request is answered this long after it arrived (see `latency.rs`).
     pub latency: Duration,
+    /// Answer times of searches and reads of these resource types instead of `latency`
+    /// (an EHR whose Observation pages cost more than its other searches).
+    pub type_latency: Vec<(String, Duration)>,
     /// Fraction (0.0..=1.0) of search, read and token requests that get a fault.
     pub fault_rate: f64,
     /// Search page size when the request has no `_count`.
@@ -65,6 +68,7 @@ impl Default for Config {
             flavor: Flavor::Generic,
             auth: AuthMode::Open,
             latency: Duration::ZERO,
+            type_latency: Vec::new(),
             fault_rate: 0.0,
             page_size: 10,
             port: 0,

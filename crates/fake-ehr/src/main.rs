@@ -80,6 +80,10 @@ struct ServeArgs {
     /// took to make). Change while running with `POST /__admin/latency?ms=N`.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// `TYPE=MS`: searches and reads of this resource type are answered after MS
+    /// milliseconds instead (repeatable), e.g. `--type-latency Observation=300`.
+    #[arg(long, value_parser = parse_type_latency)]
+    type_latency: Vec<(String, u64)>,
     /// Fraction (0.0..=1.0) of search/read/token requests that get a fault.
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
@@ -131,6 +135,16 @@ struct ServeArgs {
     /// running with `POST /__admin/quarter?n=2`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     quarter: u8,
+}
+
+fn parse_type_latency(value: &str) -> Result<(String, u64), String> {
+    let (ty, ms) = value
+        .split_once('=')
+        .ok_or_else(|| format!("{value:?} is not TYPE=MS (e.g. Observation=300)"))?;
+    let ms = ms
+        .parse::<u64>()
+        .map_err(|_| format!("{ms:?} is not a number of milliseconds"))?;
+    Ok((ty.to_string(), ms))
 }
 
 fn main() -> ExitCode {
@@ -240,6 +254,11 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         },
         auth,
         latency: Duration::from_millis(args.latency_ms),
+        type_latency: args
+            .type_latency
+            .iter()
+            .map(|(t, ms)| (t.clone(), Duration::from_millis(*ms)))
+            .collect(),
         fault_rate: args.fault_rate,
         page_size: args.page_size,
         port: args.port,

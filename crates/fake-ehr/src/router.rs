@@ -121,6 +121,15 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
         bump(&counters.epic_client_id_headers);
     }
     let route = classify(&path);
+    let latency = match route {
+        Route::Search(ty) | Route::Read(ty, _) => state
+            .config
+            .type_latency
+            .iter()
+            .find(|(t, _)| t == ty)
+            .map_or(latency, |(_, l)| *l),
+        _ => latency,
+    };
     // Data requests count as in flight from arrival to response, latency included.
     let _in_flight =
         matches!(route, Route::Search(_) | Route::Read(..)).then(|| counters.enter_data_request());

@@ -117,3 +117,44 @@ fn backs_off_while_the_server_is_slow_and_climbs_back() {
         &expected_resources(1, PATIENTS, &ALL_TYPES, true),
     );
 }
+
+/// An EHR whose Observation searches take 400 ms and everything else 20 ms is not slowing
+/// down, it is just like that: the crawl keeps all five connections the whole time.
+#[test]
+fn costly_requests_of_one_kind_are_not_a_slowdown() {
+    const PATIENTS: usize = 60;
+    let ehr = server_with(Config {
+        flavor: Flavor::Epic,
+        patients: PATIENTS,
+        auth: AuthMode::Open,
+        latency: FAST,
+        type_latency: vec![("Observation".to_string(), Duration::from_millis(400))],
+        ..Config::default()
+    });
+    let dir = temp_dir("adaptive-mix");
+    let mrns = mrn_file(&dir, "mrns.txt", PATIENTS);
+    let out = dir.join("out");
+    let url = ehr.base_url();
+    let output = run(&[
+        "crawl",
+        "--verbose",
+        "--fhir-url",
+        &url,
+        "--id-system",
+        fake_ehr::data::MRN_SYSTEM,
+        "--id-file",
+        mrns.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert_success(&output);
+    let stderr = text(&output.stderr);
+    assert!(
+        !stderr.contains("Connections: "),
+        "the number of connections never changed:\n{stderr}"
+    );
+    assert_eq!(ehr.stats().max_in_flight, 5);
+    assert_same_resources(
+        &folder_resources(&out),
+        &expected_resources(1, PATIENTS, &ALL_TYPES, true),
+    );
+}
