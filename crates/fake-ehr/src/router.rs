@@ -225,22 +225,31 @@ async fn answer(state: &Arc<AppState>, route: Route<'_>, request: Request, path:
     }
 }
 
+/// The number in `?<key>=` of an admin POST, or what is wrong with the query.
+fn posted_number<T: std::str::FromStr>(
+    query: Option<&str>,
+    key: &str,
+    endpoint: &str,
+    what: &str,
+) -> Result<T, String> {
+    let pairs = query::parse(query.unwrap_or_default())?;
+    let (_, value) = pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .ok_or_else(|| format!("POST {endpoint} needs ?{key}=<{what}>"))?;
+    value
+        .parse()
+        .map_err(|_| format!("{key}={value:?} is not a number"))
+}
+
 /// `GET /__admin/latency` gives the answer time in milliseconds; `POST
 /// /__admin/latency?ms=N` changes it for requests arriving from now on (a file download
 /// starts streaming at that time).
 fn admin_latency(state: &AppState, method: &Method, query: Option<&str>) -> Response {
     if *method == Method::POST {
-        let pairs = match query::parse(query.unwrap_or_default()) {
-            Ok(pairs) => pairs,
+        let ms = match posted_number::<u64>(query, "ms", "/__admin/latency", "milliseconds") {
+            Ok(ms) => ms,
             Err(e) => return outcome::bad_request(&e),
-        };
-        let Some((_, ms)) = pairs.iter().find(|(k, _)| k == "ms") else {
-            return outcome::bad_request("POST /__admin/latency needs ?ms=<milliseconds>");
-        };
-        let Ok(ms) = ms.parse::<u64>() else {
-            return outcome::bad_request(&format!(
-                "latency {ms:?} is not a number of milliseconds"
-            ));
         };
         state.latency.set(std::time::Duration::from_millis(ms));
     } else if *method != Method::GET {
@@ -258,15 +267,9 @@ fn admin_latency(state: &AppState, method: &Method, query: Option<&str>) -> Resp
 /// /__admin/quarter?n=2` switches to another one.
 fn admin_quarter(state: &AppState, method: &Method, query: Option<&str>) -> Response {
     if *method == Method::POST {
-        let pairs = match query::parse(query.unwrap_or_default()) {
-            Ok(pairs) => pairs,
+        let n = match posted_number::<u8>(query, "n", "/__admin/quarter", "quarter") {
+            Ok(n) => n,
             Err(e) => return outcome::bad_request(&e),
-        };
-        let Some((_, n)) = pairs.iter().find(|(k, _)| k == "n") else {
-            return outcome::bad_request("POST /__admin/quarter needs ?n=<quarter>");
-        };
-        let Ok(n) = n.parse::<u8>() else {
-            return outcome::bad_request(&format!("quarter {n:?} is not a number"));
         };
         if let Err(e) = state.store.set_quarter(n) {
             return outcome::bad_request(&e);

@@ -54,27 +54,13 @@ pub fn open_decompressed(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
 /// Every JSON value of a file, skipping blank lines; undecodable lines and unreadable files
 /// print the spec's warning and are skipped.
 pub fn read_values(path: &Path) -> impl Iterator<Item = Value> + use<> {
-    ValueReader {
-        path: path.to_path_buf(),
-        reader: None,
-        started: false,
-        line_no: 0,
-        buf: Vec::new(),
-        fields: None,
-    }
+    ValueReader::new(path, None)
 }
 
 /// Like [`read_values`], but each object holds only its top-level `fields` (see
 /// [`crate::json_fields`]): for readers that look at a few keys of every resource.
 pub fn read_fields(path: &Path, fields: &[&'static str]) -> impl Iterator<Item = Value> + use<> {
-    ValueReader {
-        path: path.to_path_buf(),
-        reader: None,
-        started: false,
-        line_no: 0,
-        buf: Vec::new(),
-        fields: Some(fields.to_vec()),
-    }
+    ValueReader::new(path, Some(fields.to_vec()))
 }
 
 /// Lazily opened so that a caller that never iterates costs nothing.
@@ -89,6 +75,17 @@ struct ValueReader {
 }
 
 impl ValueReader {
+    fn new(path: &Path, fields: Option<Vec<&'static str>>) -> Self {
+        ValueReader {
+            path: path.to_path_buf(),
+            reader: None,
+            started: false,
+            line_no: 0,
+            buf: Vec::new(),
+            fields,
+        }
+    }
+
     fn fail(&mut self, err: impl std::fmt::Display) -> Option<Value> {
         println!("Could not read from '{}': {err}", self.path.display());
         self.reader = None;

@@ -13,6 +13,39 @@ const PATIENTS: usize = 200;
 const FAST: Duration = Duration::from_millis(20);
 const SLOW: Duration = Duration::from_millis(500);
 
+/// An Epic-like EHR answering in `FAST`, or in the given times for some resource types.
+fn epic_server(patients: usize, type_latency: Vec<(String, Duration)>) -> fake_ehr::Server {
+    server_with(Config {
+        flavor: Flavor::Epic,
+        patients,
+        auth: AuthMode::Open,
+        latency: FAST,
+        type_latency,
+        ..Config::default()
+    })
+}
+
+/// `crawl --verbose` of the first `patients` MRNs into `out` (its folder must exist).
+fn spawn_verbose_crawl(
+    ehr: &fake_ehr::Server,
+    patients: usize,
+    out: &std::path::Path,
+) -> std::process::Child {
+    let dir = out.parent().expect("out has a parent");
+    let mrns = mrn_file(dir, "mrns.txt", patients);
+    spawn(&[
+        "crawl",
+        "--verbose",
+        "--fhir-url",
+        &ehr.base_url(),
+        "--id-system",
+        fake_ehr::data::MRN_SYSTEM,
+        "--id-file",
+        mrns.to_str().expect("utf-8 path"),
+        out.to_str().expect("utf-8 path"),
+    ])
+}
+
 /// Polls until `done` holds, failing the test after `limit`.
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -42,28 +75,9 @@ fn most_in_flight_reaching(ehr: &fake_ehr::Server, wanted: u64, limit: Duration)
 
 #[test]
 fn backs_off_while_the_server_is_slow_and_climbs_back() {
-    let ehr = server_with(Config {
-        flavor: Flavor::Epic,
-        patients: PATIENTS,
-        auth: AuthMode::Open,
-        latency: FAST,
-        ..Config::default()
-    });
-    let dir = temp_dir("adaptive");
-    let mrns = mrn_file(&dir, "mrns.txt", PATIENTS);
-    let out = dir.join("out");
-    let url = ehr.base_url();
-    let child = spawn(&[
-        "crawl",
-        "--verbose",
-        "--fhir-url",
-        &url,
-        "--id-system",
-        fake_ehr::data::MRN_SYSTEM,
-        "--id-file",
-        mrns.to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]);
+    let ehr = epic_server(PATIENTS, Vec::new());
+    let out = temp_dir("adaptive").join("out");
+    let child = spawn_verbose_crawl(&ehr, PATIENTS, &out);
     let started = Instant::now();
 
     wait_until("the crawl to get going", Duration::from_secs(30), || {
@@ -123,29 +137,15 @@ fn backs_off_while_the_server_is_slow_and_climbs_back() {
 #[test]
 fn costly_requests_of_one_kind_are_not_a_slowdown() {
     const PATIENTS: usize = 60;
-    let ehr = server_with(Config {
-        flavor: Flavor::Epic,
-        patients: PATIENTS,
-        auth: AuthMode::Open,
-        latency: FAST,
-        type_latency: vec![("Observation".to_string(), Duration::from_millis(400))],
-        ..Config::default()
-    });
-    let dir = temp_dir("adaptive-mix");
-    let mrns = mrn_file(&dir, "mrns.txt", PATIENTS);
-    let out = dir.join("out");
-    let url = ehr.base_url();
-    let output = run(&[
-        "crawl",
-        "--verbose",
-        "--fhir-url",
-        &url,
-        "--id-system",
-        fake_ehr::data::MRN_SYSTEM,
-        "--id-file",
-        mrns.to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]);
+    let ehr = epic_server(
+        PATIENTS,
+        vec![("Observation".to_string(), Duration::from_millis(400))],
+    );
+    let out = temp_dir("adaptive-mix").join("out");
+    let output = wait(
+        spawn_verbose_crawl(&ehr, PATIENTS, &out),
+        Duration::from_secs(120),
+    );
     assert_success(&output);
     let stderr = text(&output.stderr);
     assert!(

@@ -5,7 +5,6 @@
 mod support;
 
 use fake_ehr::{AuthMode, Flavor};
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,30 +33,11 @@ fn start_relay(upstream: String) -> (String, Arc<AtomicUsize>) {
     (format!("http://{addr}"), count)
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Write);
-}
-
 #[test]
 fn requests_go_through_the_proxy_from_the_environment() {
     let dir = temp_dir("proxy");
     let ehr = server(Flavor::Epic, 4, AuthMode::Open);
-    let upstream = ehr
-        .base_url()
-        .trim_start_matches("http://")
-        .trim_end_matches("/fhir")
-        .to_string();
+    let upstream = host_port(&ehr);
     let (proxy, connections) = start_relay(upstream);
     let mrns = mrn_file(&dir, "MRN-P", 3);
     let out = dir.join("out");
@@ -83,12 +63,7 @@ fn requests_go_through_the_proxy_from_the_environment() {
         .expect("run smart-fetch");
     assert_success(&output);
     assert!(connections.load(Ordering::SeqCst) > 0, "the proxy was used");
-    let workdir = std::fs::read_dir(&out)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
-        .expect("a workdir");
+    let workdir = first_workdir(&out);
     let expected = expected_resources(1, 3, &ALL_TYPES, true);
     assert_same_resources(&folder_resources(&workdir), &expected);
 }

@@ -56,6 +56,16 @@ fn start_tls_front(upstream: String) -> (u16, String) {
     (port, ca.pem())
 }
 
+/// A 3-patient Epic fake EHR behind a TLS front: the server (keep it alive), the front's
+/// port, and the CA certificate written to `dir/hospital-ca.pem`.
+fn ehr_behind_tls(dir: &std::path::Path) -> (fake_ehr::Server, u16, std::path::PathBuf) {
+    let ehr = server(Flavor::Epic, 3, AuthMode::Open);
+    let (port, ca_pem) = start_tls_front(host_port(&ehr));
+    let ca_file = dir.join("hospital-ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write the CA file");
+    (ehr, port, ca_file)
+}
+
 /// Shuttle bytes between the TLS client and the plain upstream until either side closes.
 fn relay(tcp: TcpStream, config: Arc<rustls::ServerConfig>, upstream: String) {
     let Ok(conn) = rustls::ServerConnection::new(config) else {
@@ -158,33 +168,10 @@ fn tunnel(mut client: TcpStream, seen: &std::sync::Mutex<Vec<String>>) {
     pipe(client, server);
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Write);
-}
-
 #[test]
 fn https_goes_through_the_proxy_in_a_connect_tunnel() {
     let dir = temp_dir("tls-proxy");
-    let ehr = server(Flavor::Epic, 3, AuthMode::Open);
-    let upstream = ehr
-        .base_url()
-        .trim_start_matches("http://")
-        .trim_end_matches("/fhir")
-        .to_string();
-    let (port, ca_pem) = start_tls_front(upstream);
-    let ca_file = dir.join("hospital-ca.pem");
-    std::fs::write(&ca_file, ca_pem).unwrap();
+    let (_ehr, port, ca_file) = ehr_behind_tls(&dir);
     let (proxy, targets) = start_connect_proxy();
     let mrns = mrn_file(&dir, "MRN-T", 3);
     let out = dir.join("out");
@@ -220,12 +207,7 @@ fn https_goes_through_the_proxy_in_a_connect_tunnel() {
         targets.iter().all(|t| *t == format!("ehr.invalid:{port}")),
         "tunnels go to the EHR's name and port: {targets:?}"
     );
-    let workdir = std::fs::read_dir(&out)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
-        .expect("a workdir");
+    let workdir = first_workdir(&out);
     assert_same_resources(
         &folder_resources(&workdir),
         &expected_resources(1, 3, &ALL_TYPES, true),
@@ -235,15 +217,7 @@ fn https_goes_through_the_proxy_in_a_connect_tunnel() {
 #[test]
 fn internal_ca_is_trusted_only_with_ca_file() {
     let dir = temp_dir("tls");
-    let ehr = server(Flavor::Epic, 3, AuthMode::Open);
-    let upstream = ehr
-        .base_url()
-        .trim_start_matches("http://")
-        .trim_end_matches("/fhir")
-        .to_string();
-    let (port, ca_pem) = start_tls_front(upstream);
-    let ca_file = dir.join("hospital-ca.pem");
-    std::fs::write(&ca_file, ca_pem).unwrap();
+    let (_ehr, port, ca_file) = ehr_behind_tls(&dir);
     let url = format!("https://localhost:{port}/fhir");
 
     // Unknown CA: refused, one line, nothing written.

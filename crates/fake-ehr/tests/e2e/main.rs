@@ -6,5 +6,6 @@ mod common;
 mod data;
 mod faults;
 mod hydration;
+mod latency;
 mod quarter;
 mod search;

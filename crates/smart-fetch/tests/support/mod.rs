@@ -347,3 +347,39 @@ pub fn log_events(path: &Path) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line {l}: {e}")))
         .collect()
 }
+
+/// `127.0.0.1:PORT` of a fake EHR, for relays and proxies placed in front of it.
+pub fn host_port(ehr: &Server) -> String {
+    ehr.base_url()
+        .trim_start_matches("http://")
+        .trim_end_matches("/fhir")
+        .to_string()
+}
+
+/// Copy bytes from one socket to the other until either side closes, then close the
+/// writing half (the building block of the relays and proxies in the network tests).
+pub fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+    use std::io::Write;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// The one workdir (`NNN.<nick>/`) of a managed folder after its first export.
+pub fn first_workdir(out: &Path) -> PathBuf {
+    std::fs::read_dir(out)
+        .expect("list the managed folder")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && !p.is_symlink())
+        .expect("a workdir")
+}
