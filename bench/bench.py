@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 ID_SYSTEM = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14"
@@ -249,7 +250,6 @@ def download_phase(log_path):
     """Seconds from the first download request to the last completed download, from the
     log.ndjson both tools write (spec §12), so kickoff and the server's export time are
     left out of the download rate."""
-    from datetime import datetime
     first = last = None
     try:
         with open(log_path) as f:
