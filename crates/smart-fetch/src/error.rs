@@ -33,6 +33,11 @@ pub enum AppError {
     /// A feature that a later version brings (bulk export, hydration, bundling).
     #[error("{0}")]
     NotYet(String),
+    /// The run finished, but some work failed after its retries (searches, reads,
+    /// downloads): the folder is left incomplete and a rerun retries only what failed.
+    /// The message is the summary (one line per kind of failure and a total).
+    #[error("{0}")]
+    Incomplete(String),
     /// Interrupted by the user (SIGINT): committed work is safe.
     #[error("Interrupted. Run the same command again to resume.")]
     Interrupted,
@@ -43,6 +48,7 @@ impl AppError {
         match self {
             AppError::Exit(code) => *code,
             AppError::Interrupted => 130,
+            AppError::Incomplete(_) => 3,
             AppError::NotYet(_) | AppError::Crawl(CrawlError::NotYet(_)) => 2,
             _ => 1,
         }

@@ -15,6 +15,7 @@ pub mod json;
 pub mod json_fields;
 pub mod ndjson;
 pub mod resources;
+pub mod text;
 pub mod timestamp;
 
 /// The SMART Fetch version whose on-disk format and output we reproduce. Written into

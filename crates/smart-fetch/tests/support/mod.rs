@@ -2,6 +2,8 @@
 //! binary, and readers for the folders it writes. Tests assert on what a user sees.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use fake_ehr::{AuthMode, Config, Flavor, Server};
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
