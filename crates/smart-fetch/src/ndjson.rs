@@ -38,6 +38,76 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Create `path` as a new, empty regular file for writing: whatever is there first (a stale
+/// temp file, or a symlink someone planted to make us write into its target) is removed,
+/// and the file is created exclusively, which never follows a symlink. A directory there
+/// is an error, not something to delete.
+pub fn create_fresh(path: &Path) -> io::Result<File> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("'{}' is a directory", path.display()),
+            ));
+        }
+        Ok(_) => fs::remove_file(path)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// Longest NDJSON line read into memory (decompressed). A resource this large is only
+/// ever a note with a big attachment inlined; anything longer is treated as damage, so a
+/// file with one endless line cannot take the machine's memory.
+pub const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// What `read_line_capped` found.
+#[derive(Debug, PartialEq)]
+pub enum Line {
+    /// End of the input: nothing read.
+    End,
+    /// A line (with its `\n`, if any) is in the buffer.
+    Read,
+    /// The line passed `MAX_LINE`: it was read past and dropped; the buffer is empty.
+    TooLong,
+}
+
+/// `read_until(b'\n')` that never holds more than `cap` bytes of one line.
+pub fn read_line_capped(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<Line> {
+    buf.clear();
+    let read = reader.take(cap as u64 + 1).read_until(b'\n', buf)?;
+    if read == 0 {
+        return Ok(Line::End);
+    }
+    if buf.len() <= cap || buf.last() == Some(&b'\n') {
+        return Ok(Line::Read);
+    }
+    buf.clear();
+    // Skip the rest of the line without keeping it.
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            break;
+        }
+        match available.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                break;
+            }
+            None => {
+                let n = available.len();
+                reader.consume(n);
+            }
+        }
+    }
+    Ok(Line::TooLong)
+}
+
 /// Open a file for reading, transparently decompressing (all members of) gzip by name.
 pub fn open_decompressed(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
     let file = File::open(path)?;
@@ -106,13 +176,22 @@ impl Iterator for ValueReader {
         }
         loop {
             let reader = self.reader.as_mut()?;
-            self.buf.clear();
-            match reader.read_until(b'\n', &mut self.buf) {
-                Ok(0) => {
+            match read_line_capped(reader, &mut self.buf, MAX_LINE) {
+                Ok(Line::End) => {
                     self.reader = None;
                     return None;
                 }
-                Ok(_) => {}
+                Ok(Line::Read) => {}
+                Ok(Line::TooLong) => {
+                    self.line_no += 1;
+                    println!(
+                        "Could not decode '{}:{}': the line is longer than {} MiB",
+                        self.path.display(),
+                        self.line_no,
+                        MAX_LINE / (1024 * 1024)
+                    );
+                    continue;
+                }
                 Err(e) => return self.fail(e),
             }
             self.line_no += 1;
@@ -210,7 +289,7 @@ fn parent_dir(path: &Path) -> &Path {
 /// The folder must exist.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
-    let mut file = File::create(&tmp)?;
+    let mut file = create_fresh(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
@@ -278,21 +357,14 @@ impl SafeWriter {
         fs::create_dir_all(parent_dir(&self.target))?;
         let mut newline = false;
         let file = if self.append {
+            let mut file = create_fresh(&self.tmp)?;
             if fs::metadata(&self.target).is_ok_and(|m| m.is_file()) {
-                fs::copy(&self.target, &self.tmp)?;
+                io::copy(&mut File::open(&self.target)?, &mut file)?;
                 newline = needs_newline(&self.tmp)?;
-            } else {
-                match fs::remove_file(&self.tmp) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
             }
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.tmp)?
+            file
         } else {
-            File::create(&self.tmp)?
+            create_fresh(&self.tmp)?
         };
         let buffered = BufWriter::with_capacity(64 * 1024, file);
         // Appending to gzip means adding a member: readers use a multi-member decoder.

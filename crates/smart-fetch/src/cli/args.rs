@@ -111,6 +111,12 @@ pub struct AuthArgs {
     /// most simultaneous requests to the server, a ceiling: fewer while it pushes back (default 5)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_connections: Option<u16>,
+    /// longest wait in seconds for the next byte of an answer, the first included (default 120)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+    pub request_timeout: Option<u32>,
+    /// largest answer in MiB (after decompression) read into memory: a search page, a read, an attachment (default 128)
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_body_size: Option<u32>,
 }
 
 impl AuthArgs {

@@ -5,9 +5,11 @@
 
 use super::args::{AuthArgs, General};
 use crate::error::AppError;
+use crate::fhir::client::{DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT};
 use crate::fhir::{AuthOptions, Budget, ClientOptions, FhirClient};
 use crate::folder::FolderError;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The two clients of a run and the budget they share.
 #[derive(Clone)]
@@ -90,6 +92,12 @@ pub fn client_options(
         smart_jku: auth.smart_jku.clone(),
         ca_file: auth.ca_file.clone(),
         verbose: general.verbose,
+        read_timeout: auth
+            .request_timeout
+            .map_or(DEFAULT_READ_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
+        max_body: auth
+            .max_body_size
+            .map_or(DEFAULT_MAX_BODY, |m| u64::from(m) * 1024 * 1024),
         ..ClientOptions::default()
     };
     Ok((options(rest_creds), options(bulk_creds)))

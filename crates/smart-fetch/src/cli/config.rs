@@ -129,7 +129,9 @@ impl Layer<'_> {
         self.string("fhir-url", &mut auth.fhir_url)?;
         self.string("token-url", &mut auth.token_url)?;
         self.path("ca-file", &mut auth.ca_file)?;
-        self.connections("max-connections", &mut auth.max_connections)
+        self.connections("max-connections", &mut auth.max_connections)?;
+        self.whole("request-timeout", &mut auth.request_timeout, 1, 86400)?;
+        self.whole("max-body-size", &mut auth.max_body_size, 1, 65536)
     }
 
     fn cohort(&self, cohort: &mut CohortArgs) -> Result<(), AppError> {
@@ -209,6 +211,34 @@ impl Layer<'_> {
     }
 }
 
+impl Layer<'_> {
+    /// A whole number in `lo..=hi`.
+    fn whole(&self, key: &str, slot: &mut Option<u32>, lo: u32, hi: u32) -> Result<(), AppError> {
+        if slot.is_some() {
+            return Ok(());
+        }
+        let Some(value) = self.0.get(key) else {
+            return Ok(());
+        };
+        let number = match value {
+            Value::Integer(n) => Some(*n),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        match number.and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if (lo..=hi).contains(&n) => {
+                *slot = Some(n);
+                Ok(())
+            }
+            _ => Err(AppError::Message(format!(
+                "Config key '{key}' must be a whole number from {lo} to {hi}."
+            ))),
+        }
+    }
+}
+
+/// A single value as text. The value is never echoed in an error: it may be a secret
+/// (`bearer-token`, `basic-passwd`, an inline `smart-key`).
 fn scalar(key: &str, value: &Value) -> Result<String, AppError> {
     match value {
         Value::String(s) => Ok(s.clone()),
@@ -216,8 +246,11 @@ fn scalar(key: &str, value: &Value) -> Result<String, AppError> {
         Value::Float(f) => Ok(f.to_string()),
         Value::Boolean(b) => Ok(b.to_string()),
         Value::Datetime(d) => Ok(d.to_string()),
-        Value::Array(_) | Value::Table(_) => Err(AppError::Message(format!(
-            "Config key '{key}' must be a single value, not {value}."
+        Value::Array(_) => Err(AppError::Message(format!(
+            "Config key '{key}' must be a single value (a string), not a list."
+        ))),
+        Value::Table(_) => Err(AppError::Message(format!(
+            "Config key '{key}' must be a single value (a string), not a table."
         ))),
     }
 }
@@ -435,7 +468,7 @@ mod tests {
         match err {
             Err(e) => assert_eq!(
                 e.to_string(),
-                "Config key 'fhir-url' must be a single value, not [\"a\"]."
+                "Config key 'fhir-url' must be a single value (a string), not a list."
             ),
             Ok(()) => panic!("expected an error"),
         }

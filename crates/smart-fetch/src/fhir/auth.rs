@@ -80,14 +80,14 @@ pub(crate) fn load(options: &AuthOptions) -> Result<LoadedAuth, FhirError> {
                     .to_string(),
             ));
         };
-        let passwd = load_secret(passwd)?;
+        let passwd = load_secret_file(passwd, "--basic-passwd")?;
         let encoded = STANDARD.encode(format!("{user}:{passwd}"));
         AuthMethod::Static(sensitive_header(
             &format!("Basic {encoded}"),
             "Basic credentials",
         )?)
     } else if let Some(token) = bearer {
-        let token = load_secret(token)?;
+        let token = load_secret_file(token, "--bearer-token")?;
         AuthMethod::Static(sensitive_header(
             &format!("Bearer {token}"),
             "bearer token",
@@ -122,6 +122,25 @@ pub fn load_secret(value: &str) -> Result<String, FhirError> {
     std::fs::read_to_string(path)
         .map(|text| text.trim().to_string())
         .map_err(|e| FhirError::Config(format!("Could not read '{value}': {e}")))
+}
+
+/// `--bearer-token` and `--basic-passwd` name a file; the secret itself is still accepted
+/// (the Python tool does), but a value that looks like a path to a file that is not there
+/// is a mistake to report, not a token to send to the server.
+fn load_secret_file(value: &str, option: &str) -> Result<String, FhirError> {
+    let path = Path::new(value);
+    let looks_like_path = value.starts_with(['/', '~', '.'])
+        || value.ends_with(".txt")
+        || value.ends_with(".token")
+        || path
+            .parent()
+            .is_some_and(|p| !p.as_os_str().is_empty() && p.is_dir());
+    if looks_like_path && !path.is_file() {
+        return Err(FhirError::Config(format!(
+            "{option}: no such file '{value}'. Give the path of a file that holds the secret."
+        )));
+    }
+    load_secret(value)
 }
 
 /// An `Authorization` value, marked sensitive so no debug output shows it.

@@ -1,5 +1,12 @@
 //! `FhirClient`: one server, one credential set. Sessions (capabilities + auth), request
 //! construction (§7.3), retries (§7.5, our own policy), 401 renewal (§7.6) and the budget.
+//!
+//! It is also the trust boundary, enforced here and nowhere else: credentials go only to
+//! the FHIR server's origin (and the token endpoint, for the token request itself); every
+//! answer is read under a size cap and a no-progress timeout; a JSON answer that does not
+//! parse is retried like a broken connection. Callers cannot opt out of these rules, only
+//! ask for a credential-free fetch of a foreign URL (`get_stream` with `credentials` off),
+//! which is how the FHIR specs say a bulk file with `requiresAccessToken: false` is fetched.
 
 use super::auth::{self, AccessToken, AuthMethod, NO_AUTH_MESSAGE, SmartAuth, TokenEndpoint};
 use super::budget::Permit;
@@ -15,8 +22,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Whole-exchange limit of an answer read in full (searches, reads): a body that trickles
+/// in a byte at a time is as dead as a silent one.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Whole-exchange limit of one startup try (metadata, SMART configuration, token): a server
+/// that accepts connections and never answers fails the run in about half a minute.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `--request-timeout`: the longest wait for the next byte of an answer (the
+/// first one included). Epic can take a minute to start a large search page.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// A request that timed out is tried at most this many times in all: a server that has
+/// stopped answering should cost minutes per request, not a quarter of an hour.
+const MAX_TIMEOUT_ATTEMPTS: u32 = 3;
+/// Default of `--max-body-size`: the largest answer read into memory (after gzip). A search
+/// page of a thousand resources is a few MB; this leaves room for very large notes while
+/// keeping a hostile answer (an endless page, a gzip bomb) far from the machine's memory.
+pub const DEFAULT_MAX_BODY: u64 = 128 * 1024 * 1024;
+/// Error answers are only read for their message: the rest is dropped.
+const MAX_ERROR_BODY: u64 = 1024 * 1024;
 const MAX_REDIRECTS: usize = 10;
 /// Longest token lifetime we plan around; also keeps `Instant` arithmetic in range.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -67,6 +91,10 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Metadata, SMART configuration and token requests: short, so a dead server fails fast.
     pub startup_retry: RetryPolicy,
+    /// `--request-timeout`: longest wait for the next byte of an answer.
+    pub read_timeout: Duration,
+    /// `--max-body-size`: largest answer read into memory, decompressed.
+    pub max_body: u64,
 }
 
 impl Default for ClientOptions {
@@ -80,6 +108,8 @@ impl Default for ClientOptions {
             verbose: false,
             retry: RetryPolicy::data(),
             startup_retry: RetryPolicy::startup(),
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 }
@@ -207,6 +237,7 @@ struct Inner {
     startup_retry: RetryPolicy,
     budget: Budget,
     capabilities: RwLock<Capabilities>,
+    max_body: u64,
 }
 
 /// Makes the form body of one attempt.
@@ -231,6 +262,9 @@ struct Plan<'a> {
     /// Send the `Authorization` (and `Epic-Client-ID`) header. Off for bulk files on another
     /// host that the manifest says need no token.
     credentials: bool,
+    /// The caller asked for JSON: a successful answer that does not parse (cut off, or
+    /// garbage from a proxy) is retried like a broken connection, then fails.
+    expect_json: bool,
 }
 
 /// The body of one answer: read in full, or (successful streamed answers) still unread.
@@ -261,12 +295,10 @@ impl FhirClient {
         } else {
             format!("{}/", options.fhir_url)
         };
-        let base = Url::parse(&base_str).map_err(|e| {
-            FhirError::Config(format!("Invalid FHIR URL '{}': {e}", options.fhir_url))
-        })?;
+        let base = parse_fhir_url(&base_str)?;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .read_timeout(options.read_timeout)
             // reqwest drops Authorization (and cookies) when a redirect changes host or port.
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS));
         if let Some(path) = &options.ca_file {
@@ -294,6 +326,7 @@ impl FhirClient {
                 startup_retry: options.startup_retry,
                 budget,
                 capabilities: RwLock::new(Capabilities::default()),
+                max_body: options.max_body.max(1),
             }),
         })
     }
@@ -334,6 +367,18 @@ impl FhirClient {
     /// The base URL with a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.inner.base_str
+    }
+
+    /// True when `url` is on the FHIR server's origin (scheme, host and port), the only
+    /// place credentials are sent.
+    pub fn is_own_origin(&self, url: &str) -> bool {
+        self.resolve(url)
+            .is_ok_and(|u| same_origin(&u, &self.inner.base))
+    }
+
+    /// The FHIR server's origin, `scheme://host:port`, for messages.
+    pub fn origin(&self) -> String {
+        self.inner.base.origin().ascii_serialization()
     }
 
     /// The budget this client's requests draw from.
@@ -407,6 +452,28 @@ impl FhirClient {
         credentials: bool,
     ) -> Result<Plan<'a>, FhirError> {
         let url = self.resolve(request.url)?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(FhirError::Invalid {
+                url: url.to_string(),
+                message: format!(
+                    "Refused: only http and https URLs are fetched, not {}:",
+                    url.scheme()
+                ),
+            });
+        }
+        // The trust rule: whatever the server hands us (a `next` link, a `Content-Location`,
+        // an attachment URL), a request that would carry credentials goes to its origin
+        // only. A credential-free fetch elsewhere is the caller's explicit choice.
+        if credentials && !same_origin(&url, &self.inner.base) {
+            return Err(FhirError::Invalid {
+                url: url.to_string(),
+                message: format!(
+                    "Refused: this URL is not on the FHIR server's origin ({}), and the server's credentials are only sent there",
+                    self.origin()
+                ),
+            });
+        }
+        let expect_json = !stream && is_json_type(request.accept);
         let mut headers = HeaderMap::new();
         let accept = HeaderValue::from_str(request.accept).map_err(|_| FhirError::Invalid {
             url: url.to_string(),
@@ -429,6 +496,7 @@ impl FhirClient {
             timeout: request.timeout,
             stream,
             credentials,
+            expect_json,
         })
     }
 
@@ -442,9 +510,10 @@ impl FhirClient {
             policy: &self.inner.startup_retry,
             retry_all: false,
             observer: None,
-            timeout: None,
+            timeout: Some(STARTUP_TIMEOUT),
             stream: false,
             credentials: false,
+            expect_json: false,
         }
     }
 
@@ -556,10 +625,7 @@ impl FhirClient {
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         });
-        let lifetime = lifetime
-            .filter(|secs| secs.is_finite() && *secs >= 0.0)
-            .map(|secs| Duration::from_secs_f64(secs).min(MAX_TOKEN_LIFETIME));
-        Ok((header, lifetime))
+        Ok((header, token_lifetime(lifetime)))
     }
 
     /// `GET .well-known/smart-configuration` (no auth). With `--token-url` its failure is
@@ -614,11 +680,14 @@ impl FhirClient {
             Body::Read(bytes) => bytes,
             // Only streamed plans leave a body unread; read it, still inside the slot.
             Body::Live(response) => {
-                let read = response.bytes().await;
+                let read = read_capped(response, self.inner.max_body, &sent.url).await;
                 drop(permit);
-                read.map_err(|e| FhirError::Transport {
-                    url: sent.url.clone(),
-                    message: describe_transport_error(&e),
+                read.map_err(|e| match e {
+                    SendError::Transport(e) => FhirError::Transport {
+                        url: sent.url.clone(),
+                        message: describe_transport_error(&e),
+                    },
+                    SendError::Other(e) => e,
                 })?
             }
         };
@@ -640,6 +709,7 @@ impl FhirClient {
         let mut attempt: u32 = 1;
         let mut renewed = false;
         let mut resend = false;
+        let mut timeouts: u32 = 0;
         let credentials = plan.client_request && plan.credentials;
         loop {
             // The slot first, then the token: the queue for a slot can be long, and the token
@@ -663,8 +733,17 @@ impl FhirClient {
             if let (Ok(sent), Some(observer)) = (&outcome, plan.observer) {
                 observer.response(sent.status, &sent.headers);
             }
+            // A success whose JSON does not parse is a broken answer, not data.
+            let broken = match &outcome {
+                // Only a 200 promises a body; a 202 or 204 may well be empty.
+                Ok(sent) if sent.status == 200 && plan.expect_json => match &sent.body {
+                    Body::Read(bytes) => json_problem(bytes),
+                    Body::Live(_) => None,
+                },
+                _ => None,
+            };
             let outcome = match outcome {
-                Ok(sent) if sent.status < 400 => {
+                Ok(sent) if sent.status < 400 && broken.is_none() => {
                     if plan.client_request
                         && let Some(limit) = inner.budget.healthy(
                             super::budget::request_kind(plan.url.as_str()),
@@ -692,7 +771,21 @@ impl FhirClient {
             };
             drop(permit);
 
+            let mut retryable_anyway = false;
             let (error, retry_after) = match outcome {
+                Ok(sent) if sent.status < 400 => {
+                    retryable_anyway = true;
+                    (
+                        FhirError::Invalid {
+                            url: sent.url,
+                            message: format!(
+                                "The server sent invalid JSON: {}",
+                                broken.unwrap_or_default()
+                            ),
+                        },
+                        None,
+                    )
+                }
                 Ok(sent) if sent.status == 401 && credentials => {
                     match &inner.auth {
                         AuthMethod::None => {
@@ -719,21 +812,37 @@ impl FhirClient {
                     }
                 }
                 Ok(sent) => (http_error_of(&sent), parse_retry_after(&sent.headers)),
-                Err(SendError::Transport(e)) => (
-                    FhirError::Transport {
+                Err(SendError::Transport(e)) => {
+                    let error = FhirError::Transport {
                         url: plan.url.to_string(),
                         message: describe_transport_error(&e),
-                    },
-                    None,
-                ),
-                Err(SendError::Other(e)) => return Err(e),
+                    };
+                    if is_permanent_transport_error(&e) {
+                        if let Some(observer) = plan.observer {
+                            observer.failed(&error);
+                        }
+                        return Err(error);
+                    }
+                    if e.is_timeout() {
+                        timeouts += 1;
+                    }
+                    (error, None)
+                }
+                Err(SendError::Other(e)) => {
+                    if let Some(observer) = plan.observer {
+                        observer.failed(&e);
+                    }
+                    return Err(e);
+                }
             };
 
             if let Some(observer) = plan.observer {
                 observer.failed(&error);
             }
-            let retryable = error.is_temporary() || (plan.retry_all && error.status().is_some());
-            if !retryable || attempt >= max_attempts {
+            let retryable = error.is_temporary()
+                || retryable_anyway
+                || (plan.retry_all && error.status().is_some());
+            if !retryable || attempt >= max_attempts || timeouts >= MAX_TIMEOUT_ATTEMPTS {
                 return Err(error);
             }
             let wait = plan.policy.wait_after(attempt, retry_after);
@@ -789,8 +898,12 @@ impl FhirClient {
             .http
             .request(plan.method.clone(), plan.url.clone())
             .headers(headers);
-        if let Some(timeout) = plan.timeout {
-            builder = builder.timeout(timeout);
+        match plan.timeout {
+            Some(timeout) => builder = builder.timeout(timeout),
+            // A streamed body has no total limit (a large bulk file may take hours); the
+            // client's read timeout still ends one that stops moving.
+            None if !plan.stream => builder = builder.timeout(REQUEST_TIMEOUT),
+            None => {}
         }
         if let Some(form) = plan.form {
             builder = builder.form(&form().map_err(SendError::Other)?);
@@ -801,8 +914,10 @@ impl FhirClient {
         let headers = response.headers().clone();
         let body = if plan.stream && status < 400 {
             Body::Live(response)
+        } else if status < 400 {
+            Body::Read(read_capped(response, self.inner.max_body, &url).await?)
         } else {
-            Body::Read(response.bytes().await.map_err(SendError::Transport)?)
+            Body::Read(read_error_body(response).await?)
         };
         Ok(Sent {
             url,
@@ -811,6 +926,115 @@ impl FhirClient {
             body,
         })
     }
+}
+
+/// Reads a successful answer's body whole, refusing it once it passes `limit` bytes
+/// (counted after gzip, so a small compressed bomb is caught as it expands). The buffer
+/// grows with what arrived, never by what a `Content-Length` claims.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: u64,
+    url: &str,
+) -> Result<bytes::Bytes, SendError> {
+    let too_large = || {
+        SendError::Other(FhirError::Invalid {
+            url: url.to_string(),
+            message: format!(
+                "Refused: the answer is larger than {} MiB (raise the limit with --max-body-size)",
+                limit.div_ceil(1024 * 1024)
+            ),
+        })
+    };
+    // A declared length is only a hint here: gzip can make the body larger.
+    if response.content_length().is_some_and(|n| n > limit) && !is_compressed(&response) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(SendError::Transport)? {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn is_compressed(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+}
+
+/// An error answer is read only for its message: the first `MAX_ERROR_BODY` bytes are
+/// kept and the rest is not waited for.
+async fn read_error_body(mut response: reqwest::Response) -> Result<bytes::Bytes, SendError> {
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(SendError::Transport)? {
+        let room = (MAX_ERROR_BODY as usize).saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() as u64 >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    Ok(body.freeze())
+}
+
+/// Why `bytes` is not one JSON value, or `None` when it is.
+fn json_problem(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .err()
+        .map(|e| e.to_string())
+}
+
+fn is_json_type(accept: &str) -> bool {
+    let media = accept.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case("application/fhir+json")
+        || media.eq_ignore_ascii_case("application/json")
+}
+
+/// A token's `expires_in` as a lifetime we can plan with: negative, NaN and absurd values
+/// (`1e300`) must not reach `Duration`, which panics on them.
+fn token_lifetime(seconds: Option<f64>) -> Option<Duration> {
+    let seconds = seconds.filter(|s| s.is_finite() && *s >= 0.0)?;
+    Some(Duration::from_secs_f64(
+        seconds.min(MAX_TOKEN_LIFETIME.as_secs_f64()),
+    ))
+}
+
+/// Same scheme, host and port (a missing port is the scheme's default).
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// `--fhir-url`: an http(s) URL without a user name or password in it (those would end up
+/// in `.metadata`, `log.ndjson` and messages). The URL is not echoed, since it may hold one.
+fn parse_fhir_url(url: &str) -> Result<Url, FhirError> {
+    let parsed =
+        Url::parse(url).map_err(|e| FhirError::Config(format!("Invalid FHIR URL '{url}': {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(FhirError::Config(
+            "--fhir-url must not hold a user name or password (user:password@host); pass them with --basic-user and --basic-passwd instead.".to_string(),
+        ));
+    }
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(FhirError::Config(format!(
+            "Invalid FHIR URL '{url}': it must start with https:// (or http://)"
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Failures that the same request cannot heal by being sent again: a certificate we do not
+/// trust, a URL reqwest cannot send.
+fn is_permanent_transport_error(error: &reqwest::Error) -> bool {
+    if error.is_builder() {
+        return true;
+    }
+    let root = root_cause(error).to_ascii_lowercase();
+    error.is_connect() && (root.contains("certificate") || root.contains("invalid dns name"))
 }
 
 /// The error of a failed answer (its body is always read).
@@ -822,7 +1046,7 @@ fn http_error_of(sent: &Sent) -> FhirError {
     FhirError::Http {
         url: sent.url.clone(),
         status: sent.status,
-        detail: error_detail(sent.status, &body),
+        detail: crate::text::printable(&error_detail(sent.status, &body)).into_owned(),
         body,
     }
 }
@@ -847,7 +1071,7 @@ fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Fhi
 /// A plain account of why no answer came: the kind of failure and its root cause, without
 /// reqwest's "error sending request for url (…)" wrapper (the URL is already in the message).
 fn describe_transport_error(error: &reqwest::Error) -> String {
-    let root = root_cause(error);
+    let root = crate::text::printable(&root_cause(error)).into_owned();
     if error.is_timeout() {
         format!("Timed out waiting for the server: {root}")
     } else if error.is_connect() && root.contains("certificate") {

@@ -6,7 +6,6 @@ use crate::ndjson;
 use crate::resources::R4_RESOURCE_TYPES;
 use std::collections::HashSet;
 use std::fs;
-use std::io::BufRead;
 use std::path::{Component, Path, PathBuf};
 
 /// Multi-line JSON endings we accept, compared lower-cased.
@@ -106,10 +105,21 @@ fn sniff_type(path: &Path) -> Sniffed {
         return Sniffed::Typed(t.to_string());
     }
     let mut line = Vec::new();
-    let read = ndjson::open_decompressed(path).and_then(|mut r| r.read_until(b'\n', &mut line));
-    if let Err(e) = read {
-        println!("Could not read from '{}': {e}", path.display());
-        return Sniffed::Ignored;
+    let read = ndjson::open_decompressed(path)
+        .and_then(|mut r| ndjson::read_line_capped(&mut r, &mut line, ndjson::MAX_LINE));
+    match read {
+        Err(e) => {
+            println!("Could not read from '{}': {e}", path.display());
+            return Sniffed::Ignored;
+        }
+        Ok(ndjson::Line::TooLong) => {
+            println!(
+                "Could not read from '{}': its first line is too long",
+                path.display()
+            );
+            return Sniffed::Ignored;
+        }
+        Ok(_) => {}
     }
     while line.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
         line.pop();

@@ -5,7 +5,7 @@
 use crate::ndjson;
 use futures_util::Stream;
 use serde_json::Value;
-use std::io::{self, BufRead};
+use std::io;
 use std::path::PathBuf;
 use std::task::Poll;
 use tokio::sync::mpsc;
@@ -86,11 +86,25 @@ pub fn raw_lines(
                 return;
             }
         };
+        let mut line_no = 0u64;
         loop {
             let mut line = Vec::new();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {
+            line_no += 1;
+            match ndjson::read_line_capped(&mut reader, &mut line, ndjson::MAX_LINE) {
+                Ok(ndjson::Line::End) => break,
+                // A rewrite must carry every line over whole; one it cannot hold stops it.
+                Ok(ndjson::Line::TooLong) => {
+                    batch.push(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "line {line_no} of '{}' is longer than {} MiB",
+                            path.display(),
+                            ndjson::MAX_LINE / (1024 * 1024)
+                        ),
+                    )));
+                    break;
+                }
+                Ok(ndjson::Line::Read) => {
                     trim_line_end(&mut line);
                     if !batch.push(Ok(line)) {
                         return;
