@@ -222,7 +222,15 @@ fn internal_ca_is_trusted_only_with_ca_file() {
 
     // Unknown CA: refused, one line, nothing written.
     let refused_out = dir.join("refused");
+    let started = std::time::Instant::now();
     let refused = run(&["single", "Patient/pat-000001", "--fhir-url", &url]);
+    // A certificate we do not trust will not be trusted a second later: no retries
+    // (which would take 3 s).
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(!refused.status.success());
     let stderr = text(&refused.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");

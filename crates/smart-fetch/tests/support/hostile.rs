@@ -44,6 +44,9 @@ pub enum Answer {
     Endless(Vec<(String, String)>, Vec<u8>),
     /// Accept the request and never answer (the connection stays open for `Duration`).
     Silent(Duration),
+    /// A 200 of `total` bytes declared in `Content-Length`: `prefix`, then `fill` repeated,
+    /// generated as it is sent (a 2 GiB answer costs the test no memory).
+    Sized(Vec<(String, String)>, Vec<u8>, u8, u64),
     /// Headers of a 200 at once, then one byte and silence for `Duration`.
     Stall(Vec<(String, String)>, Duration),
 }
@@ -180,6 +183,23 @@ fn serve(stream: TcpStream, handler: &Handler, base: &str, log: &Mutex<Vec<Seen>
                     framed.extend_from_slice(&chunk);
                     framed.extend_from_slice(b"\r\n");
                     while writer.write_all(&framed).is_ok() {}
+                }
+                false
+            }
+            Answer::Sized(headers, prefix, fill, total) => {
+                let mut head = format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n");
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let block = vec![fill; 64 * 1024];
+                let mut left = total.saturating_sub(prefix.len() as u64);
+                let mut ok =
+                    writer.write_all(head.as_bytes()).is_ok() && writer.write_all(&prefix).is_ok();
+                while ok && left > 0 {
+                    let n = left.min(block.len() as u64) as usize;
+                    ok = writer.write_all(&block[..n]).is_ok();
+                    left -= n as u64;
                 }
                 false
             }
