@@ -191,6 +191,8 @@ fn gzip_bomb() -> Vec<u8> {
     encoder.finish().expect("gzip")
 }
 
+type MakeAnswer = Box<dyn Fn() -> Answer + Send + Sync>;
+
 #[test]
 fn huge_line_gzip_bomb_and_endless_page_are_refused_in_bounded_memory() {
     let bomb = std::sync::Arc::new(gzip_bomb());
@@ -199,7 +201,7 @@ fn huge_line_gzip_bomb_and_endless_page_are_refused_in_bounded_memory() {
         "a small download: {}",
         bomb.len()
     );
-    let cases: Vec<(&str, Box<dyn Fn() -> Answer + Send + Sync>)> = vec![
+    let cases: Vec<(&str, MakeAnswer)> = vec![
         (
             "huge line",
             Box::new(|| {
