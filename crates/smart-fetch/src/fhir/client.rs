@@ -608,24 +608,10 @@ impl FhirClient {
         let unusable = |what: &str| {
             FhirError::Auth(format!(
                 "Could not authenticate: the token endpoint \"{}\" {what}",
-                endpoint.url
+                crate::text::printable(&endpoint.url)
             ))
         };
-        let body: Value = serde_json::from_slice(&response.body)
-            .map_err(|_| unusable("did not answer with JSON"))?;
-        let token = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| unusable("gave no access_token"))?;
-        let header = auth::sensitive_header(&format!("Bearer {token}"), "access token")
-            .map_err(|_| unusable("gave an access token that cannot be sent in a header"))?;
-        let lifetime = body.get("expires_in").and_then(|v| match v {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        });
-        Ok((header, token_lifetime(lifetime)))
+        parse_token_answer(&response.body).map_err(unusable)
     }
 
     /// `GET .well-known/smart-configuration` (no auth). With `--token-url` its failure is
@@ -991,6 +977,25 @@ fn is_json_type(accept: &str) -> bool {
     let media = accept.split(';').next().unwrap_or("").trim();
     media.eq_ignore_ascii_case("application/fhir+json")
         || media.eq_ignore_ascii_case("application/json")
+}
+
+/// A token endpoint's answer: the `Authorization` value to send and the token's lifetime,
+/// or what is wrong with it (the end of a sentence about the endpoint).
+fn parse_token_answer(body: &[u8]) -> Result<(HeaderValue, Option<Duration>), &'static str> {
+    let body: Value = serde_json::from_slice(body).map_err(|_| "did not answer with JSON")?;
+    let token = body
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or("gave no access_token")?;
+    let header = auth::sensitive_header(&format!("Bearer {token}"), "access token")
+        .map_err(|_| "gave an access token that cannot be sent in a header")?;
+    let lifetime = body.get("expires_in").and_then(|v| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    });
+    Ok((header, token_lifetime(lifetime)))
 }
 
 /// A token's `expires_in` as a lifetime we can plan with: negative, NaN and absurd values

@@ -625,3 +625,66 @@ async fn streamed_answers_keep_their_slot_and_may_go_without_credentials() {
         )
     );
 }
+
+mod properties {
+    //! Whatever a server sends, the parsers of its answers return a value or an error:
+    //! never a panic, never a wait or lifetime out of range.
+    use super::super::*;
+    use proptest::prelude::*;
+
+    /// JSON-ish text: random bytes, or a token answer with arbitrary values spliced in.
+    fn token_bodies() -> impl Strategy<Value = Vec<u8>> {
+        let number = prop_oneof![
+            any::<f64>().prop_map(|f| f.to_string()),
+            "[0-9]{1,400}",
+            "-?[0-9]{1,30}(\\.[0-9]{1,30})?([eE][+-]?[0-9]{1,5})?",
+            Just("1e300".to_string()),
+            Just("\"1e300\"".to_string()),
+            Just("null".to_string()),
+        ];
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            (".{0,40}", number).prop_map(|(token, n)| {
+                format!(
+                    r#"{{"access_token":{},"expires_in":{n}}}"#,
+                    serde_json::json!(token)
+                )
+                .into_bytes()
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn token_answers_never_panic(body in token_bodies()) {
+            if let Ok((_, Some(lifetime))) = parse_token_answer(&body) {
+                prop_assert!(lifetime <= MAX_TOKEN_LIFETIME);
+            }
+        }
+
+        #[test]
+        fn retry_after_never_panics_and_stays_capped(value in "\\PC{0,40}|[0-9]{15,40}|-?[0-9]{1,20}(\\.[0-9]+)?(e[0-9]{1,4})?") {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(reqwest::header::RETRY_AFTER, v);
+            }
+            let asked = parse_retry_after(&headers);
+            let policy = RetryPolicy::data();
+            prop_assert!(policy.wait_after(1, asked) <= policy.retry_after_cap);
+        }
+
+        #[test]
+        fn error_details_never_panic_and_are_printable(status in 0u16..1000, body in "\\PC{0,60}|.{0,60}") {
+            let detail = crate::text::printable(&error_detail(status, &body)).into_owned();
+            let clean = !detail.contains('\u{1b}');
+            prop_assert!(clean, "escape left in {:?}", detail);
+        }
+
+        #[test]
+        fn json_check_never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = json_problem(&body);
+        }
+    }
+}
