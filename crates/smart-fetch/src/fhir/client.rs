@@ -238,6 +238,8 @@ struct Inner {
     budget: Budget,
     capabilities: RwLock<Capabilities>,
     max_body: u64,
+    /// The types this run will read (`set_scope_types`); `None` = every type we know.
+    scope_types: RwLock<Option<Vec<ResourceType>>>,
 }
 
 /// Makes the form body of one attempt.
@@ -327,6 +329,7 @@ impl FhirClient {
                 budget,
                 capabilities: RwLock::new(Capabilities::default()),
                 max_body: options.max_body.max(1),
+                scope_types: RwLock::new(None),
             }),
         })
     }
@@ -379,6 +382,44 @@ impl FhirClient {
     /// The FHIR server's origin, `scheme://host:port`, for messages.
     pub fn origin(&self) -> String {
         self.inner.base.origin().ascii_serialization()
+    }
+
+    /// Name the types this run will read (searched and hydrated), before the first token is
+    /// requested: the token asks for exactly those scopes, since some servers refuse a
+    /// token whose scopes name a type they do not hold.
+    pub fn set_scope_types(&self, types: &[ResourceType]) {
+        *self
+            .inner
+            .scope_types
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(types.to_vec());
+    }
+
+    /// `system/<T>.<suffix>` for each type this run reads that the server's
+    /// CapabilityStatement lists (all of them when it lists none).
+    fn scope(&self, suffix: &str) -> String {
+        let chosen = self
+            .inner
+            .scope_types
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| ResourceType::SCOPE_TYPES.to_vec());
+        let listed = self.capabilities().supported_types();
+        let mut types: Vec<ResourceType> = Vec::new();
+        for t in chosen {
+            let on_server = listed
+                .as_ref()
+                .is_none_or(|l| l.is_empty() || l.iter().any(|n| n == t.as_str()));
+            if on_server && !types.contains(&t) {
+                types.push(t);
+            }
+        }
+        types
+            .iter()
+            .map(|t| format!("system/{}.{suffix}", t.as_str()))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The budget this client's requests draw from.
@@ -576,11 +617,7 @@ impl FhirClient {
                 endpoint.url
             ))
         })?;
-        let scope = ResourceType::SCOPE_TYPES
-            .iter()
-            .map(|t| format!("system/{}.{}", t.as_str(), endpoint.scope_suffix))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let scope = self.scope(&endpoint.scope_suffix);
         let jku = self.inner.jku.as_deref();
         let audience = endpoint.url.clone();
         let form = move || -> Result<Vec<(&'static str, String)>, FhirError> {
