@@ -49,6 +49,9 @@ pub struct Config {
     pub type_latency: Vec<(String, Duration)>,
     /// Fraction (0.0..=1.0) of search, read and token requests that get a fault.
     pub fault_rate: f64,
+    /// Answer `GET Binary/id` with the FHIR `Binary` resource (JSON, base64 `data`) whatever
+    /// the `Accept` header asks for, as some servers do.
+    pub binary_as_resource: bool,
     /// Search page size when the request has no `_count`.
     pub page_size: usize,
     /// TCP port on 127.0.0.1; 0 picks a free one.
@@ -70,6 +73,7 @@ impl Default for Config {
             latency: Duration::ZERO,
             type_latency: Vec::new(),
             fault_rate: 0.0,
+            binary_as_resource: false,
             page_size: 10,
             port: 0,
             bulk: crate::bulk::BulkConfig::default(),

@@ -87,6 +87,9 @@ struct ServeArgs {
     /// Fraction (0.0..=1.0) of search/read/token requests that get a fault.
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
+    /// Answer Binary reads with the FHIR Binary resource (JSON) whatever Accept asks for.
+    #[arg(long)]
+    binary_as_resource: bool,
     /// Search page size when a search has no _count.
     #[arg(long, default_value_t = 10)]
     page_size: usize,
@@ -260,6 +263,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
             .map(|(t, ms)| (t.clone(), Duration::from_millis(*ms)))
             .collect(),
         fault_rate: args.fault_rate,
+        binary_as_resource: args.binary_as_resource,
         page_size: args.page_size,
         port: args.port,
         bulk: fake_ehr::BulkConfig {

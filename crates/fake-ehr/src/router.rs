@@ -344,7 +344,7 @@ fn handle_read(state: &AppState, ty: &str, id: &str, headers: &HeaderMap) -> Res
     let Some(resource) = state.store.read(ty, id) else {
         return outcome::not_found(&format!("{ty}/{id} is not known"));
     };
-    if ty == "Binary" && wants_raw(headers) {
+    if ty == "Binary" && wants_raw(headers) && !state.config.binary_as_resource {
         return raw_binary(&resource);
     }
     outcome::fhir(StatusCode::OK, &resource)

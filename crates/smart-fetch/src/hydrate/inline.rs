@@ -281,12 +281,82 @@ async fn inline_attachment(
     };
     let content_type = response.header("content-type");
     let got = content_type.map_or_else(|| "text/plain".to_string(), mime::media_type);
+    // Some servers answer a Binary read with the FHIR resource whatever we ask for: the
+    // note is its decoded `data`, never the JSON envelope.
+    if got != mimetype && is_fhir_json(&got) {
+        match binary_resource(&response.body) {
+            BinaryContent::NotBinary => {}
+            BinaryContent::Empty => {
+                h.report(&format!(
+                    "Error: the Binary resource at '{}' holds no data.",
+                    crate::text::printable(&url)
+                ));
+                return Ok(Status::RetryError);
+            }
+            BinaryContent::Decoded {
+                content_type,
+                bytes,
+            } => {
+                let got = content_type
+                    .as_deref()
+                    .map_or_else(|| "text/plain".to_string(), mime::media_type);
+                if got != mimetype {
+                    h.report(&format!(
+                        "Error: expected MIME type of '{mimetype}', but got '{got}'."
+                    ));
+                    return Ok(Status::FatalError);
+                }
+                apply(attachment, &mimetype, content_type.as_deref(), &bytes);
+                return Ok(Status::NewlyDone);
+            }
+        }
+    }
     if got != mimetype {
         h.report(&mime_mismatch_text(&mimetype, &got, &response));
         return Ok(Status::FatalError);
     }
     apply(attachment, &mimetype, content_type, &response.body);
     Ok(Status::NewlyDone)
+}
+
+fn is_fhir_json(media_type: &str) -> bool {
+    matches!(media_type, "application/fhir+json" | "application/json")
+}
+
+/// A JSON answer to a Binary read, as far as inlining cares.
+#[derive(Debug, PartialEq)]
+enum BinaryContent {
+    /// Not a FHIR Binary resource (e.g. an OperationOutcome).
+    NotBinary,
+    /// A Binary without usable `data` (absent, or not base64).
+    Empty,
+    Decoded {
+        content_type: Option<String>,
+        bytes: Vec<u8>,
+    },
+}
+
+fn binary_resource(body: &[u8]) -> BinaryContent {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return BinaryContent::NotBinary;
+    };
+    if value.get("resourceType").and_then(Value::as_str) != Some("Binary") {
+        return BinaryContent::NotBinary;
+    }
+    let data = value.get("data").and_then(Value::as_str);
+    let Some(bytes) = data.and_then(|d| {
+        let compact: String = d.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        STANDARD.decode(compact).ok()
+    }) else {
+        return BinaryContent::Empty;
+    };
+    BinaryContent::Decoded {
+        content_type: value
+            .get("contentType")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        bytes,
+    }
 }
 
 fn mime_mismatch_text(want: &str, got: &str, response: &FhirResponse) -> String {
@@ -350,6 +420,33 @@ mod tests {
         assert_eq!(attachment["hash"], "2jmj7l5rSw0yVb/vlWAYkK/YBwk=");
         let keys: Vec<&str> = attachment.keys().map(String::as_str).collect();
         assert_eq!(keys, ["contentType", "url", "data", "size", "hash"]);
+    }
+
+    #[test]
+    fn binary_resources_are_decoded() {
+        let decoded = binary_resource(
+            br#"{"resourceType":"Binary","contentType":"text/plain; charset=utf-8","data":"aGVs\nbG8="}"#,
+        );
+        assert_eq!(
+            decoded,
+            BinaryContent::Decoded {
+                content_type: Some("text/plain; charset=utf-8".into()),
+                bytes: b"hello".to_vec()
+            }
+        );
+        assert_eq!(
+            binary_resource(br#"{"resourceType":"Binary","contentType":"text/plain"}"#),
+            BinaryContent::Empty
+        );
+        assert_eq!(
+            binary_resource(br#"{"resourceType":"Binary","data":"!!"}"#),
+            BinaryContent::Empty
+        );
+        assert_eq!(
+            binary_resource(br#"{"resourceType":"OperationOutcome"}"#),
+            BinaryContent::NotBinary
+        );
+        assert_eq!(binary_resource(b"hello"), BinaryContent::NotBinary);
     }
 
     #[test]
