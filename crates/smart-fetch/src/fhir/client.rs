@@ -617,7 +617,7 @@ impl FhirClient {
                 endpoint.url
             ))
         })?;
-        let scope = self.scope(&endpoint.scope_suffix);
+        let scope = self.scope(endpoint.scope_suffix);
         let jku = self.inner.jku.as_deref();
         let audience = endpoint.url.clone();
         let form = move || -> Result<Vec<(&'static str, String)>, FhirError> {

@@ -25,7 +25,7 @@ use crate::resources::ResourceType;
 use known::Known;
 use serde_json::Value;
 use stats::Status;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -114,29 +114,60 @@ impl Hydrator {
     }
 
     /// `export`: passes over the selected types, then over the types the previous pass
-    /// produced, until no new type appears (§14.6). A rule line before the first task and
-    /// after each.
+    /// produced (§14.6), and on until no task finds anything new: a task runs again when
+    /// an earlier task wrote new resources of its input type (a Practitioner first found
+    /// through a PractitionerRole still gets its own roles searched). The "already have or
+    /// asked for" memory keeps each reference to one request however often a task runs.
+    /// A rule line before the first task and after each.
     pub async fn run_export(
         &self,
         tasks: &[&Task],
         types: &[ResourceType],
     ) -> Result<(), HydrateError> {
+        // A version per type, bumped whenever a task writes new resources of it (or first
+        // makes it available); a task is due when its input type's version passed the one
+        // it saw when it last started. Rounds keep the passes of §14.6: what a round makes
+        // due waits for the next round.
+        let mut version: HashMap<ResourceType, u32> = types.iter().map(|t| (*t, 1)).collect();
+        let mut seen: HashMap<&str, u32> = HashMap::new();
         let mut first = true;
-        for pass in plan_passes(tasks, types) {
-            for task in pass {
+        for _ in 0..MAX_ROUNDS {
+            let due: Vec<&Task> = tasks
+                .iter()
+                .copied()
+                .filter(|t| {
+                    let v = version.get(&t.input).copied().unwrap_or(0);
+                    v > 0 && seen.get(t.name).copied().unwrap_or(0) < v
+                })
+                .collect();
+            if due.is_empty() {
+                break;
+            }
+            for task in due {
+                let input_version = version.get(&task.input).copied().unwrap_or(0);
+                let first_run = seen.insert(task.name, input_version).is_none();
                 if first {
                     console::rule();
                     first = false;
                 }
-                self.run_task(task).await?;
+                let stats = self.run_task(task).await?;
                 console::rule();
+                // A rewrite (note inlining) changes resources in place: nothing new to follow.
+                if matches!(task.action, Action::Inline) {
+                    continue;
+                }
+                let found_new = stats.is_some_and(|s| s.count(Status::NewlyDone).1 > 0);
+                let output = version.entry(task.output).or_insert(0);
+                if found_new || (first_run && *output == 0) {
+                    *output += 1;
+                }
             }
         }
         Ok(())
     }
 
     /// One task: its header line, then the skip message or its statistics table.
-    pub async fn run_task(&self, task: &Task) -> Result<(), HydrateError> {
+    pub async fn run_task(&self, task: &Task) -> Result<Option<stats::Stats>, HydrateError> {
         let stats = match task.action {
             Action::Reference { paths, .. } => {
                 self.header(task);
@@ -148,7 +179,7 @@ impl Hydrator {
             }
             Action::Inline => inline::run(self, task).await?,
         };
-        if let Some(stats) = stats {
+        if let Some(stats) = &stats {
             let (items, adjective) = match task.action {
                 Action::Inline => ("Attachments".to_string(), "inlined"),
                 _ => (format!("{}s", task.output), "downloaded"),
@@ -158,7 +189,7 @@ impl Hydrator {
                 stats.table(&format!("{}s", task.input), &items, adjective)
             );
         }
-        Ok(())
+        Ok(stats)
     }
 
     fn header(&self, task: &Task) {
@@ -199,6 +230,10 @@ impl Hydrator {
 
 /// Tasks of each `export` pass (§14.6). Which tasks run never depends on what earlier tasks
 /// found: a task's output type joins the next pass whether or not it wrote anything.
+/// Rounds of `run_export` at most: each round follows references one step further, and no
+/// FHIR reference chain we hydrate is anywhere near this deep.
+const MAX_ROUNDS: usize = 32;
+
 pub fn plan_passes<'a>(tasks: &[&'a Task], types: &[ResourceType]) -> Vec<Vec<&'a Task>> {
     let mut done: BTreeSet<ResourceType> = BTreeSet::new();
     let mut current: BTreeSet<ResourceType> = types.iter().copied().collect();

@@ -40,7 +40,6 @@ pub async fn run(h: &Hydrator, task: &Task) -> Result<Option<Stats>, HydrateErro
     let per_practitioner = searched.per_practitioner;
     let state = Mutex::new(RunState {
         roles: searched.roles,
-        practitioners: HashSet::new(),
     });
     let base = task.output_base().unwrap_or_default();
     let mut out = Appender::new(h.output_path(&base));
@@ -75,8 +74,6 @@ pub async fn run(h: &Hydrator, task: &Task) -> Result<Option<Stats>, HydrateErro
 
 struct RunState {
     roles: HashSet<String>,
-    /// Practitioners searched by this run (the same one may sit in several files).
-    practitioners: HashSet<String>,
 }
 
 fn lock(state: &Mutex<RunState>) -> std::sync::MutexGuard<'_, RunState> {
@@ -118,7 +115,9 @@ async fn search_one(
     if let Some(&n) = per_practitioner.get(id).filter(|n| **n > 0) {
         return Ok((0..n).map(|_| Outcome::of(Status::AlreadyDone)).collect());
     }
-    if !lock(state).practitioners.insert(id.to_string()) {
+    // Run-wide, not per task: the task runs again when later tasks find new
+    // practitioners, and must not search the earlier ones a second time.
+    if !h.known.claim(&format!("{ROLE}?practitioner={id}")) {
         return Ok(Vec::new());
     }
     let mut outcomes = Vec::new();

@@ -12,7 +12,7 @@ use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::support::{expected_resources, read_lines};
+use crate::support::{expected_resources_of, read_lines};
 
 /// Spec §15.2, in registry order: group, task, input, output, slug, reference paths.
 const REGISTRY: &str = "\
@@ -280,8 +280,18 @@ pub struct Sim {
 impl Sim {
     /// A workdir holding what a crawl of patients `0..n` wrote (`<Type>.ndjson.gz`).
     pub fn exported(seed: u64, n: usize, types: &[&str], epic: bool) -> Self {
+        let all: Vec<usize> = (0..n).collect();
+        Self::exported_of(seed, &all, types, epic)
+    }
+
+    /// A workdir holding what a (generic) crawl of the one patient `i` wrote.
+    pub fn exported_one(seed: u64, _n: usize, i: usize, types: &[&str]) -> Self {
+        Self::exported_of(seed, &[i], types, false)
+    }
+
+    fn exported_of(seed: u64, indices: &[usize], types: &[&str], epic: bool) -> Self {
         let mut files = BTreeMap::new();
-        for (t, lines) in expected_resources(seed, n, types, epic) {
+        for (t, lines) in expected_resources_of(seed, indices, types, epic) {
             let values: Vec<Value> = lines
                 .values()
                 .map(|l| serde_json::from_str(l).expect("json"))
@@ -414,7 +424,7 @@ impl Sim {
         let roles = fake_ehr::data::shared_pool(self.seed, "PractitionerRole");
         for p in practitioners {
             let id = p["id"].as_str().unwrap_or_default().to_string();
-            if searched_for.contains(&id) {
+            if searched_for.contains(&id) || self.searched.contains(&id) {
                 continue;
             }
             self.searched.push(id.clone());
@@ -452,6 +462,48 @@ impl Sim {
             }
             this_pass = next;
         }
+    }
+
+    /// The full reference closure of `export`'s hydration, whatever the task order: every
+    /// task over the selected types and everything hydrated from them, swept again and again
+    /// until a sweep adds nothing (the Python tool's passes stop earlier: §14.6).
+    pub fn export_closure(&mut self, selected: &[&str]) {
+        let tasks = registry();
+        let mut reachable: BTreeSet<String> = selected.iter().map(|s| s.to_string()).collect();
+        loop {
+            let before: usize = self.files.values().map(Vec::len).sum();
+            for task in &tasks {
+                if reachable.contains(&task.input) && !task.is_inline() {
+                    self.run(task);
+                    reachable.insert(task.output.clone());
+                }
+            }
+            let after: usize = self.files.values().map(Vec::len).sum();
+            if after == before {
+                break;
+            }
+        }
+        for task in &tasks {
+            if task.is_inline() && reachable.contains(&task.input) {
+                self.run(task);
+            }
+        }
+    }
+
+    /// Resource type → its resources as sorted lines, whatever file holds them.
+    pub fn lines_by_type(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in self.files.values().flatten() {
+            let t = r["resourceType"].as_str().unwrap_or_default().to_string();
+            out.entry(t)
+                .or_default()
+                .push(smart_fetch::json::to_ndjson_line(r));
+        }
+        for lines in out.values_mut() {
+            lines.sort();
+            lines.dedup();
+        }
+        out
     }
 
     /// `hydrate`: every task of the selected groups once, in registry order (spec §15.9).
