@@ -52,6 +52,10 @@ pub struct Config {
     /// Answer `GET Binary/id` with the FHIR `Binary` resource (JSON, base64 `data`) whatever
     /// the `Accept` header asks for, as some servers do.
     pub binary_as_resource: bool,
+    /// Resource types this server does not hold: left out of its CapabilityStatement, and
+    /// a token request whose scope names one is refused (as the SMART reference server
+    /// does: `Resources of type "X" do not exist on this server`).
+    pub absent_types: Vec<String>,
     /// Search page size when the request has no `_count`.
     pub page_size: usize,
     /// TCP port on 127.0.0.1; 0 picks a free one.
@@ -74,6 +78,7 @@ impl Default for Config {
             type_latency: Vec::new(),
             fault_rate: 0.0,
             binary_as_resource: false,
+            absent_types: Vec::new(),
             page_size: 10,
             port: 0,
             bulk: crate::bulk::BulkConfig::default(),

@@ -90,6 +90,10 @@ struct ServeArgs {
     /// Answer Binary reads with the FHIR Binary resource (JSON) whatever Accept asks for.
     #[arg(long)]
     binary_as_resource: bool,
+    /// A resource type this server does not hold (repeatable): left out of the
+    /// CapabilityStatement, and token requests whose scope names it are refused.
+    #[arg(long)]
+    absent_type: Vec<String>,
     /// Search page size when a search has no _count.
     #[arg(long, default_value_t = 10)]
     page_size: usize,
@@ -264,6 +268,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
             .collect(),
         fault_rate: args.fault_rate,
         binary_as_resource: args.binary_as_resource,
+        absent_types: args.absent_type,
         page_size: args.page_size,
         port: args.port,
         bulk: fake_ehr::BulkConfig {

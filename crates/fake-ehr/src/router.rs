@@ -157,11 +157,22 @@ async fn answer(state: &Arc<AppState>, route: Route<'_>, request: Request, path:
             if let Some(r) = expect(Method::GET) {
                 return r;
             }
-            let statement = capability::capability_statement(
+            let mut statement = capability::capability_statement(
                 state.config.flavor,
                 &state.base_url,
                 &state.token_url,
             );
+            let absent = &state.config.absent_types;
+            if let Some(resources) = statement
+                .pointer_mut("/rest/0/resource")
+                .and_then(serde_json::Value::as_array_mut)
+            {
+                resources.retain(|r| {
+                    !absent
+                        .iter()
+                        .any(|t| r["type"].as_str() == Some(t.as_str()))
+                });
+            }
             outcome::fhir(StatusCode::OK, &statement)
         }
         Route::SmartConfig => {
@@ -188,7 +199,13 @@ async fn answer(state: &Arc<AppState>, route: Route<'_>, request: Request, path:
                     return outcome::bad_request("token request body unreadable or too large");
                 }
             };
-            token::handle(&state.auth, counters, &state.token_url, &body)
+            token::handle(
+                &state.auth,
+                counters,
+                &state.token_url,
+                &body,
+                &state.config.absent_types,
+            )
         }
         Route::Search(ty) => {
             let path_and_query = request

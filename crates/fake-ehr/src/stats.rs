@@ -38,6 +38,9 @@ pub struct Stats {
     pub max_in_flight: u64,
     /// Every access token the token endpoint issued, in order (the first 10,000).
     pub issued_tokens: Vec<String>,
+    /// The `scope` of the last token request.
+    #[serde(default)]
+    pub last_scope: Option<String>,
     /// Read requests per path after the base URL, e.g. `Practitioner/prac-07` or
     /// `Binary/bin-000003-doc-01-txt`, whatever the answer (404s included).
     #[serde(default)]
@@ -63,6 +66,7 @@ pub struct Counters {
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     issued_tokens: Mutex<Vec<String>>,
+    last_scope: Mutex<Option<String>>,
     reads_by_path: Mutex<BTreeMap<String, u64>>,
     pub bulk: crate::bulk::BulkCounters,
 }
@@ -124,6 +128,10 @@ impl Counters {
         }
     }
 
+    pub fn record_scope(&self, scope: &str) {
+        *self.last_scope.lock().unwrap_or_else(|e| e.into_inner()) = Some(scope.to_string());
+    }
+
     pub fn record_jku(&self, jku: Option<String>) {
         *self
             .last_assertion_jku
@@ -179,6 +187,11 @@ impl Counters {
                 .clone(),
             reads_by_path: self
                 .reads_by_path
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            last_scope: self
+                .last_scope
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),

@@ -21,7 +21,13 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 }
 
 /// Handles one token request whose form body is `body`.
-pub fn handle(auth: &Auth, counters: &Counters, token_url: &str, body: &[u8]) -> Response {
+pub fn handle(
+    auth: &Auth,
+    counters: &Counters,
+    token_url: &str,
+    body: &[u8],
+    absent_types: &[String],
+) -> Response {
     let AuthMode::Smart {
         client_id,
         public_jwks,
@@ -80,6 +86,22 @@ pub fn handle(auth: &Auth, counters: &Counters, token_url: &str, body: &[u8]) ->
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &e);
     }
     let scope = field("scope").unwrap_or_default();
+    counters.record_scope(scope);
+    for requested in scope.split_whitespace() {
+        let resource_type = requested
+            .strip_prefix("system/")
+            .and_then(|s| s.split('.').next())
+            .unwrap_or_default();
+        if absent_types.iter().any(|t| t == resource_type) {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                &format!(
+                    "Resources of type \"{resource_type}\" do not exist on this server (requested by scope \"{requested}\")"
+                ),
+            );
+        }
+    }
     let access_token = auth.issue(*token_lifetime);
     counters.record_issued_token(&access_token);
     outcome::json(

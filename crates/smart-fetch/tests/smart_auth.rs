@@ -83,8 +83,7 @@ fn config_file_with_an_inline_smart_key() {
     ]);
     assert_success(&output);
     // Hydration may add referenced resources; the exported types are exactly the server's.
-    let mut written = folder_resources(&out.join("001.cfg"));
-    written.retain(|t, _| t == "Patient" || t == "Condition");
+    let written = folder_resources_of(&out.join("001.cfg"), &["Patient", "Condition"]);
     assert_same_resources(
         &written,
         &expected_resources_of(1, &[1, 3], &["Patient", "Condition"], true),
@@ -177,4 +176,63 @@ fn no_token_or_private_key_in_output_or_files() {
             assert!(!hay.contains(secret.as_str()), "{what} leaked into {place}");
         }
     }
+}
+
+#[test]
+fn token_asks_only_for_the_types_the_run_reads_and_the_server_holds() {
+    // Like the SMART reference bulk-data server: a token whose scope names a type the
+    // server does not hold is refused outright.
+    let dir = temp_dir("scopes");
+    let pair = keys::generate(KeyAlg::Es384);
+    let key = dir.join("key.jwks");
+    std::fs::write(&key, pair.private_jwks.to_string()).unwrap();
+    let ehr = server_with(Config {
+        flavor: Flavor::Generic,
+        patients: 3,
+        auth: smart(&pair, Duration::from_secs(300)),
+        absent_types: vec!["EpisodeOfCare".into(), "Specimen".into()],
+        ..Config::default()
+    });
+    let url = ehr.base_url();
+    let mrns = mrn_file(&dir, "MRN-3", 3);
+    let auth = [
+        "--fhir-url",
+        &url,
+        "--smart-client-id",
+        CLIENT_ID,
+        "--smart-key",
+        key.to_str().unwrap(),
+        "--id-system",
+        fake_ehr::data::MRN_SYSTEM,
+        "--id-file",
+        mrns.to_str().unwrap(),
+    ];
+
+    // A crawl of two types asks for exactly those two.
+    let out = dir.join("crawl");
+    let mut args = vec!["crawl", "--type", "Condition,Patient"];
+    args.extend_from_slice(&auth);
+    args.push(out.to_str().unwrap());
+    assert_success(&run(&args));
+    assert_eq!(
+        ehr.stats().last_scope.as_deref(),
+        Some("system/Patient.read system/Condition.read")
+    );
+
+    // An export of every type with all hydration: everything but what the server lacks.
+    let out = dir.join("export");
+    let mut args = vec!["export", "--export-mode", "crawl"];
+    args.extend_from_slice(&auth);
+    args.push(out.to_str().unwrap());
+    let exported = run(&args);
+    assert_success(&exported);
+    let scope = ehr.stats().last_scope.unwrap_or_default();
+    let asked: Vec<&str> = scope.split(' ').collect();
+    let expected: Vec<String> = smart_fetch::resources::ResourceType::SCOPE_TYPES
+        .iter()
+        .map(|t| t.as_str())
+        .filter(|t| !["EpisodeOfCare", "Specimen"].contains(t))
+        .map(|t| format!("system/{t}.read"))
+        .collect();
+    assert_eq!(asked, expected);
 }

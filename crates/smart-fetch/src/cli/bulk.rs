@@ -40,6 +40,7 @@ pub async fn run(args: BulkArgs, general: &General) -> Result<(), AppError> {
         return Ok(());
     }
     let types = crate::filters::select_types(&args.resources.types)?;
+    clients.read_scope(&types, &[]);
 
     client.open().await?;
     let caps = client.capabilities();

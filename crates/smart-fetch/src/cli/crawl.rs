@@ -18,6 +18,7 @@ pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
     let max_wait = super::bulk::wait_limit(args.bulk_timeout.as_deref())?;
     let clients = clients::prepare(&args.auth, general)?;
     let types = crate::filters::select_types(&args.resources.types)?;
+    clients.read_scope(&types, &[]);
     let ids = common::read_cohort_ids(&args.cohort)?;
 
     let rest = clients.rest.clone();

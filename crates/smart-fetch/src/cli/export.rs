@@ -21,6 +21,7 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
     let clients = clients::prepare(&args.auth, general)?;
     let types = crate::filters::select_types(&args.resources.types)?;
     let hydration_tasks = tasks::select(args.hydration_tasks.as_deref())?;
+    clients.read_scope(&types, &hydration_tasks);
     let ids = common::read_cohort_ids(&args.cohort)?;
     let max_wait = super::bulk::wait_limit(args.bulk_timeout.as_deref())?;
 

@@ -16,6 +16,7 @@ pub async fn run(args: HydrateArgs, general: &General) -> Result<(), AppError> {
     };
     let clients = clients::prepare(&args.auth, general)?;
     let tasks = tasks::select(args.tasks.as_deref())?;
+    clients.read_scope(&[], &tasks);
 
     let rest = clients.rest.clone();
     rest.open().await?;

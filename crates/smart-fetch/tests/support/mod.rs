@@ -127,6 +127,24 @@ pub fn read_lines(path: &Path) -> Vec<String> {
 /// Type → id → the exact line, for every `*.ndjson[.gz]` directly in `dir`. Panics on a
 /// resource written twice.
 pub fn folder_resources(dir: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    folder_resources_where(dir, |_| true)
+}
+
+/// Like [`folder_resources`], for the files of these types only (hydration may write one
+/// resource into two files of a hydrated type: `.referenced` and `.searched`).
+pub fn folder_resources_of(
+    dir: &Path,
+    types: &[&str],
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    folder_resources_where(dir, |name| {
+        types.iter().any(|t| name.starts_with(&format!("{t}.")))
+    })
+}
+
+fn folder_resources_where(
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .expect("list workdir")
@@ -138,7 +156,9 @@ pub fn folder_resources(dir: &Path) -> BTreeMap<String, BTreeMap<String, String>
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            (name.ends_with(".ndjson") || name.ends_with(".ndjson.gz")) && name != "log.ndjson"
+            (name.ends_with(".ndjson") || name.ends_with(".ndjson.gz"))
+                && name != "log.ndjson"
+                && keep(&name)
         })
         .collect();
     entries.sort();
