@@ -94,7 +94,8 @@ pub fn finish(result: Result<(), AppError>) -> ExitCode {
         Err(err) => {
             if !matches!(err, AppError::Exit(_)) {
                 let mut stderr = std::io::stderr().lock();
-                let _ = writeln!(stderr, "{err}");
+                // Messages often quote the server (a URL it sent, its error text).
+                let _ = writeln!(stderr, "{}", crate::text::printable(&err.to_string()));
             }
             ExitCode::from(err.exit_code())
         }

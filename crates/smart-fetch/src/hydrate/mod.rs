@@ -206,7 +206,8 @@ impl Hydrator {
     /// Per-item error text, printed only with `--verbose` (spec §15.4, §15.6).
     pub(crate) fn report(&self, message: &str) {
         if self.client.verbose() {
-            println!("{message}");
+            // Often the server's own words (an OperationOutcome's text).
+            println!("{}", crate::text::printable(message));
         }
     }
 
