@@ -9,7 +9,7 @@ use flate2::write::GzEncoder;
 use serde::Serialize;
 use serde_json::Value;
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -210,7 +210,7 @@ fn parent_dir(path: &Path) -> &Path {
 /// The folder must exist.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
-    let mut file = File::create(&tmp)?;
+    let mut file = crate::safe_file::create_fresh(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
@@ -277,23 +277,12 @@ impl SafeWriter {
     fn open(&mut self) -> io::Result<Sink> {
         fs::create_dir_all(parent_dir(&self.target))?;
         let mut newline = false;
-        let file = if self.append {
-            if fs::metadata(&self.target).is_ok_and(|m| m.is_file()) {
-                fs::copy(&self.target, &self.tmp)?;
-                newline = needs_newline(&self.tmp)?;
-            } else {
-                match fs::remove_file(&self.tmp) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-            }
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.tmp)?
-        } else {
-            File::create(&self.tmp)?
-        };
+        // Never through a link planted at the temp name (see `safe_file`).
+        let mut file = crate::safe_file::create_fresh(&self.tmp)?;
+        if self.append && fs::metadata(&self.target).is_ok_and(|m| m.is_file()) {
+            io::copy(&mut File::open(&self.target)?, &mut file)?;
+            newline = needs_newline(&self.tmp)?;
+        }
         let buffered = BufWriter::with_capacity(64 * 1024, file);
         // Appending to gzip means adding a member: readers use a multi-member decoder.
         let mut sink = if is_compressed_name(&self.target) {
