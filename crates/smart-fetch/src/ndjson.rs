@@ -528,6 +528,40 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn planted_links_at_temp_names_are_not_written_through() {
+        let dir = temp_dir("planted");
+        let victim = dir.join("victim");
+        let plant = |target: &Path| {
+            let _ = fs::remove_file(tmp_path(target));
+            ok(std::os::unix::fs::symlink(&victim, tmp_path(target)));
+        };
+        ok(fs::write(&victim, "precious\n"));
+        // A hydration output appended to, a rewrite, and `.metadata`.
+        let appended = dir.join("DocumentReference.ndjson.gz");
+        let mut w = SafeWriter::new(appended.clone(), true);
+        ok(w.write(&json!({"id": 1})));
+        ok(w.commit());
+        plant(&appended);
+        let mut w = SafeWriter::new(appended.clone(), true);
+        ok(w.write(&json!({"id": 2})));
+        ok(w.commit());
+        assert_eq!(read_text(&appended), "{\"id\":1}\n{\"id\":2}\n");
+        let rewritten = dir.join("Condition.ndjson");
+        plant(&rewritten);
+        let mut w = SafeWriter::new(rewritten.clone(), false);
+        ok(w.write(&json!({"id": 3})));
+        ok(w.commit());
+        let metadata = dir.join(".metadata");
+        plant(&metadata);
+        ok(write_atomic(&metadata, b"{}"));
+        assert_eq!(ok(fs::read_to_string(&victim)), "precious\n");
+        assert_eq!(ok(fs::read_to_string(&metadata)), "{}");
+        assert_eq!(ok(fs::read_to_string(&rewritten)), "{\"id\":3}\n");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn reads_multi_member_gzip_and_skips_bad_lines() {
         let dir = temp_dir("read");
