@@ -84,7 +84,9 @@ pub async fn export(
             // it is about to be polled with our credentials.
             if let Err(foreign) = saved_status_check(client, &fhir_origin, &url) {
                 return Err(BulkError::Message(format!(
-                    "Not resuming the bulk export saved in {}: its status URL '{}' is on {},                      not on the FHIR server ({}), and our credentials go only to the FHIR                      server. Run the same command with --cancel to forget it.",
+                    "Not resuming the bulk export saved in {}: its status URL '{}' is on {}, \
+                     not on the FHIR server ({}), and our credentials go only to the FHIR \
+                     server. Run the same command with --cancel to forget it.",
                     workdir.display(),
                     foreign.url,
                     foreign.origin,
@@ -253,10 +255,11 @@ async fn kickoff(
     };
     if let Err(foreign) = kickoff_status_check(job.client, &response.url, &status_url) {
         let message = format!(
-            "Refusing to follow the bulk export at '{}': the server sent it from or to {}, \
-             not the FHIR server ({}), and our credentials go only to the FHIR server. \
-             Nothing was saved.",
-            foreign.url, foreign.origin, foreign.fhir_origin
+            "Refusing to follow the bulk export at '{}': {}, not the FHIR server ({}), and \
+             our credentials go only to the FHIR server. Nothing was saved.",
+            foreign.url,
+            foreign.reason(),
+            foreign.fhir_origin
         );
         log.kickoff(
             &url,
@@ -322,23 +325,27 @@ fn kickoff_status_check(
 ) -> Result<(), ForeignStatus> {
     let fhir = client
         .resolve("")
-        .map_err(|_| unusable_status(status_url))?;
-    let status = Url::parse(status_url).map_err(|_| unusable_status(status_url))?;
+        .map_err(|_| unusable_status(client, status_url))?;
+    let status = Url::parse(status_url).map_err(|_| unusable_status(client, status_url))?;
     let via = Url::parse(answered_from).ok();
     trust::check_status_url(&fhir, &status, via.as_ref())
 }
 
 /// A status URL saved in `.metadata` by an earlier run.
 fn saved_status_check(client: &FhirClient, fhir: &Url, saved: &str) -> Result<(), ForeignStatus> {
-    let status = client.resolve(saved).map_err(|_| unusable_status(saved))?;
+    let status = client
+        .resolve(saved)
+        .map_err(|_| unusable_status(client, saved))?;
     trust::check_status_url(fhir, &status, None)
 }
 
-fn unusable_status(url: &str) -> ForeignStatus {
+/// A status URL that is not a URL at all: not followed either.
+fn unusable_status(client: &FhirClient, url: &str) -> ForeignStatus {
     ForeignStatus {
         url: printable(url).into_owned(),
-        origin: "an unusable URL".to_string(),
-        fhir_origin: "its own origin".to_string(),
+        origin: "no usable origin".to_string(),
+        fhir_origin: printable(client.base_url()).into_owned(),
+        named_elsewhere: false,
     }
 }
 

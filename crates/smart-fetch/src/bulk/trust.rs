@@ -37,24 +37,39 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 #[derive(Debug)]
 pub struct ForeignStatus {
     pub url: String,
+    /// The foreign origin (of the URL, or of the answer that named it).
     pub origin: String,
     pub fhir_origin: String,
+    /// The URL itself is on our origin, but the answer naming it came from `origin`.
+    pub named_elsewhere: bool,
+}
+
+impl ForeignStatus {
+    /// `it is on <origin>` or `it was named by an answer from <origin>`.
+    pub fn reason(&self) -> String {
+        if self.named_elsewhere {
+            format!("it was named by an answer from {}", self.origin)
+        } else {
+            format!("it is on {}", self.origin)
+        }
+    }
 }
 
 /// A status URL is followed only when it, and the answer that named it (`via`, the final
 /// URL of the kickoff after redirects), are on the FHIR server's origin.
 pub fn check_status_url(fhir: &Url, status: &Url, via: Option<&Url>) -> Result<(), ForeignStatus> {
-    let foreign = [Some(status), via]
-        .into_iter()
-        .flatten()
-        .find(|u| !same_origin(u, fhir));
-    match foreign {
-        None => Ok(()),
-        Some(other) => Err(ForeignStatus {
-            url: printable(status.as_str()).into_owned(),
-            origin: origin_text(other),
-            fhir_origin: origin_text(fhir),
-        }),
+    let foreign = |origin: &Url, named_elsewhere| ForeignStatus {
+        url: printable(status.as_str()).into_owned(),
+        origin: origin_text(origin),
+        fhir_origin: origin_text(fhir),
+        named_elsewhere,
+    };
+    if !same_origin(status, fhir) {
+        return Err(foreign(status, false));
+    }
+    match via {
+        Some(via) if !same_origin(via, fhir) => Err(foreign(via, true)),
+        _ => Ok(()),
     }
 }
 
@@ -193,8 +208,13 @@ mod tests {
             Some(&url("https://evil.example/$export")),
         );
         assert_eq!(
-            err.err().map(|e| e.origin),
-            Some("https://evil.example".to_string())
+            err.err().map(|e| e.reason()),
+            Some("it was named by an answer from https://evil.example".to_string())
+        );
+        let err = check_status_url(&fhir, &url("https://evil.example/status/1"), None);
+        assert_eq!(
+            err.err().map(|e| e.reason()),
+            Some("it is on https://evil.example".to_string())
         );
     }
 
