@@ -87,7 +87,10 @@ impl RequestObserver for HeaderClock<'_> {
     }
 
     fn response(&self, status: u16, headers: &HeaderMap) {
-        self.set(None);
+        // A 401 may be followed at once by the same attempt with a renewed token, which
+        // the engine does not report as a new attempt: its wait is timed too. (When no
+        // resend follows, `failed` stops the clock.)
+        self.set((status == 401).then(Instant::now));
         self.inner.response(status, headers);
     }
 
@@ -178,5 +181,12 @@ mod tests {
         let started = Instant::now();
         assert!(answer_within(&clock, limit, silent).await.is_err());
         assert!(started.elapsed() < Duration::from_secs(2));
+        // A 401, then the resend with a renewed token that never gets an answer.
+        let resent = async {
+            clock.attempt("u");
+            clock.response(401, &HeaderMap::new());
+            std::future::pending::<()>().await
+        };
+        assert!(answer_within(&clock, limit, resent).await.is_err());
     }
 }
