@@ -48,7 +48,9 @@ impl AppError {
         match self {
             AppError::Exit(code) => *code,
             AppError::Interrupted => 130,
-            AppError::Incomplete(_) => 3,
+            AppError::Incomplete(_)
+            | AppError::Bulk(BulkError::Incomplete(_))
+            | AppError::Crawl(CrawlError::Bulk(BulkError::Incomplete(_))) => 3,
             AppError::NotYet(_) | AppError::Crawl(CrawlError::NotYet(_)) => 2,
             _ => 1,
         }

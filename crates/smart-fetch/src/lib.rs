@@ -15,6 +15,7 @@ pub mod json;
 pub mod json_fields;
 pub mod ndjson;
 pub mod resources;
+pub mod safe_file;
 pub mod text;
 pub mod timestamp;
 

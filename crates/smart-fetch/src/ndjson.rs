@@ -9,7 +9,7 @@ use flate2::write::GzEncoder;
 use serde::Serialize;
 use serde_json::Value;
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -36,25 +36,6 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     let mut name = OsString::from(path.as_os_str());
     name.push(".tmp");
     PathBuf::from(name)
-}
-
-/// Create `path` as a new, empty regular file for writing: whatever is there first (a stale
-/// temp file, or a symlink someone planted to make us write into its target) is removed,
-/// and the file is created exclusively, which never follows a symlink. A directory there
-/// is an error, not something to delete.
-pub fn create_fresh(path: &Path) -> io::Result<File> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("'{}' is a directory", path.display()),
-            ));
-        }
-        Ok(_) => fs::remove_file(path)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// Longest NDJSON line read into memory (decompressed). A resource this large is only
@@ -289,7 +270,7 @@ fn parent_dir(path: &Path) -> &Path {
 /// The folder must exist.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
-    let mut file = create_fresh(&tmp)?;
+    let mut file = crate::safe_file::create_fresh(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
@@ -356,16 +337,12 @@ impl SafeWriter {
     fn open(&mut self) -> io::Result<Sink> {
         fs::create_dir_all(parent_dir(&self.target))?;
         let mut newline = false;
-        let file = if self.append {
-            let mut file = create_fresh(&self.tmp)?;
-            if fs::metadata(&self.target).is_ok_and(|m| m.is_file()) {
-                io::copy(&mut File::open(&self.target)?, &mut file)?;
-                newline = needs_newline(&self.tmp)?;
-            }
-            file
-        } else {
-            create_fresh(&self.tmp)?
-        };
+        // Never through a link planted at the temp name (see `safe_file`).
+        let mut file = crate::safe_file::create_fresh(&self.tmp)?;
+        if self.append && fs::metadata(&self.target).is_ok_and(|m| m.is_file()) {
+            io::copy(&mut File::open(&self.target)?, &mut file)?;
+            newline = needs_newline(&self.tmp)?;
+        }
         let buffered = BufWriter::with_capacity(64 * 1024, file);
         // Appending to gzip means adding a member: readers use a multi-member decoder.
         let mut sink = if is_compressed_name(&self.target) {
@@ -608,6 +585,40 @@ mod tests {
         ok(w.write(&json!({"id": 1})));
         ok(w.commit());
         assert_eq!(ok(fs::read_to_string(&target)), "{\"id\":1}\n");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn planted_links_at_temp_names_are_not_written_through() {
+        let dir = temp_dir("planted");
+        let victim = dir.join("victim");
+        let plant = |target: &Path| {
+            let _ = fs::remove_file(tmp_path(target));
+            ok(std::os::unix::fs::symlink(&victim, tmp_path(target)));
+        };
+        ok(fs::write(&victim, "precious\n"));
+        // A hydration output appended to, a rewrite, and `.metadata`.
+        let appended = dir.join("DocumentReference.ndjson.gz");
+        let mut w = SafeWriter::new(appended.clone(), true);
+        ok(w.write(&json!({"id": 1})));
+        ok(w.commit());
+        plant(&appended);
+        let mut w = SafeWriter::new(appended.clone(), true);
+        ok(w.write(&json!({"id": 2})));
+        ok(w.commit());
+        assert_eq!(read_text(&appended), "{\"id\":1}\n{\"id\":2}\n");
+        let rewritten = dir.join("Condition.ndjson");
+        plant(&rewritten);
+        let mut w = SafeWriter::new(rewritten.clone(), false);
+        ok(w.write(&json!({"id": 3})));
+        ok(w.commit());
+        let metadata = dir.join(".metadata");
+        plant(&metadata);
+        ok(write_atomic(&metadata, b"{}"));
+        assert_eq!(ok(fs::read_to_string(&victim)), "precious\n");
+        assert_eq!(ok(fs::read_to_string(&metadata)), "{}");
+        assert_eq!(ok(fs::read_to_string(&rewritten)), "{\"id\":3}\n");
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -4,20 +4,27 @@
 //! writer, then fsynced and renamed into place. Memory stays flat however large a file is:
 //! at most a few chunks per download are in flight between network and disk.
 //!
-//! The access token goes only where it belongs: to the FHIR server's own origin, or to
-//! another host when the manifest says `requiresAccessToken: true`. Redirects to another
-//! host never carry it (the HTTP client drops `Authorization` when the host changes).
+//! Which files are fetched, and which with credentials, is `trust`'s decision; a refused
+//! file is never requested. Redirects to another host never carry the token (the HTTP
+//! client drops `Authorization` when the host changes).
 //!
-//! A body that breaks off mid-way is downloaded again from the start (a few times, with
-//! backoff); each failure is a `download_error` in the log.
+//! A download that stalls (no answer, or a body that stops moving, for the `stall` limit)
+//! or breaks off mid-way is downloaded again from the start (5 tries, with backoff); each
+//! failure is a `download_error` in the log. A file that still fails, or is refused, does
+//! not stop the others: `download_all` reports it (see `failures`). Only what would fail
+//! every file alike (the disk, the log, the credentials) ends the downloads at once.
 
 use super::BulkError;
 use super::events::{BulkLog, ErrorDetail, Watch, Watched};
+use super::failures::{Failure, Reason};
 use super::journal::Journal;
 use super::manifest::FileEntry;
+use super::stall::{self, HeaderClock};
+use super::trust::{FileTrust, Refusal};
 use crate::console;
 use crate::fhir::{FhirClient, FhirError, Request, StreamResponse};
 use crate::ndjson;
+use crate::text::printable;
 use bytes::{Bytes, BytesMut};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -29,11 +36,12 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 const NDJSON: &str = "application/fhir+ndjson";
-/// Whole-download limit; the idle limit below is what catches a stalled server.
-const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
-/// No byte for this long means the connection is dead (the Python tool's read timeout).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Tries of a download whose body breaks off (the engine already retried getting it).
+/// A download's total time is not limited (a healthy multi-gigabyte file may take hours);
+/// this only replaces the engine's 300 s limit on a whole exchange. Stalls are what end a
+/// dead download (see `stall`).
+const NO_TOTAL_LIMIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// Tries of a download that stalls or whose body breaks off (the engine already retried
+/// getting an answer at all).
 const STREAM_ATTEMPTS: u32 = 5;
 /// Batches queued between the network and the writer of one file, which bounds the memory
 /// of a download when the disk side (gzip) is slower than the server: with 4 queued
@@ -54,6 +62,14 @@ pub struct Totals {
     pub chars: u64,
 }
 
+/// What `download_all` did: the totals of the files it downloaded, and the files it could
+/// not download.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub totals: Totals,
+    pub failures: Vec<Failure>,
+}
+
 /// What one finished file held.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct FileStats {
@@ -65,30 +81,37 @@ struct FileStats {
     bytes: u64,
 }
 
-/// Where the token may go.
-pub struct Credentials<'a> {
-    /// The FHIR server's origin (scheme, host, port).
-    pub fhir_origin: &'a reqwest::Url,
-    /// The manifest's `requiresAccessToken`.
-    pub required: bool,
+/// Why one download ended without a file.
+enum Missing {
+    /// This file only; the others go on.
+    File(Reason),
+    /// Every other file would fail alike: stop.
+    Fatal(BulkError),
 }
 
-impl Credentials<'_> {
-    fn send_to(&self, url: &reqwest::Url) -> bool {
-        self.required || url.origin() == self.fhir_origin.origin()
+impl From<BulkError> for Missing {
+    fn from(e: BulkError) -> Self {
+        Missing::Fatal(e)
     }
 }
 
-/// Download every file of `files` not already in the journal. Stops at the first file that
-/// cannot be downloaded (the others are abandoned; finished ones stay recorded).
+impl From<crate::folder::FolderError> for Missing {
+    fn from(e: crate::folder::FolderError) -> Self {
+        Missing::Fatal(e.into())
+    }
+}
+
+/// Download every file of `files` not already in the journal, `stall` being the longest
+/// silence a download may meet (see `stall`).
 pub async fn download_all(
     client: &FhirClient,
     log: &BulkLog,
     workdir: &Path,
     files: &[FileEntry],
-    credentials: &Credentials<'_>,
+    trust: &FileTrust,
+    stall: Duration,
     journal: &mut Journal,
-) -> Result<Totals, BulkError> {
+) -> Result<Report, BulkError> {
     let waited = AtomicU64::new(0);
     let todo: Vec<&FileEntry> = files
         .iter()
@@ -106,15 +129,32 @@ pub async fn download_all(
     let mut running = futures_util::stream::iter(todo.into_iter().map(|entry| {
         let waited = &waited;
         async move {
-            let stats = download_one(client, log, workdir, entry, credentials, waited).await?;
-            Ok::<_, BulkError>((entry, stats))
+            let result = download_one(client, log, workdir, entry, trust, stall, waited).await;
+            (entry, result)
         }
     }))
     .buffer_unordered(parallel);
 
-    let mut totals = Totals::default();
-    while let Some(result) = running.next().await {
-        let (entry, stats) = result?;
+    let mut report = Report::default();
+    while let Some((entry, result)) = running.next().await {
+        let stats = match result {
+            Ok(stats) => stats,
+            Err(Missing::Fatal(e)) => return Err(e),
+            Err(Missing::File(reason)) => {
+                let url = printable(&entry.url);
+                match &reason {
+                    Reason::Refused(refusal) => eprintln!("Not downloading '{url}': {refusal}."),
+                    Reason::Failed(message) => {
+                        eprintln!("Error downloading '{url}': {}", printable(message));
+                    }
+                }
+                report.failures.push(Failure {
+                    rel_path: entry.rel_path.clone(),
+                    reason,
+                });
+                continue;
+            }
+        };
         log.download_complete(&entry.url, stats.lines, stats.chars)?;
         journal.record(&entry.url, &entry.rel_path).map_err(|e| {
             BulkError::Message(format!(
@@ -128,11 +168,11 @@ pub async fn download_all(
             entry.rel_path,
             console::human_file_size(stats.bytes)
         );
-        totals.files += 1;
-        totals.resources += stats.lines;
-        totals.chars += stats.chars;
+        report.totals.files += 1;
+        report.totals.resources += stats.lines;
+        report.totals.chars += stats.chars;
     }
-    Ok(totals)
+    Ok(report)
 }
 
 /// Removes the temp file unless the download was committed (also when the future is
@@ -147,22 +187,47 @@ impl Drop for TempGuard {
     }
 }
 
+/// `300` or `0.5`: a limit as the person who set it wrote it.
+fn seconds_text(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{}", d.as_secs_f64())
+    }
+}
+
 async fn download_one(
     client: &FhirClient,
     log: &BulkLog,
     workdir: &Path,
     entry: &FileEntry,
-    credentials: &Credentials<'_>,
+    trust: &FileTrust,
+    stall: Duration,
     waited: &AtomicU64,
-) -> Result<FileStats, BulkError> {
+) -> Result<FileStats, Missing> {
+    let refuse = |refusal: Refusal| -> Result<FileStats, Missing> {
+        let detail = ErrorDetail::without_response(format!("Not downloaded: {refusal}"));
+        log.download_error(&entry.url, &detail)?;
+        Err(Missing::File(Reason::Refused(refusal)))
+    };
+    let url = match client.resolve(&entry.url) {
+        Ok(url) => url,
+        Err(e) => return refuse(Refusal::BadUrl(e.to_string())),
+    };
+    let send_token = match trust.credentials_for(&url) {
+        Ok(send) => send,
+        Err(refusal) => return refuse(refusal),
+    };
     let target = workdir.join(&entry.rel_path);
-    let fail = |message: String| {
-        BulkError::Message(format!("Error downloading '{}': {message}", entry.url))
+    let disk = |message: String| {
+        Missing::Fatal(BulkError::Message(format!(
+            "Error downloading '{}': {message}",
+            printable(&entry.url)
+        )))
     };
     if let Some(dir) = target.parent() {
-        fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        fs::create_dir_all(dir).map_err(|e| disk(format!("{}: {e}", dir.display())))?;
     }
-    let send_token = credentials.send_to(&client.resolve(&entry.url)?);
     let tmp = ndjson::tmp_path(&target);
     let mut guard = TempGuard(Some(tmp.clone()));
     let compress = ndjson::is_compressed_name(&target);
@@ -178,58 +243,74 @@ async fn download_one(
             },
             waited,
         );
-        let mut request = Request::get(&entry.url, NDJSON);
-        request.observer = Some(&watch);
-        request.timeout = Some(DOWNLOAD_TIMEOUT);
-        let mut response = client.get_stream(request, send_token).await?;
-        // The body streams in a task of its own, on the runtime's worker threads, beside the
-        // HTTP connection task that feeds it. Polled from here it could run on the thread
-        // that blocks on the whole command, and every chunk received meant a futex call to
-        // wake that thread: a fifth of the CPU time of benchmark (d), a 1 GB download.
-        let streaming = {
-            let tmp = tmp.clone();
-            AbortOnDrop(tokio::spawn(async move {
-                stream_to_file(&mut response, &tmp, compress).await
-            }))
-        };
-        let streamed = streaming.join().await;
-        match streamed {
-            Ok(stats) => {
-                fs::rename(&tmp, &target)
-                    .map_err(|e| fail(format!("{}: {e}", target.display())))?;
-                guard.0 = None;
-                if let Some(dir) = target.parent() {
-                    ndjson::sync_dir(dir);
-                }
-                return Ok(stats);
-            }
-            Err(StreamFailure::Network(error)) => {
-                let message = match &error {
-                    FhirError::Transport { message, .. } => message.clone(),
-                    other => other.to_string(),
+        let clock = HeaderClock::new(&watch);
+        let mut request = Request::get(url.as_str(), NDJSON);
+        request.observer = Some(&clock);
+        request.timeout = Some(NO_TOTAL_LIMIT);
+        let answer =
+            stall::answer_within(&clock, stall, client.get_stream(request, send_token)).await;
+        let failure = match answer {
+            Ok(Ok(mut response)) => {
+                // The body streams in a task of its own, on the runtime's worker threads,
+                // beside the HTTP connection task that feeds it. Polled from here it could
+                // run on the thread that blocks on the whole command, and every chunk
+                // received meant a futex call to wake that thread: a fifth of the CPU time
+                // of benchmark (d), a 1 GB download.
+                let streaming = {
+                    let tmp = tmp.clone();
+                    AbortOnDrop(tokio::spawn(async move {
+                        stream_to_file(&mut response, &tmp, compress, stall).await
+                    }))
                 };
-                log.download_error(&entry.url, &ErrorDetail::without_response(message.clone()))?;
-                if attempt >= STREAM_ATTEMPTS {
-                    return Err(fail(message));
+                match streaming.join().await {
+                    Ok(stats) => {
+                        fs::rename(&tmp, &target)
+                            .map_err(|e| disk(format!("{}: {e}", target.display())))?;
+                        guard.0 = None;
+                        if let Some(dir) = target.parent() {
+                            ndjson::sync_dir(dir);
+                        }
+                        return Ok(stats);
+                    }
+                    Err(StreamFailure::Network(error)) => match error {
+                        FhirError::Transport { message, .. } => message,
+                        other => other.to_string(),
+                    },
+                    Err(StreamFailure::Disk(error)) => {
+                        let message = format!("{}: {error}", tmp.display());
+                        log.download_error(
+                            &entry.url,
+                            &ErrorDetail::without_response(message.clone()),
+                        )?;
+                        return Err(disk(message));
+                    }
                 }
-                let pause = Duration::from_secs(1u64 << attempt.min(5));
-                if client.verbose() {
-                    eprintln!(
-                        "Downloading {} again in {}s (attempt {}/{STREAM_ATTEMPTS}): {message}",
-                        entry.url,
-                        pause.as_secs(),
-                        attempt + 1
-                    );
-                }
-                tokio::time::sleep(pause).await;
-                attempt += 1;
             }
-            Err(StreamFailure::Disk(error)) => {
-                let message = format!("{}: {error}", tmp.display());
-                log.download_error(&entry.url, &ErrorDetail::without_response(message.clone()))?;
-                return Err(fail(message));
-            }
+            // The engine retried and logged this already.
+            Ok(Err(error)) if error.is_fatal() => return Err(Missing::Fatal(error.into())),
+            Ok(Err(error)) => return Err(Missing::File(Reason::Failed(error.to_string()))),
+            Err(stall::Stalled) => format!(
+                "Timed out waiting for the server: no answer for {} seconds",
+                seconds_text(stall)
+            ),
+        };
+        log.download_error(&entry.url, &ErrorDetail::without_response(failure.clone()))?;
+        if attempt >= STREAM_ATTEMPTS {
+            return Err(Missing::File(Reason::Failed(failure)));
         }
+        // Never longer than the stall limit itself: shortening one shortens both.
+        let pause = Duration::from_secs(1u64 << attempt.min(5)).min(stall);
+        if client.verbose() {
+            eprintln!(
+                "Downloading {} again in {}s (attempt {}/{STREAM_ATTEMPTS}): {}",
+                printable(&entry.url),
+                seconds_text(pause),
+                attempt + 1,
+                printable(&failure)
+            );
+        }
+        tokio::time::sleep(pause).await;
+        attempt += 1;
     }
 }
 
@@ -271,6 +352,7 @@ async fn stream_to_file(
     response: &mut StreamResponse,
     tmp: &Path,
     compress: bool,
+    stall: Duration,
 ) -> Result<FileStats, StreamFailure> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(QUEUE);
     let path = tmp.to_path_buf();
@@ -279,13 +361,13 @@ async fn stream_to_file(
     // Exactly one batch: a buffer left to grow by doubling held twice the data.
     let mut pending = BytesMut::with_capacity(BATCH);
     loop {
-        let next = match tokio::time::timeout(IDLE_TIMEOUT, response.chunk()).await {
+        let next = match tokio::time::timeout(stall, response.chunk()).await {
             Ok(next) => next,
             Err(_) => Err(FhirError::Transport {
                 url: response.url.clone(),
                 message: format!(
                     "Timed out waiting for the server: no data for {} seconds",
-                    IDLE_TIMEOUT.as_secs()
+                    seconds_text(stall)
                 ),
             }),
         };
@@ -351,7 +433,8 @@ fn write_file(
     path: &Path,
     compress: bool,
 ) -> io::Result<FileStats> {
-    let file = BufWriter::with_capacity(64 * 1024, File::create(path)?);
+    // Never through a link planted at the temp name (see `safe_file`).
+    let file = BufWriter::with_capacity(64 * 1024, crate::safe_file::create_fresh(path)?);
     let mut sink = if compress {
         Sink::Gzip(Box::new(GzEncoder::new(file, Compression::default())))
     } else {
@@ -409,24 +492,6 @@ mod tests {
         assert_eq!(decoded_chars("é\n".as_bytes()), 2);
         let bytes = "a€b".as_bytes();
         assert_eq!(decoded_chars(&bytes[..2]) + decoded_chars(&bytes[2..]), 3);
-    }
-
-    #[test]
-    fn token_only_where_it_belongs() {
-        let base = reqwest::Url::parse("https://ehr.example/R4/").unwrap_or_else(|e| panic!("{e}"));
-        let url = |u: &str| reqwest::Url::parse(u).unwrap_or_else(|e| panic!("{e}"));
-        let optional = Credentials {
-            fhir_origin: &base,
-            required: false,
-        };
-        assert!(optional.send_to(&url("https://ehr.example/files/1")));
-        assert!(!optional.send_to(&url("https://bucket.s3.example/1?sig=x")));
-        assert!(!optional.send_to(&url("http://ehr.example/files/1")));
-        let required = Credentials {
-            fhir_origin: &base,
-            required: true,
-        };
-        assert!(required.send_to(&url("https://bucket.s3.example/1")));
     }
 
     #[tokio::test]

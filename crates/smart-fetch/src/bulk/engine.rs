@@ -6,24 +6,32 @@
 //! * a saved status URL the server no longer knows (404/410) is cleared, together with the
 //!   files that export left, instead of failing every later run;
 //! * `--cancel` clears the saved status (and that export's files) after the DELETE;
-//! * files are written to `<name>.tmp` and renamed when complete.
+//! * files are written to `<name>.tmp` and renamed when complete;
+//! * status URLs and manifest files are checked against the FHIR server's origin before
+//!   anything (above all the access token) goes there (see `trust`);
+//! * a file that cannot be downloaded does not stop the others; the export then stays
+//!   unfinished for a rerun, which fetches only the missing files (see `failures`).
 
 use super::BulkError;
-use super::download::{self, Credentials};
+use super::download;
 use super::events::{BulkLog, ErrorDetail, Watch, Watched};
+use super::failures;
 use super::journal::{self, Journal};
 use super::kickoff::{self, Level};
 use super::manifest;
 use super::messages;
+use super::stall;
+use super::trust::{self, FileTrust, ForeignStatus};
 use super::wait::{self, WaitError, Waiting};
 use crate::console;
 use crate::fhir::{FhirClient, FhirError, Request};
 use crate::filters::{self, Filters, Since};
-use crate::folder::{ExportContext, OutputMetadata};
+use crate::folder::{ExportContext, OutputMetadata, log as folder_log};
 use crate::resources::ResourceType;
+use crate::text::printable;
 use crate::timestamp::{self, Timestamp};
-use reqwest::Method;
 use reqwest::header::{CONTENT_LOCATION, HeaderValue};
+use reqwest::{Method, Url};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,12 +70,29 @@ pub async fn export(
     console::rule();
     let client = job.client;
     let workdir = job.workdir;
+    let stall = stall::limit_from_env().map_err(BulkError::Message)?;
+    // Before anything reaches the server: a kickoff the log cannot record must not happen.
+    folder_log::check_writable(workdir)?;
+    let fhir_origin = client.resolve("")?;
     let mut waiting = Waiting::new(job.max_wait);
     let resumed = metadata.bulk_status().map(str::to_string);
     let log = BulkLog::new(workdir, resumed.as_deref());
 
     let status_url = match resumed {
         Some(url) => {
+            // Saved by an earlier run (perhaps of another tool or version): checked again,
+            // it is about to be polled with our credentials.
+            if let Err(foreign) = saved_status_check(client, &fhir_origin, &url) {
+                return Err(BulkError::Message(format!(
+                    "Not resuming the bulk export saved in {}: its status URL '{}' is on {}, \
+                     not on the FHIR server ({}), and our credentials go only to the FHIR \
+                     server. Run the same command with --cancel to forget it.",
+                    workdir.display(),
+                    foreign.url,
+                    foreign.origin,
+                    foreign.fhir_origin
+                )));
+            }
             println!("Resuming bulk FHIR export…");
             url
         }
@@ -106,6 +131,14 @@ pub async fn export(
     drop(watch);
     let body: Value = response.json()?;
     let manifest = manifest::parse(&body, job.compress)?;
+    let trust = FileTrust::new(&fhir_origin, &response.url, manifest.requires_access_token);
+    if !trust.manifest_trusted() {
+        eprintln!(
+            "The bulk export manifest came from '{}', not from the FHIR server; none of its \
+             files get our credentials.",
+            printable(&response.url)
+        );
+    }
     log.manifest(
         &manifest.transaction_time,
         manifest.outputs,
@@ -122,26 +155,30 @@ pub async fn export(
                 Value::Null => "None".to_string(),
                 other => other.to_string(),
             };
-            println!("Could not parse transactionTime: {raw}");
+            println!("Could not parse transactionTime: {}", printable(&raw));
             timestamp::now()
         });
 
     println!("Bulk FHIR export finished, now downloading resources…");
-    let fhir_origin = client.resolve("")?;
-    let credentials = Credentials {
-        fhir_origin: &fhir_origin,
-        required: manifest.requires_access_token,
-    };
     let mut journal = Journal::open(workdir, &status_url);
-    let totals = download::download_all(
+    let report = download::download_all(
         client,
         &log,
         workdir,
         &manifest.files,
-        &credentials,
+        &trust,
+        stall,
         &mut journal,
     )
     .await?;
+    if !report.failures.is_empty() {
+        // Unfinished: the status URL, the journal and the server's job stay for a rerun.
+        return Err(BulkError::Incomplete(failures::summary(
+            &report.failures,
+            manifest.files.len(),
+        )));
+    }
+    let totals = report.totals;
     log.export_complete(totals.files, totals.resources, totals.chars)?;
 
     delete_job(client, &status_url).await;
@@ -216,6 +253,21 @@ async fn kickoff(
             return Err(BulkError::Message(message));
         }
     };
+    if let Err(foreign) = kickoff_status_check(job.client, &response.url, &status_url) {
+        let message = format!(
+            "Refusing to follow the bulk export at '{}': {}, not the FHIR server ({}), and \
+             our credentials go only to the FHIR server. Nothing was saved.",
+            foreign.url,
+            foreign.reason(),
+            foreign.fhir_origin
+        );
+        log.kickoff(
+            &url,
+            &capabilities,
+            Err(&ErrorDetail::without_response(message.clone())),
+        )?;
+        return Err(BulkError::Message(message));
+    }
     log.set_export_id(&status_url);
     log.kickoff(&url, &capabilities, Ok(&response.headers))?;
     Ok(status_url)
@@ -229,7 +281,10 @@ async fn delete_job(client: &FhirClient, status_url: &str) -> Option<FhirError> 
         Ok(_) => None,
         Err(FhirError::Http { status: 404, .. }) => None,
         Err(error) => {
-            println!("Failed to clean up export job on the server side: {error}");
+            println!(
+                "Failed to clean up export job on the server side: {}",
+                printable(&error.to_string())
+            );
             Some(error)
         }
     }
@@ -253,11 +308,45 @@ fn forget(
         n => format!(" and the {n} files it had downloaded"),
     };
     BulkError::Message(format!(
-        "The server no longer knows the bulk export at {status_url} ([{status}] {detail}); \
+        "The server no longer knows the bulk export at {} ([{status}] {}); \
          it may have expired. Cleared it{files} from {}; run the same command again to \
          start a new export.",
+        printable(status_url),
+        printable(detail),
         workdir.display()
     ))
+}
+
+/// The status URL named by a kickoff answer (`answered_from`, after redirects).
+fn kickoff_status_check(
+    client: &FhirClient,
+    answered_from: &str,
+    status_url: &str,
+) -> Result<(), ForeignStatus> {
+    let fhir = client
+        .resolve("")
+        .map_err(|_| unusable_status(client, status_url))?;
+    let status = Url::parse(status_url).map_err(|_| unusable_status(client, status_url))?;
+    let via = Url::parse(answered_from).ok();
+    trust::check_status_url(&fhir, &status, via.as_ref())
+}
+
+/// A status URL saved in `.metadata` by an earlier run.
+fn saved_status_check(client: &FhirClient, fhir: &Url, saved: &str) -> Result<(), ForeignStatus> {
+    let status = client
+        .resolve(saved)
+        .map_err(|_| unusable_status(client, saved))?;
+    trust::check_status_url(fhir, &status, None)
+}
+
+/// A status URL that is not a URL at all: not followed either.
+fn unusable_status(client: &FhirClient, url: &str) -> ForeignStatus {
+    ForeignStatus {
+        url: printable(url).into_owned(),
+        origin: "no usable origin".to_string(),
+        fhir_origin: printable(client.base_url()).into_owned(),
+        named_elsewhere: false,
+    }
 }
 
 /// Everything "perform bulk" (spec §11.1) needs.
@@ -357,7 +446,18 @@ pub async fn cancel(client: &FhirClient, workdir: &Path, folder: &str) -> Result
             "You provided --cancel but no in-progress bulk export was found in {folder}."
         )));
     };
-    delete_job(client, &status_url).await;
+    let fhir = client.resolve("")?;
+    match saved_status_check(client, &fhir, &status_url) {
+        Ok(()) => {
+            delete_job(client, &status_url).await;
+        }
+        // Our credentials do not go there, so neither does a DELETE: only forget it here.
+        Err(foreign) => println!(
+            "Not asking {} to delete the export at '{}': it is not the FHIR server ({}). \
+             Forgetting it here only.",
+            foreign.origin, foreign.url, foreign.fhir_origin
+        ),
+    }
     journal::discard_export(workdir, &status_url);
     metadata.clear_bulk_status()?;
     Ok(())

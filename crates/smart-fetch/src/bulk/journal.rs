@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -65,7 +65,7 @@ impl Journal {
         let line = json!({"exportId": self.export_id, "url": url, "file": rel_path});
         let mut bytes = crate::json::to_ndjson_line(&line).into_bytes();
         bytes.push(b'\n');
-        let mut out = OpenOptions::new().create(true).append(true).open(&file)?;
+        let mut out = crate::safe_file::append_regular(&file)?;
         // One write per line, so a crash leaves at worst a torn last line.
         out.write_all(&bytes)?;
         self.done.insert((url.to_string(), rel_path.to_string()));
@@ -116,6 +116,7 @@ pub fn discard_export(workdir: &Path, export_id: &str) -> usize {
 mod tests {
     use super::*;
     use crate::folder::discovery::tests::temp_dir;
+    use std::fs::OpenOptions;
 
     #[test]
     fn records_and_forgets() {

@@ -60,7 +60,8 @@ pub fn parse(body: &Value, compress: bool) -> Result<Manifest, BulkError> {
             let resource_type = entry.get("type").and_then(Value::as_str).unwrap_or("None");
             if !valid_type(resource_type) {
                 return Err(BulkError::Message(format!(
-                    "The bulk FHIR export manifest names an invalid resource type '{resource_type}'."
+                    "The bulk FHIR export manifest names an invalid resource type '{}'.",
+                    crate::text::printable(resource_type)
                 )));
             }
             let Some(url) = entry

@@ -1,9 +1,11 @@
 //! Server messages after a bulk export (spec §11.6): every OperationOutcome issue in the
 //! workdir's `error/` files, sorted and de-duplicated; `fatal`/`error` issues end the run,
-//! the rest are printed.
+//! the rest are printed. The server wrote them, so they are printed through
+//! `text::printable`: an escape sequence in a diagnostic must not drive the terminal.
 
 use crate::folder::discovery;
 use crate::ndjson;
+use crate::text::printable;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -44,10 +46,15 @@ pub fn gather(workdir: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     (messages, errors)
 }
 
+/// ` - <message>`, safe for a terminal.
+fn item(message: &str) -> String {
+    format!(" - {}", printable(message))
+}
+
 /// `Messages from server:\n - a\n - b` (None when there are none).
 pub fn messages_text(messages: &BTreeSet<String>) -> Option<String> {
     (!messages.is_empty()).then(|| {
-        let lines: Vec<String> = messages.iter().map(|m| format!(" - {m}")).collect();
+        let lines: Vec<String> = messages.iter().map(|m| item(m)).collect();
         format!("Messages from server:\n{}", lines.join("\n"))
     })
 }
@@ -55,7 +62,7 @@ pub fn messages_text(messages: &BTreeSet<String>) -> Option<String> {
 /// `Errors occurred during export:\n - e1` (None when there are none).
 pub fn errors_text(errors: &BTreeSet<String>) -> Option<String> {
     (!errors.is_empty()).then(|| {
-        let lines: Vec<String> = errors.iter().map(|m| format!(" - {m}")).collect();
+        let lines: Vec<String> = errors.iter().map(|m| item(m)).collect();
         format!("Errors occurred during export:\n{}", lines.join("\n"))
     })
 }
@@ -88,6 +95,11 @@ mod tests {
             Some("Errors occurred during export:\n - error1")
         );
         assert_eq!(gather(&dir.join("nothing")).0.len(), 0);
+        let hostile: BTreeSet<String> = ["clear\u{1b}[2Jscreen".to_string()].into();
+        assert_eq!(
+            errors_text(&hostile).as_deref(),
+            Some("Errors occurred during export:\n - clear\\u{1b}[2Jscreen")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,11 +9,14 @@
 pub mod download;
 pub mod engine;
 pub mod events;
+pub mod failures;
 pub mod journal;
 pub mod kickoff;
 pub mod manifest;
 pub mod messages;
 pub mod patients;
+pub mod stall;
+pub mod trust;
 pub mod wait;
 
 pub use engine::{BulkOutcome, BulkPlan, Export, Exported, cancel, export, run};
@@ -32,4 +35,9 @@ pub enum BulkError {
     /// A fatal message worded at the point of failure (spec §19.3 and our own).
     #[error("{0}")]
     Message(String),
+    /// Every file that could be downloaded was, but some could not (refused or still
+    /// failing): the export stays unfinished for a rerun. The text is the summary of
+    /// `failures`. Exit code 3.
+    #[error("{0}")]
+    Incomplete(String),
 }

@@ -3,6 +3,11 @@
 //! reference server does this — an absolute Unix time; at most five minutes), showing its
 //! `X-Progress`, until the export's total wait (those pauses plus retry pauses) would pass
 //! the limit (30 days unless `--bulk-timeout` says otherwise).
+//!
+//! Both headers come from the server and are checked before use: any `Retry-After` number
+//! (`99999999999999999999`, `1e300`, `-inf`, a date in the year 9999) is brought into
+//! range before it becomes a `Duration` — which panics on values it cannot hold — and
+//! `X-Progress` is cut to one short line and made printable (`text::printable`).
 
 use super::BulkError;
 use super::events::Watch;
@@ -24,7 +29,9 @@ const MAX_DELAY: Duration = Duration::from_secs(300);
 const MIN_DELAY: Duration = Duration::from_millis(100);
 /// Integer `Retry-After` values above this are absolute Unix times, not durations (it is
 /// about 2001-09-09; no server asks for a 30-year pause).
-const EPOCH_THRESHOLD: u64 = 1_000_000_000;
+const EPOCH_THRESHOLD: f64 = 1e9;
+/// Longest `X-Progress` text shown, in characters (one line of a terminal).
+const MAX_PROGRESS_CHARS: usize = 100;
 
 /// `--bulk-timeout`: `30d`, `12h`, `90m`, `45s` or plain seconds.
 pub fn parse_wait_limit(text: &str) -> Result<Duration, String> {
@@ -50,30 +57,56 @@ pub fn parse_wait_limit(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// The pause a `Retry-After` value asks for, as of `now`; `None` when it is unusable.
+/// The pause a `Retry-After` value asks for, as of `now`, at most `MAX_DELAY` (the caller
+/// would cut it there anyway); `None` when it is unusable (not a number or date, or NaN).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     let now_secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
-    if let Ok(n) = value.parse::<i64>() {
-        let n = u64::try_from(n).unwrap_or(0);
-        if n > EPOCH_THRESHOLD * 1000 {
+    // Whole numbers too: `99999999999999999999` is beyond every integer type.
+    if let Ok(n) = value.parse::<f64>() {
+        if n.is_nan() {
+            return None;
+        }
+        // Only digits can be a moment: `1e12` or `1.5e9` are plain (if absurd) pauses.
+        let integer = value.bytes().all(|b| b.is_ascii_digit());
+        let seconds = if integer && n > EPOCH_THRESHOLD * 1000.0 {
             // Milliseconds since the epoch.
-            return Some(Duration::from_secs_f64(
-                (n as f64 / 1000.0 - now_secs).max(0.0),
-            ));
-        }
-        if n > EPOCH_THRESHOLD {
-            return Some(Duration::from_secs_f64((n as f64 - now_secs).max(0.0)));
-        }
-        return Some(Duration::from_secs(n));
-    }
-    if let Ok(seconds) = value.parse::<f64>()
-        && seconds.is_finite()
-    {
-        return Some(Duration::from_secs_f64(seconds.max(0.0)));
+            n / 1000.0 - now_secs
+        } else if integer && n > EPOCH_THRESHOLD {
+            n - now_secs
+        } else {
+            n
+        };
+        return Some(bounded_seconds(seconds));
     }
     let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        date.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_DELAY),
+    )
+}
+
+/// Seconds (any `f64` but NaN) as a pause from zero to `MAX_DELAY`: `Duration` panics on
+/// negative, infinite or too large values, so they are brought into range first.
+fn bounded_seconds(seconds: f64) -> Duration {
+    Duration::from_secs_f64(seconds.clamp(0.0, MAX_DELAY.as_secs_f64()))
+}
+
+/// `X-Progress` as shown: lossy UTF-8, trimmed, cut to `MAX_PROGRESS_CHARS` characters
+/// (with `…`), control characters escaped. `None` when blank.
+pub fn progress_text(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut shown: String = text.chars().take(MAX_PROGRESS_CHARS).collect();
+    if text.chars().nth(MAX_PROGRESS_CHARS).is_some() {
+        shown.push('…');
+    }
+    // A newline would break the line redrawn in place, so it is escaped too.
+    Some(crate::text::printable(&shown).replace('\n', "\\u{a}"))
 }
 
 /// The wait of one export run: every pause so far and the limit.
@@ -108,7 +141,7 @@ impl Waiting {
     /// Take the retry pauses observers counted into the total.
     fn absorb_retries(&mut self) -> bool {
         let ms = self.retried_ms.swap(0, Ordering::Relaxed);
-        self.total += Duration::from_millis(ms);
+        self.total = self.total.saturating_add(Duration::from_millis(ms));
         ms > 0
     }
 
@@ -116,10 +149,7 @@ impl Waiting {
     /// place on a terminal; elsewhere printed as a line whenever the progress text changes,
     /// so logs of unattended runs still show how the export went.
     fn show(&mut self, progress: Option<&str>, delay: Duration) {
-        let text = progress
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .unwrap_or("waiting…");
+        let text = progress.unwrap_or("waiting…");
         let line = format!(
             "{text} ({} so far, waiting for {} more)",
             console::human_duration(self.total.as_secs()),
@@ -205,13 +235,17 @@ pub async fn until<'a>(
             .and_then(|v| parse_retry_after(v, SystemTime::now()))
             .unwrap_or(DEFAULT_DELAY);
         let delay = asked.clamp(MIN_DELAY, MAX_DELAY);
-        if waiting.total + delay > waiting.limit {
+        if waiting.total.saturating_add(delay) > waiting.limit {
             break Err(WaitError::Verdict(
                 "Timed out waiting for the bulk FHIR export to finish.".to_string(),
             ));
         }
-        waiting.show(response.header("x-progress"), delay);
-        waiting.total += delay;
+        let progress = response
+            .headers
+            .get("x-progress")
+            .and_then(|v| progress_text(v.as_bytes()));
+        waiting.show(progress.as_deref(), delay);
+        waiting.total = waiting.total.saturating_add(delay);
         waited = true;
         tokio::time::sleep(delay).await;
     };
@@ -239,6 +273,79 @@ mod tests {
         let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
         assert_eq!(secs(&date), Some(30.0));
         assert_eq!(secs("soon"), None);
+    }
+
+    #[test]
+    fn absurd_retry_after_values_stay_in_range() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let secs = |v: &str| parse_retry_after(v, now).map(|d| d.as_secs_f64());
+        let max = MAX_DELAY.as_secs_f64();
+        // Each of these panicked in `Duration::from_secs_f64` or overflowed before.
+        for huge in [
+            "99999999999999999999",
+            "1e300",
+            "1.7976931348623157e308",
+            "inf",
+            "+Infinity",
+            "9223372036854775807",
+            "18446744073709551616",
+            "1e20",
+            "400",
+        ] {
+            assert_eq!(secs(huge), Some(max), "{huge}");
+        }
+        for nothing in [
+            "-1e300",
+            "-inf",
+            "-99999999999999999999",
+            "-0",
+            "0",
+            "1e-300",
+        ] {
+            assert_eq!(secs(nothing), Some(0.0), "{nothing}");
+        }
+        for unusable in [
+            "NaN",
+            "nan",
+            "",
+            "1e",
+            "0x10",
+            "Fri, 31 Dec 99999 23:59:59 GMT",
+        ] {
+            assert_eq!(secs(unusable), None, "{unusable}");
+        }
+        let far = "Fri, 31 Dec 9999 23:59:59 GMT";
+        assert_eq!(secs(far), Some(max));
+        let long_ago = "Thu, 01 Jan 1970 00:00:00 GMT";
+        assert_eq!(secs(long_ago), Some(0.0));
+        // A moment far in the future (seconds and milliseconds since the epoch).
+        assert_eq!(secs("99999999999"), Some(max));
+        assert_eq!(secs("99999999999999"), Some(max));
+    }
+
+    #[test]
+    fn progress_is_one_short_printable_line() {
+        assert_eq!(
+            progress_text(b"  50% complete "),
+            Some("50% complete".into())
+        );
+        assert_eq!(progress_text(b"   "), None);
+        assert_eq!(
+            progress_text(b"\x1b[2Jgone\nx").as_deref(),
+            Some("\\u{1b}[2Jgone\\u{a}x")
+        );
+        assert_eq!(
+            progress_text("\u{9b}2J".as_bytes()).as_deref(),
+            Some("\\u{9b}2J")
+        );
+        let long = "x".repeat(10_000);
+        let shown = progress_text(long.as_bytes()).unwrap_or_default();
+        assert_eq!(shown.chars().count(), MAX_PROGRESS_CHARS + 1);
+        assert!(shown.ends_with('…'));
+        assert_eq!(
+            progress_text(b"\xff\xfe ok").as_deref(),
+            Some("\u{fffd}\u{fffd} ok")
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::FolderError;
 use crate::json;
 use crate::timestamp::{self, Timestamp};
 use serde_json::{Map, Value, json};
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
 use std::path::Path;
 
@@ -52,11 +52,8 @@ fn append_lines(workdir: &Path, lines: &[String]) -> Result<(), FolderError> {
         source,
     };
     fs::create_dir_all(workdir).map_err(io_err)?;
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(io_err)?;
+    // Only ever a regular file: a link planted at this name is an error, never followed.
+    let mut file = crate::safe_file::append_regular(&path).map_err(io_err)?;
     for line in lines {
         // One write per whole line, so a crash never leaves half a line before the next one.
         let mut bytes = Vec::with_capacity(line.len() + 1);
@@ -65,6 +62,13 @@ fn append_lines(workdir: &Path, lines: &[String]) -> Result<(), FolderError> {
         file.write_all(&bytes).map_err(io_err)?;
     }
     Ok(())
+}
+
+/// Make sure `log.ndjson` can take lines (creating it when missing) before starting
+/// something whose events must be logged: a bulk kickoff the log could not record would
+/// leave a job on the server that no later run knows about.
+pub fn check_writable(workdir: &Path) -> Result<(), FolderError> {
+    append_lines(workdir, &[])
 }
 
 /// Append one event, timestamped now.

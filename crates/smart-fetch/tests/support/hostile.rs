@@ -49,6 +49,8 @@ pub enum Answer {
     Sized(Vec<(String, String)>, Vec<u8>, u8, u64),
     /// Headers of a 200 at once, then one byte and silence for `Duration`.
     Stall(Vec<(String, String)>, Duration),
+    /// A 200 whose chunked body comes in `pieces`, one every `Duration`: slow but moving.
+    Trickle(Vec<(String, String)>, Vec<Vec<u8>>, Duration),
 }
 
 /// 200 `application/fhir+json` with the JSON text of `value`.
@@ -206,6 +208,25 @@ fn serve(stream: TcpStream, handler: &Handler, base: &str, log: &Mutex<Vec<Seen>
             Answer::Silent(hold) => {
                 std::thread::sleep(hold);
                 false
+            }
+            Answer::Trickle(headers, pieces, gap) => {
+                let mut head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n".to_string();
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let mut ok = writer.write_all(head.as_bytes()).is_ok() && writer.flush().is_ok();
+                for piece in pieces.iter().filter(|p| !p.is_empty()) {
+                    if !ok {
+                        break;
+                    }
+                    std::thread::sleep(gap);
+                    let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
+                    framed.extend_from_slice(piece);
+                    framed.extend_from_slice(b"\r\n");
+                    ok = writer.write_all(&framed).is_ok() && writer.flush().is_ok();
+                }
+                ok && writer.write_all(b"0\r\n\r\n").is_ok()
             }
             Answer::Stall(headers, hold) => {
                 let mut head = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n".to_string();
