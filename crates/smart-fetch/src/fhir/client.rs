@@ -227,6 +227,8 @@ struct Inner {
     base: Url,
     base_str: String,
     http: reqwest::Client,
+    /// For every method but GET.
+    http_no_redirect: reqwest::Client,
     auth: AuthMethod,
     /// Sent as `Epic-Client-ID` to Epic servers.
     client_id: Option<String>,
@@ -298,27 +300,35 @@ impl FhirClient {
             format!("{}/", options.fhir_url)
         };
         let base = parse_fhir_url(&base_str)?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(options.read_timeout)
-            // reqwest drops Authorization (and cookies) when a redirect changes host or port.
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS));
-        if let Some(path) = &options.ca_file {
-            for certificate in read_ca_file(path)? {
-                builder = builder.add_root_certificate(certificate);
+        let certificates = match &options.ca_file {
+            Some(path) => read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let build = |redirect: reqwest::redirect::Policy| {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(options.read_timeout)
+                .redirect(redirect);
+            for certificate in &certificates {
+                builder = builder.add_root_certificate(certificate.clone());
             }
-        }
-        let http = builder.build().map_err(|e| {
-            FhirError::Config(format!(
-                "Could not set up the HTTP client: {}",
-                error_chain(&e)
-            ))
-        })?;
+            builder.build().map_err(|e| {
+                FhirError::Config(format!(
+                    "Could not set up the HTTP client: {}",
+                    error_chain(&e)
+                ))
+            })
+        };
+        // reqwest drops Authorization (and cookies) when a redirect changes host or port.
+        let http = build(reqwest::redirect::Policy::limited(MAX_REDIRECTS))?;
+        // A DELETE or POST answered with a redirect is not replayed elsewhere as a GET.
+        let http_no_redirect = build(reqwest::redirect::Policy::none())?;
         Ok(FhirClient {
             inner: Arc::new(Inner {
                 base,
                 base_str,
                 http,
+                http_no_redirect,
                 auth: loaded.method,
                 client_id: loaded.client_id,
                 token_url: options.token_url.filter(|t| !t.is_empty()),
@@ -916,9 +926,12 @@ impl FhirClient {
                 headers.insert(AUTHORIZATION, authorization);
             }
         }
-        let mut builder = self
-            .inner
-            .http
+        let http = if plan.method == Method::GET {
+            &self.inner.http
+        } else {
+            &self.inner.http_no_redirect
+        };
+        let mut builder = http
             .request(plan.method.clone(), plan.url.clone())
             .headers(headers);
         match plan.timeout {

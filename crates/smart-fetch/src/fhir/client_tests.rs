@@ -688,3 +688,19 @@ mod properties {
         }
     }
 }
+
+#[tokio::test]
+async fn a_delete_is_not_replayed_at_another_origin() {
+    let other = TestServer::start(|_, _| reply(200, "{}")).await;
+    let target = other.url("/elsewhere");
+    let server = TestServer::start(move |_, _| reply(302, "").header("location", &target)).await;
+    let mut o = options(&server.url("/"));
+    o.auth.bearer_token = Some("secret-token".into());
+    let client = FhirClient::new(o, Budget::new(1)).expect("client");
+    let answer = client
+        .request(Request::new(Method::DELETE, "job/1", "application/json"))
+        .await;
+    assert!(matches!(answer, Ok(ref r) if r.status == 302), "{answer:?}");
+    assert!(other.requests("/elsewhere").is_empty(), "not followed");
+    assert_eq!(server.requests("/job/1").len(), 1);
+}
