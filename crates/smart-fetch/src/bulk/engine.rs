@@ -20,7 +20,6 @@ use super::journal::{self, Journal};
 use super::kickoff::{self, Level};
 use super::manifest;
 use super::messages;
-use super::stall;
 use super::trust::{self, FileTrust, ForeignStatus};
 use super::wait::{self, WaitError, Waiting};
 use crate::console;
@@ -70,7 +69,7 @@ pub async fn export(
     console::rule();
     let client = job.client;
     let workdir = job.workdir;
-    let stall = stall::limit_from_env().map_err(BulkError::Message)?;
+    let stall = client.read_timeout();
     // Before anything reaches the server: a kickoff the log cannot record must not happen.
     folder_log::check_writable(workdir)?;
     let fhir_origin = client.resolve("")?;

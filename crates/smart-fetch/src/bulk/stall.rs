@@ -6,9 +6,9 @@
 //! its next bytes. Either one longer than the stall limit ends that try as a network
 //! failure, which is tried again like a broken connection.
 //!
-//! The limit is 300 s (the Python tool's read timeout), or `SMART_FETCH_STALL_TIMEOUT`
-//! seconds (a decimal number, 0.1 to 86400) for servers known to think longer — and for
-//! tests, which cannot wait minutes for a server that never answers.
+//! The limit is `--request-timeout` (default 120 s), the same silence the request engine
+//! allows any answer: one knob for a user whose server thinks longer (and for tests, which
+//! cannot wait minutes for a server that never answers).
 //!
 //! The wait for headers is watched from outside the request engine, through its observer
 //! hooks: an attempt starts the clock, an answer (any status) or a failure stops it. That
@@ -19,38 +19,6 @@ use reqwest::header::HeaderMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The stall limit unless the environment says otherwise.
-pub const DEFAULT_STALL: Duration = Duration::from_secs(300);
-/// The environment variable that changes it.
-pub const STALL_ENV: &str = "SMART_FETCH_STALL_TIMEOUT";
-const MIN_STALL_SECS: f64 = 0.1;
-const MAX_STALL_SECS: f64 = 86_400.0;
-
-/// The stall limit of this run: `SMART_FETCH_STALL_TIMEOUT` or the default. An unusable
-/// value is an error (a limit silently ignored would surprise whoever set it).
-pub fn limit_from_env() -> Result<Duration, String> {
-    match std::env::var(STALL_ENV) {
-        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_STALL),
-        Err(std::env::VarError::NotUnicode(_)) => Err(invalid("(not text)")),
-        Ok(text) => parse_limit(&text).ok_or_else(|| invalid(&text)),
-    }
-}
-
-fn invalid(text: &str) -> String {
-    format!(
-        "Invalid {STALL_ENV} '{}': give a number of seconds from {MIN_STALL_SECS} to {MAX_STALL_SECS}.",
-        crate::text::printable(text)
-    )
-}
-
-fn parse_limit(text: &str) -> Option<Duration> {
-    let seconds: f64 = text.trim().parse().ok()?;
-    // The range check also rejects NaN and infinities before they meet `Duration`.
-    (MIN_STALL_SECS..=MAX_STALL_SECS)
-        .contains(&seconds)
-        .then(|| Duration::from_secs_f64(seconds))
-}
 
 /// The request observer of one download: passes every hook on to `inner` (the export
 /// log) and keeps the time the current attempt has been waiting for its answer.
@@ -135,28 +103,6 @@ pub async fn answer_within<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limits_in_range_only() {
-        assert_eq!(parse_limit("300"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_limit(" 0.5 "), Some(Duration::from_millis(500)));
-        for bad in [
-            "0",
-            "0.01",
-            "-5",
-            "86401",
-            "1e300",
-            "99999999999999999999",
-            "NaN",
-            "inf",
-            "-inf",
-            "",
-            "5m",
-        ] {
-            assert_eq!(parse_limit(bad), None, "{bad}");
-        }
-        assert!(invalid("\u{1b}[2J").contains("\\u{1b}[2J"));
-    }
 
     struct Quiet;
     impl RequestObserver for Quiet {}

@@ -240,6 +240,7 @@ struct Inner {
     budget: Budget,
     capabilities: RwLock<Capabilities>,
     max_body: u64,
+    read_timeout: Duration,
     /// The types this run will read (`set_scope_types`); `None` = every type we know.
     scope_types: RwLock<Option<Vec<ResourceType>>>,
 }
@@ -339,6 +340,7 @@ impl FhirClient {
                 budget,
                 capabilities: RwLock::new(Capabilities::default()),
                 max_body: options.max_body.max(1),
+                read_timeout: options.read_timeout,
                 scope_types: RwLock::new(None),
             }),
         })
@@ -430,6 +432,11 @@ impl FhirClient {
             .map(|t| format!("system/{}.{suffix}", t.as_str()))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// `--request-timeout`: the longest silence an answer may keep (first byte included).
+    pub fn read_timeout(&self) -> Duration {
+        self.inner.read_timeout
     }
 
     /// The budget this client's requests draw from.
