@@ -36,7 +36,15 @@ fn start_relay(upstream: String) -> (String, Arc<AtomicUsize>) {
 #[test]
 fn requests_go_through_the_proxy_from_the_environment() {
     let dir = temp_dir("proxy");
-    let ehr = server(Flavor::Epic, 4, AuthMode::Open);
+    // One page per search: fake-ehr writes `next` links with its own loopback address,
+    // which is not the origin of `--fhir-url` here, and those are refused (the trust rule).
+    let ehr = server_with(fake_ehr::Config {
+        flavor: Flavor::Epic,
+        patients: 4,
+        auth: AuthMode::Open,
+        page_size: 1000,
+        ..fake_ehr::Config::default()
+    });
     let upstream = host_port(&ehr);
     let (proxy, connections) = start_relay(upstream);
     let mrns = mrn_file(&dir, "MRN-P", 3);
