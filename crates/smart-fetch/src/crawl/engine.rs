@@ -199,7 +199,8 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         return Err(CrawlError::NoCohort(plan.workdir.display().to_string()));
     }
 
-    if let Some(earliest) = metadata.earliest_done() {
+    // The fake log says an export completed; an unfinished crawl has not (its rerun does).
+    if finished && let Some(earliest) = metadata.earliest_done() {
         let url = log::crawl_export_url(&plan.fhir_url, &plan.group_name);
         log::append_crawl_log(&plan.workdir, &url, &earliest)?;
     }

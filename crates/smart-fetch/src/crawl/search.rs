@@ -145,6 +145,10 @@ impl PageGuard {
         let resolved = client
             .resolve(url)
             .map_or_else(|_| url.to_string(), |u| u.to_string());
+        self.admit_resolved(resolved)
+    }
+
+    fn admit_resolved(&mut self, resolved: String) -> Result<(), (FailureKind, String)> {
         if self.seen.len() >= MAX_PAGES {
             return Err((
                 FailureKind::TooManyPages,
@@ -153,7 +157,7 @@ impl PageGuard {
                 ),
             ));
         }
-        if !self.seen.insert(resolved.clone()) {
+        if self.seen.contains(&resolved) {
             return Err((
                 FailureKind::PageLoop,
                 format!(
@@ -161,6 +165,7 @@ impl PageGuard {
                 ),
             ));
         }
+        self.seen.insert(resolved);
         Ok(())
     }
 }
@@ -767,6 +772,29 @@ mod tests {
         assert_eq!(ids, [Some("a")]);
         assert_eq!(chain.result.dropped.unmatched_patients, 2);
         assert_eq!(chain.result.outcome, ChainOutcome::Complete);
+    }
+
+    #[test]
+    fn page_guard_stops_loops_and_endless_chains() {
+        let mut guard = PageGuard::default();
+        assert!(guard.admit_resolved("http://x/a".into()).is_ok());
+        assert!(guard.admit_resolved("http://x/b".into()).is_ok());
+        let (kind, message) = guard.admit_resolved("http://x/a".into()).unwrap_err();
+        assert_eq!(kind, FailureKind::PageLoop);
+        assert!(message.contains("http://x/a"), "{message}");
+
+        let mut guard = PageGuard::default();
+        for page in 0..MAX_PAGES {
+            assert!(
+                guard
+                    .admit_resolved(format!("http://x/?page={page}"))
+                    .is_ok()
+            );
+        }
+        let (kind, _) = guard
+            .admit_resolved("http://x/?page=next".into())
+            .unwrap_err();
+        assert_eq!(kind, FailureKind::TooManyPages);
     }
 
     #[test]
