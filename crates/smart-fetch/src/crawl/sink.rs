@@ -631,7 +631,88 @@ fn read_journal(path: &Path, file_name: &str) -> Option<Journal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crawl::report::FailureKind;
     use std::io::Read;
+
+    fn result(key: &str, outcome: ChainOutcome) -> ChainResult {
+        let line = format!("{{\"resourceType\":\"Condition\",\"id\":\"c-{key}\"}}\n");
+        ChainResult {
+            resource_type: ResourceType::Condition,
+            key: key.to_string(),
+            records: vec![Record {
+                id: Some(format!("c-{key}")),
+                line,
+            }],
+            errors: vec![format!(
+                "{{\"resourceType\":\"OperationOutcome\",\"id\":\"{key}\"}}\n"
+            )],
+            max_date: None,
+            outcome,
+            dropped: Dropped::default(),
+            links: Vec::new(),
+        }
+    }
+
+    /// A failed chain is journaled as failed, not committed: reopened (as after SIGKILL) it
+    /// is still to do, with its lines; a later success replaces them.
+    #[test]
+    fn failed_chains_stay_to_do_across_restarts_until_they_succeed() {
+        let dir = std::env::temp_dir().join(format!(
+            "sf-sink-failed-{}-{}",
+            std::process::id(),
+            timestamp::now().timestamp_micros()
+        ));
+        fs::create_dir_all(dir.join(STATE_DIR)).expect("state dir");
+        let t = ResourceType::Condition;
+        let (mut state, journal) = TypeState::open(&dir, t, true).expect("open");
+        assert!(journal.keys.is_empty());
+        let failed = ChainOutcome::Failed(FailureKind::Unusable);
+        state
+            .commit(vec![
+                result("p1", ChainOutcome::Complete),
+                result("p2", failed.clone()),
+            ])
+            .expect("commit");
+        drop(state);
+
+        let (mut state, journal) = TypeState::open(&dir, t, true).expect("reopen");
+        assert_eq!(journal.keys, HashSet::from(["p1".to_string()]));
+        assert_eq!(state.failed.keys().collect::<Vec<_>>(), ["p2"]);
+        // Only the committed chain's data and warning are in the files.
+        assert_eq!(state.error_lines(false).len(), 1);
+        assert_eq!(state.error_lines(true).len(), 2);
+        state.commit(vec![result("p2", failed)]).expect("commit");
+        drop(state);
+        let (mut state, _) = TypeState::open(&dir, t, true).expect("reopen");
+        assert_eq!(state.failed.len(), 1, "failed twice, listed once");
+        assert_eq!(state.error_lines(true).len(), 2);
+        state
+            .commit(vec![result("p2", ChainOutcome::Complete)])
+            .expect("commit");
+        drop(state);
+
+        let (state, journal) = TypeState::open(&dir, t, true).expect("reopen");
+        assert_eq!(
+            journal.keys,
+            HashSet::from(["p1".to_string(), "p2".to_string()])
+        );
+        assert!(state.failed.is_empty());
+        assert_eq!(
+            state.error_lines(true).len(),
+            2,
+            "the two chains' own lines"
+        );
+        let (_, lines) = state.finalize(false).expect("finalize");
+        assert_eq!(lines.len(), 2);
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(
+            File::open(dir.join("Condition.ndjson.gz")).expect("file"),
+        )
+        .read_to_string(&mut text)
+        .expect("gunzip");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn members_from_one_encoder_read_back_as_one_stream() {
