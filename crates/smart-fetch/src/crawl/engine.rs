@@ -451,10 +451,6 @@ impl Queue {
     fn stop(&self, t: ResourceType) {
         self.lock().stopped.insert(t);
     }
-
-    fn is_stopped(&self, t: ResourceType) -> bool {
-        self.lock().stopped.contains(&t)
-    }
 }
 
 struct Planner {
@@ -736,10 +732,6 @@ struct Worker {
 impl Worker {
     async fn run(self) -> Result<(), CrawlError> {
         while let Some(chain) = self.queue.next().await {
-            if self.queue.is_stopped(chain.resource_type) {
-                self.queue.complete();
-                continue;
-            }
             let request = ChainRequest {
                 resource_type: chain.resource_type,
                 key: chain.key,
