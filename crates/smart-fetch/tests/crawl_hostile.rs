@@ -1,5 +1,6 @@
 //! A crawl against a server that answers searches wrongly, byte for byte under the test's
-//! control (`support::hostile`): a 200 OperationOutcome instead of a Bundle, `next` links
+//! control (`support::hostile`): a 200 OperationOutcome instead of a Bundle, a page that
+//! breaks off on every try, `next` links
 //! that point back at the same page or go round between two, entries of another type or
 //! another patient, a lookup answering with an extra Patient. Each is either a failed
 //! search (exit 3, the folder not complete) or left out of the files; `--strict-search`
@@ -102,6 +103,55 @@ fn a_200_operation_outcome_is_a_failed_search() {
         BTreeSet::from(["Encounter".to_string(), "Patient".to_string()])
     );
     assert_ne!(read_json(&out.join(".metadata"))["complete"], true);
+}
+
+#[test]
+fn a_page_that_breaks_off_on_every_try_is_a_failed_search() {
+    let h = server(|seen, _| {
+        match seen.path() {
+        "/Patient" => Some(json_answer(&bundle(&[patient("p1", None)], None))),
+        // Promises 1,000 bytes, sends a few and closes the connection.
+        "/Condition" => Some(Answer::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: 1000\r\n\r\n{\"resourceType\":\"Bundle\",\"entry\":[".to_vec(),
+        )),
+        _ => None,
+    }
+    });
+    let dir = temp_dir("hostile-broken");
+    let out = dir.join("out");
+    let child = std::process::Command::new(bin())
+        .args(["crawl", "--fhir-url", &h.url, out.to_str().unwrap()])
+        .args(["--id-list", "p1", "--type", "Condition,Encounter"])
+        // Every try fails: retry a few milliseconds apart, not over two minutes.
+        .env("SMART_FETCH_RETRY_BASE_MS", "5")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start smart-fetch");
+    let output = wait(child, Duration::from_secs(60));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "1 search failed (Condition for 1 patient); rerun the same command to retry them\n"
+        ),
+        "{stderr}"
+    );
+    eprintln!(
+        "page that breaks off: {} tries\n{stderr}",
+        searches_of(&h, "/Condition")
+    );
+    assert!(searches_of(&h, "/Condition") >= 1);
+    assert!(!out.join("Condition.ndjson.gz").exists());
+    assert_eq!(
+        done_types(&out),
+        BTreeSet::from(["Encounter".to_string(), "Patient".to_string()])
+    );
+    assert_eq!(
+        read_lines(&out.join("error/OperationOutcome.ndjson.gz")).len(),
+        1
+    );
 }
 
 #[test]
