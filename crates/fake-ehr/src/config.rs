@@ -1,5 +1,5 @@
 //! Server configuration: data size and seed, vendor flavor, authentication mode, latency,
-//! fault rate, paging, bulk export and the data's quarter.
+//! fault rate, paging, bulk export, the data's quarter and switched-on misbehaviours.
 
 use std::time::Duration;
 
@@ -65,6 +65,13 @@ pub struct Config {
     /// The quarter of the data served at start (1 or 2; see `data::quarter_changes`);
     /// `Server::set_quarter` and `POST /__admin/quarter?n=2` switch it while running.
     pub quarter: u8,
+    /// Types whose searches ignore `patient=` / `subject=` and return every patient's
+    /// resources of the type (`Server::set_ignore_patient_param`,
+    /// `POST /__admin/ignore-patient?type=T`).
+    pub ignore_patient_param: Vec<String>,
+    /// One search answered with JSON cut off halfway, every page and every attempt
+    /// (`Server::set_truncate`, `POST /__admin/truncate?type=T&patient=ID`).
+    pub truncate: Option<crate::switches::TruncateSearch>,
 }
 
 impl Default for Config {
@@ -83,6 +90,8 @@ impl Default for Config {
             port: 0,
             bulk: crate::bulk::BulkConfig::default(),
             quarter: crate::data::FIRST_QUARTER,
+            ignore_patient_param: Vec::new(),
+            truncate: None,
         }
     }
 }

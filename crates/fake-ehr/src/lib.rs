@@ -20,9 +20,11 @@ mod search;
 mod server;
 mod stats;
 mod store;
+mod switches;
 mod token;
 
 pub use bulk::{BulkConfig, BulkStats, Membership, RetryAfter};
 pub use config::{AuthMode, Config, Flavor};
 pub use server::{Server, spawn, start};
 pub use stats::Stats;
+pub use switches::TruncateSearch;

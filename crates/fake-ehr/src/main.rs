@@ -142,6 +142,30 @@ struct ServeArgs {
     /// running with `POST /__admin/quarter?n=2`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     quarter: u8,
+    /// TYPE: searches of this type ignore `patient=` / `subject=` and return every
+    /// patient's resources of the type (repeatable), as a server that drops a parameter it
+    /// does not support. Change while running with `POST /__admin/ignore-patient?type=T`.
+    #[arg(long, value_name = "TYPE")]
+    ignore_patient_param: Vec<String>,
+    /// TYPE=PATIENT_ID: the searches of this patient for this type are answered with JSON
+    /// cut off halfway, on every page and every attempt, e.g. `Condition=pat-000003`.
+    /// Change while running with `POST /__admin/truncate?type=T&patient=ID` (DELETE: off).
+    #[arg(long, value_name = "TYPE=PATIENT_ID", value_parser = parse_truncate)]
+    truncate_search: Option<fake_ehr::TruncateSearch>,
+}
+
+fn parse_truncate(value: &str) -> Result<fake_ehr::TruncateSearch, String> {
+    match value.split_once('=') {
+        Some((ty, patient)) if !ty.is_empty() && !patient.is_empty() => {
+            Ok(fake_ehr::TruncateSearch {
+                resource_type: ty.to_string(),
+                patient: patient.to_string(),
+            })
+        }
+        _ => Err(format!(
+            "{value:?} is not TYPE=PATIENT_ID (e.g. Condition=pat-000003)"
+        )),
+    }
 }
 
 fn parse_type_latency(value: &str) -> Result<(String, u64), String> {
@@ -253,6 +277,8 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
     };
     Ok(Config {
         quarter: args.quarter,
+        ignore_patient_param: args.ignore_patient_param,
+        truncate: args.truncate_search,
         seed: args.seed,
         patients: args.patients,
         flavor: match args.flavor {

@@ -12,6 +12,7 @@ use crate::query;
 use crate::search::{self, SearchRequest};
 use crate::stats::{Counters, bump};
 use crate::store::Store;
+use crate::switches::{self, Switches, TruncateSearch};
 use crate::token;
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -36,6 +37,7 @@ pub struct AppState {
     pub faults: Faults,
     pub bulk: crate::bulk::BulkState,
     pub latency: Latency,
+    pub switches: Switches,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             faults: Faults::new(config.seed, config.fault_rate),
             bulk: crate::bulk::BulkState::new(config.seed, &config.bulk),
             latency: Latency::new(config.latency),
+            switches: Switches::new(config.ignore_patient_param.clone(), config.truncate.clone()),
             config,
             base_url,
             token_url,
@@ -103,6 +106,10 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             "counts" => outcome::json(StatusCode::OK, &state.counters.counts()),
             "quarter" => admin_quarter(&state, request.method(), request.uri().query()),
             "latency" => admin_latency(&state, request.method(), request.uri().query()),
+            "truncate" => admin_truncate(&state, request.method(), request.uri().query()),
+            "ignore-patient" => {
+                admin_ignore_patient(&state, request.method(), request.uri().query())
+            }
             "max-in-flight" if request.method() == Method::POST => {
                 state.counters.reset_max_in_flight();
                 outcome::json(StatusCode::OK, &state.counters.counts())
@@ -280,6 +287,71 @@ fn admin_latency(state: &AppState, method: &Method, query: Option<&str>) -> Resp
     outcome::json(StatusCode::OK, &serde_json::json!({ "ms": ms }))
 }
 
+/// `GET /__admin/truncate` names the search answered with cut-off JSON (or null); `POST
+/// /__admin/truncate?type=Condition&patient=pat-000003` picks it; `DELETE` turns it off.
+fn admin_truncate(state: &AppState, method: &Method, query: Option<&str>) -> Response {
+    if *method == Method::POST {
+        let pairs = match query::parse(query.unwrap_or_default()) {
+            Ok(pairs) => pairs,
+            Err(e) => return outcome::bad_request(&e),
+        };
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let (Some(resource_type), Some(patient)) = (get("type"), get("patient")) else {
+            return outcome::bad_request("POST /__admin/truncate needs ?type=<type>&patient=<id>");
+        };
+        state.switches.set_truncate(Some(TruncateSearch {
+            resource_type,
+            patient,
+        }));
+    } else if *method == Method::DELETE {
+        state.switches.set_truncate(None);
+    } else if *method != Method::GET {
+        return outcome::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "use GET, POST ?type=<type>&patient=<id> or DELETE",
+        );
+    }
+    let current = state
+        .switches
+        .truncate()
+        .map(|t| serde_json::json!({ "type": t.resource_type, "patient": t.patient }));
+    outcome::json(StatusCode::OK, &serde_json::json!({ "truncate": current }))
+}
+
+/// `GET /__admin/ignore-patient` lists the types whose searches ignore `patient=`; `POST
+/// /__admin/ignore-patient?type=A&type=B` sets that list (no `type`: none).
+fn admin_ignore_patient(state: &AppState, method: &Method, query: Option<&str>) -> Response {
+    if *method == Method::POST {
+        let pairs = match query::parse(query.unwrap_or_default()) {
+            Ok(pairs) => pairs,
+            Err(e) => return outcome::bad_request(&e),
+        };
+        let types = pairs
+            .into_iter()
+            .filter(|(k, v)| k == "type" && !v.is_empty())
+            .map(|(_, v)| v)
+            .collect();
+        state.switches.set_ignore_patient(types);
+    } else if *method != Method::GET {
+        return outcome::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "use GET or POST ?type=<type>",
+        );
+    }
+    outcome::json(
+        StatusCode::OK,
+        &serde_json::json!({ "types": state.switches.ignore_patient() }),
+    )
+}
+
 /// `GET /__admin/quarter` says which quarter of the data is served; `POST
 /// /__admin/quarter?n=2` switches to another one.
 fn admin_quarter(state: &AppState, method: &Method, query: Option<&str>) -> Response {
@@ -347,8 +419,18 @@ fn handle_search(state: &AppState, ty: &str, raw_query: &str) -> Response {
         pairs: &pairs,
         base_url: &state.base_url,
         default_page_size: state.config.page_size,
+        ignore_patient: state.switches.ignores_patient(ty),
     };
     match search::search(&state.store, &request) {
+        Ok(bundle) if state.switches.truncates(ty, &pairs) => {
+            bump(&state.counters.truncated);
+            let mut r = Response::new(Body::from(switches::cut(&bundle.to_string())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(outcome::FHIR_JSON),
+            );
+            r
+        }
         Ok(bundle) => outcome::fhir(StatusCode::OK, &bundle),
         Err(message) => outcome::bad_request(&message),
     }

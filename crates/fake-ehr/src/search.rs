@@ -22,6 +22,9 @@ pub struct SearchRequest<'a> {
     /// e.g. `http://127.0.0.1:1234/fhir`.
     pub base_url: &'a str,
     pub default_page_size: usize,
+    /// Drop `patient` / `subject` and answer with every patient's resources of the type
+    /// (`Config::ignore_patient_param`).
+    pub ignore_patient: bool,
 }
 
 /// A token search value: `system|code`, `|code` (no system) or `code` (any system).
@@ -75,7 +78,7 @@ struct Parsed {
 
 /// Runs the search; `Err` is a message for a 400 OperationOutcome.
 pub fn search(store: &Store, req: &SearchRequest<'_>) -> Result<Value, String> {
-    let parsed = parse(req)?;
+    let mut parsed = parse(req)?;
     let info = req.info;
     let page_size = parsed
         .count
@@ -103,7 +106,15 @@ pub fn search(store: &Store, req: &SearchRequest<'_>) -> Result<Value, String> {
         return Ok(bundle(req, page, total, offset, page_size));
     }
 
-    let candidates = candidates(store, info, &parsed.filters)?;
+    let candidates = if req.ignore_patient && info.kind == Kind::Linked {
+        parsed.filters.retain(|f| !matches!(f, Filter::Patient(_)));
+        (0..store.patient_count())
+            .filter(|&i| store.patient_exists(i))
+            .flat_map(|i| store.of_patient(info.name, i))
+            .collect()
+    } else {
+        candidates(store, info, &parsed.filters)?
+    };
     let matches: Vec<Value> = candidates
         .into_iter()
         .filter(|r| parsed.filters.iter().all(|f| matches(r, f)))

@@ -119,6 +119,18 @@ impl Server {
         self.state.latency.set(latency);
     }
 
+    /// Answer the searches of `truncate` (every page, every attempt) with JSON cut off
+    /// halfway from now on; `None` serves them whole again (the server is "fixed").
+    pub fn set_truncate(&self, truncate: Option<crate::switches::TruncateSearch>) {
+        self.state.switches.set_truncate(truncate);
+    }
+
+    /// Searches of these types ignore `patient=` / `subject=` from now on (an empty list:
+    /// none do).
+    pub fn set_ignore_patient_param(&self, types: Vec<String>) {
+        self.state.switches.set_ignore_patient(types);
+    }
+
     /// Start counting `Stats::max_in_flight` afresh (from the requests in flight now).
     pub fn reset_max_in_flight(&self) {
         self.state.counters.reset_max_in_flight();

@@ -26,6 +26,9 @@ pub struct Stats {
     pub searches: u64,
     pub reads: u64,
     pub faults: u64,
+    /// Search answers cut off on purpose (`Config::truncate`).
+    #[serde(default)]
+    pub truncated: u64,
     pub unauthorized: u64,
     /// Requests that carried an `Epic-Client-ID` header.
     pub epic_client_id_headers: u64,
@@ -59,6 +62,7 @@ pub struct Counters {
     pub searches: AtomicU64,
     pub reads: AtomicU64,
     pub faults: AtomicU64,
+    pub truncated: AtomicU64,
     pub unauthorized: AtomicU64,
     pub epic_client_id_headers: AtomicU64,
     last_assertion_jku: Mutex<Option<String>>,
@@ -167,6 +171,7 @@ impl Counters {
             searches: get(&self.searches),
             reads: get(&self.reads),
             faults: get(&self.faults),
+            truncated: get(&self.truncated),
             unauthorized: get(&self.unauthorized),
             epic_client_id_headers: get(&self.epic_client_id_headers),
             last_assertion_jku: self

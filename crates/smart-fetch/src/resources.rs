@@ -128,6 +128,29 @@ impl ResourceType {
         }
     }
 
+    /// The reference field that this type's `patient` search parameter reads (FHIR R4
+    /// search parameter definitions: `Condition.subject`, `Device.patient`, …). The crawl
+    /// searches `<Type>?patient=<id>` and checks that every resource of the answer names
+    /// that patient here, so a server that ignores the parameter is caught.
+    pub fn patient_field(self) -> Option<&'static str> {
+        match self {
+            Self::Encounter
+            | Self::Condition
+            | Self::DiagnosticReport
+            | Self::DocumentReference
+            | Self::MedicationDispense
+            | Self::MedicationRequest
+            | Self::Observation
+            | Self::Procedure
+            | Self::ServiceRequest
+            | Self::Specimen => Some("subject"),
+            Self::AllergyIntolerance | Self::Device | Self::EpisodeOfCare | Self::Immunization => {
+                Some("patient")
+            }
+            _ => None,
+        }
+    }
+
     /// Field read from resources for crawl transaction-time tracking (spec §5.3, right column).
     pub fn created_field(self) -> Option<&'static str> {
         match self {
@@ -339,5 +362,19 @@ mod tests {
             Some(ResourceType::Condition)
         );
         assert_eq!(ResourceType::parse_patient_type_ci("Medication"), None);
+    }
+
+    #[test]
+    fn every_searched_type_has_a_patient_field() {
+        for t in ResourceType::PATIENT_TYPES {
+            assert_eq!(
+                t.patient_field().is_some(),
+                t != ResourceType::Patient,
+                "{t}"
+            );
+        }
+        assert_eq!(ResourceType::Condition.patient_field(), Some("subject"));
+        assert_eq!(ResourceType::Immunization.patient_field(), Some("patient"));
+        assert_eq!(ResourceType::Practitioner.patient_field(), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The standalone `crawl` subcommand (spec §13, §12.8) against a generic or Epic fake EHR:
 //! cohorts from `--id-list`, an `--id-file` CSV of MRNs, or an earlier crawl's Patients;
-//! custom type filters; and search failures that are written down instead of aborting.
+//! custom type filters; and search failures that are written down, leave the folder
+//! incomplete (exit 3) and are retried, unless accepted with `--allow-incomplete`.
 
 mod support;
 
@@ -484,46 +485,81 @@ fn two_type_filters_search_twice_and_keep_each_resource_once() {
 }
 
 #[test]
-fn rejected_searches_are_written_to_error_and_the_crawl_goes_on() {
+fn rejected_searches_leave_the_crawl_incomplete_unless_accepted() {
     let dir = temp_dir("crawl-errors");
     let ehr = server(Flavor::Generic, 6, AuthMode::Open);
     let url = ehr.base_url();
     let out = dir.join("out");
-    let output = crawl(
-        &url,
-        &out,
-        &[
-            "--id-list",
-            "pat-000001,pat-000002",
-            "--type",
-            "Condition,Device",
-            "--type-filter",
-            "Condition?bogus=1",
-        ],
-    );
-    assert_success(&output);
-    assert!(text(&output.stdout).contains("✨ Done ✨"));
-
-    // The server answers 400 with an OperationOutcome for each patient; each one is kept.
-    let errors = read_lines(&out.join("error/OperationOutcome.ndjson.gz"));
-    assert_eq!(errors.len(), 2, "{errors:?}");
-    for line in &errors {
-        let outcome: Value = serde_json::from_str(line).unwrap();
-        assert_eq!(outcome["resourceType"], "OperationOutcome");
-        assert_eq!(
-            outcome["issue"][0]["diagnostics"],
-            "Unknown search parameter \"bogus\" for Condition"
-        );
-    }
+    let argv = [
+        "--id-list",
+        "pat-000001,pat-000002",
+        "--type",
+        "Condition,Device",
+        "--type-filter",
+        "Condition?bogus=1",
+    ];
+    let output = crawl(&url, &out, &argv);
+    // The server answers 400 for each patient's Condition search: two failed searches.
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert!(!text(&output.stdout).contains("Done"));
     assert_eq!(
-        file_names(&out.join("error")),
-        ["OperationOutcome.ndjson.gz"]
+        text(&output.stderr),
+        "2 searches failed because the server answered HTTP 400: Condition for 2 patients\n\
+         2 searches failed (Condition for 2 patients); rerun the same command to retry them\n"
     );
-    // Nothing to write for Condition, so no file; the other type is complete.
+
+    // Each OperationOutcome is kept in error/, the rest is complete, Condition is not.
+    let check_errors = || {
+        let errors = read_lines(&out.join("error/OperationOutcome.ndjson.gz"));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        for line in &errors {
+            let outcome: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(outcome["resourceType"], "OperationOutcome");
+            assert_eq!(
+                outcome["issue"][0]["diagnostics"],
+                "Unknown search parameter \"bogus\" for Condition"
+            );
+        }
+        assert_eq!(
+            file_names(&out.join("error")),
+            ["OperationOutcome.ndjson.gz"]
+        );
+    };
+    check_errors();
     let expected = expected_resources_of(SEED, &[1, 2], &["Patient", "Device"], false);
     assert_same_resources(&folder_resources(&out), &expected);
     assert!(!out.join("Condition.ndjson.gz").exists());
+    let meta = read_json(&out.join(".metadata"));
+    assert_eq!(keys(&meta["done"]), set(&["Device", "Patient"]));
+    assert_ne!(meta["complete"], true);
 
+    // Accepted: the two searches are tried once more, then Condition is done without them
+    // and error/ lists them once.
+    let mut accepting = argv.to_vec();
+    accepting.push("--allow-incomplete");
+    let before = ehr.stats().searches;
+    let output = crawl(&url, &out, &accepting);
+    assert_success(&output);
+    assert!(text(&output.stdout).contains("✨ Done ✨"));
+    assert!(
+        text(&output.stderr).ends_with(
+            "2 searches failed (Condition for 2 patients); accepted with --allow-incomplete: \
+             their types are marked done without them\n"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+    let searches = decoded_searches(&ehr.stats())[before as usize..].to_vec();
+    assert_eq!(
+        searches.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            &"Condition?patient=pat-000001&bogus=1".to_string(),
+            &"Condition?patient=pat-000002&bogus=1".to_string(),
+        ]),
+        "only the failed searches again"
+    );
+    check_errors();
+    assert_same_resources(&folder_resources(&out), &expected);
     let meta = read_json(&out.join(".metadata"));
     assert_eq!(
         keys(&meta["done"]),
@@ -531,6 +567,7 @@ fn rejected_searches_are_written_to_error_and_the_crawl_goes_on() {
     );
     assert_eq!(meta["complete"], true);
     assert_eq!(meta["filters"]["Condition"], serde_json::json!(["bogus=1"]));
+    assert!(!out.join(".resume").exists());
 }
 
 #[test]
@@ -635,6 +672,7 @@ fn crawl_without_compression() {
             "--type-filter",
             "Condition?bogus=1",
             "--no-compression",
+            "--allow-incomplete",
         ],
     );
     assert_success(&output);

@@ -9,3 +9,4 @@ mod hydration;
 mod latency;
 mod quarter;
 mod search;
+mod switches;

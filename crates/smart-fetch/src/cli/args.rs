@@ -213,11 +213,25 @@ pub struct ExportArgs {
     #[arg(long)]
     pub no_compression: bool,
     #[command(flatten)]
+    pub crawl: CrawlChecks,
+    #[command(flatten)]
     pub auth: AuthArgs,
     #[command(flatten)]
     pub cohort: CohortArgs,
     #[command(flatten)]
     pub resources: ResourceArgs,
+}
+
+/// How a crawl treats searches that failed or a server that bends the rules (ours; the
+/// Python tool has neither).
+#[derive(Args, Debug, Clone, Default)]
+pub struct CrawlChecks {
+    /// accept searches that failed after retries: their types are marked done anyway and the run exits 0 (a summary is still printed)
+    #[arg(long)]
+    pub allow_incomplete: bool,
+    /// ask the server to refuse search parameters it does not support (sends 'Prefer: handling=strict' with every search)
+    #[arg(long)]
+    pub strict_search: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -290,6 +304,8 @@ pub struct CrawlArgs {
     /// folder with existing Patient resources, to use as a cohort (defaults to output folder)
     #[arg(long, value_name = "DIR", help_heading = "cohort selection")]
     pub source_dir: Option<String>,
+    #[command(flatten)]
+    pub crawl: CrawlChecks,
     #[command(flatten)]
     pub cohort: CohortArgs,
     #[command(flatten)]

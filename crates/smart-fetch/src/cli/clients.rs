@@ -6,7 +6,7 @@
 use super::args::{AuthArgs, General};
 use crate::error::AppError;
 use crate::fhir::client::{DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT};
-use crate::fhir::{AuthOptions, Budget, ClientOptions, FhirClient};
+use crate::fhir::{AuthOptions, Budget, ClientOptions, FhirClient, RetryPolicy};
 use crate::folder::FolderError;
 use crate::hydrate::Task;
 use crate::resources::ResourceType;
@@ -130,9 +130,32 @@ pub fn client_options(
         max_body: auth
             .max_body_size
             .map_or(DEFAULT_MAX_BODY, |m| u64::from(m) * 1024 * 1024),
+        retry: data_retry_policy(),
         ..ClientOptions::default()
     };
     Ok((options(rest_creds), options(bulk_creds)))
+}
+
+/// Environment variable that shortens the waits between retries of data requests to
+/// milliseconds (the base wait, doubling up to 32 times it; as many tries as usual). For
+/// tests of servers that fail on every try, which would otherwise wait about two minutes
+/// per request; not meant for real servers, so it is not an option.
+pub const RETRY_BASE_MS_ENV: &str = "SMART_FETCH_RETRY_BASE_MS";
+
+fn data_retry_policy() -> RetryPolicy {
+    let policy = RetryPolicy::data();
+    let base = std::env::var(RETRY_BASE_MS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match base {
+        Some(ms) => RetryPolicy {
+            base_delay: std::time::Duration::from_millis(ms),
+            max_delay: std::time::Duration::from_millis(ms.saturating_mul(32))
+                .min(policy.max_delay),
+            ..policy
+        },
+        None => policy,
+    }
 }
 
 /// Prepare clients with a fresh budget of `--max-connections` (default 5).

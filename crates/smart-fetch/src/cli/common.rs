@@ -1,5 +1,6 @@
 //! Steps shared by `export` and `crawl`: reading the cohort IDs, type and filter selection
-//! against the server, the since message, and the group name for the crawl log.
+//! against the server, the since message, the group name for the crawl log, and what a
+//! crawl reports at its end.
 
 use super::args::{CohortArgs, ResourceArgs, SinceModeArg};
 use crate::crawl::cohort;
@@ -141,4 +142,29 @@ pub fn group_name(cohort: &CohortArgs, folder: &str) -> String {
 /// waiting for a slot between its pages holds fetched pages that a kill would waste.
 pub fn worker_count(max_connections: usize) -> usize {
     max_connections + 2
+}
+
+/// After a crawl: print what was left out of the answers, then either what failed (exit 3
+/// through `AppError::Incomplete`, the folder left unfinished) or, for failures accepted
+/// with `--allow-incomplete`, the same summary as a note. All on stderr.
+pub fn report_crawl(outcome: &crate::crawl::CrawlOutcome, accepted: bool) -> Result<(), AppError> {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    for line in outcome.report.notes() {
+        let _ = writeln!(stderr, "{line}");
+    }
+    let lines = outcome.report.failure_lines(accepted);
+    if !outcome.finished {
+        let summary = if lines.is_empty() {
+            "Some resource types could not be finished; rerun the same command to retry them"
+                .to_string()
+        } else {
+            lines.join("\n")
+        };
+        return Err(AppError::Incomplete(summary));
+    }
+    for line in lines {
+        let _ = writeln!(stderr, "{line}");
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `crawl`: a standalone crawl into one output folder (spec §13.1): no managed folder, no
-//! symlinks, no hydration.
+//! symlinks, no hydration. A crawl with failed searches (or a type stopped on other
+//! patients' data) leaves the folder incomplete and exits 3 (`AppError::Incomplete`).
 
 use super::args::{CrawlArgs, General};
 use super::{clients, common};
@@ -57,8 +58,11 @@ pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
             level: super::bulk::level(args.cohort.group.as_deref(), false),
             max_wait,
         }),
+        allow_incomplete: args.crawl.allow_incomplete,
+        strict: args.crawl.strict_search,
     };
     let outcome = crawl::run(rest, plan).await?;
+    common::report_crawl(&outcome, args.crawl.allow_incomplete)?;
     let mut metadata = outcome.metadata;
     if args.bundle {
         // Overwrites an earlier Bundle; a folder with nothing to bundle is fine here.

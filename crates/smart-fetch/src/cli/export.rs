@@ -77,6 +77,7 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
     let context = selection.context.clone();
     let compress = !args.no_compression;
     let group = args.cohort.group.as_deref();
+    let mut accepted = std::collections::BTreeSet::new();
     let mut metadata = if crawl_mode {
         let plan = CrawlPlan {
             workdir: choice.path.clone(),
@@ -97,8 +98,15 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
                 level: super::bulk::level(group, false),
                 max_wait,
             }),
+            allow_incomplete: args.crawl.allow_incomplete,
+            strict: args.crawl.strict_search,
         };
-        crawl::run(rest.clone(), plan).await?.metadata
+        let outcome = crawl::run(rest.clone(), plan).await?;
+        // An unfinished crawl stops here: hydrating, deriving deleted/ and linking half a
+        // type would present it as whole. The rerun resumes the same workdir.
+        common::report_crawl(&outcome, args.crawl.allow_incomplete)?;
+        accepted = outcome.accepted;
+        outcome.metadata
     } else {
         let plan = BulkPlan {
             workdir: choice.path.clone(),
@@ -129,11 +137,17 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
         .run_export(&hydration_tasks, &selected_types)
         .await?;
 
+    // A type with accepted failures lacks some patients' resources: they are not gone.
+    let whole_types: Vec<ResourceType> = selected_types
+        .iter()
+        .copied()
+        .filter(|t| !accepted.contains(t))
+        .collect();
     note_deleted_resources(
         &output_dir,
         &workdir,
         &context,
-        &selected_types,
+        &whole_types,
         crawl_mode,
         epic,
         compress,

@@ -1,10 +1,47 @@
 //! Who to crawl: the IDs or MRNs a user names with `--id-list` and `--id-file` (text, or CSV
-//! with an `id`/`mrn` column), spec §13.3. Read before any request so a bad file costs
-//! nothing. Does not talk to the server.
+//! with an `id`/`mrn` column), spec §13.3, or the Patients of a folder. Read before any
+//! request so a bad file costs nothing. Does not talk to the server.
 
 use super::CrawlError;
-use std::collections::BTreeSet;
+use super::membership::linked_patients;
+use crate::folder::discovery;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
+
+/// The Patients of a folder: their ids (sorted) and, for the few with a `link`, the records
+/// it names (their searches accept those records' data too).
+pub struct FolderCohort {
+    pub ids: Vec<String>,
+    pub links: HashMap<String, Vec<String>>,
+}
+
+/// Reads only `resourceType`, `id` and `link` of each Patient line.
+pub fn folder_patients(dir: &Path) -> FolderCohort {
+    let mut ids = HashSet::new();
+    let mut links: HashMap<String, Vec<String>> = HashMap::new();
+    for path in discovery::files_of_type(dir, "Patient") {
+        for value in crate::ndjson::read_fields(&path, &["resourceType", "id", "link"]) {
+            let other_type = value
+                .get("resourceType")
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| t != "Patient");
+            let Some(id) = value.get("id").and_then(|i| i.as_str()) else {
+                continue;
+            };
+            if other_type {
+                continue;
+            }
+            let linked = linked_patients(&value);
+            if !linked.is_empty() {
+                links.entry(id.to_string()).or_default().extend(linked);
+            }
+            ids.insert(id.to_string());
+        }
+    }
+    let mut ids: Vec<String> = ids.into_iter().collect();
+    ids.sort();
+    FolderCohort { ids, links }
+}
 
 /// IDs from both sources, de-duplicated, in a stable order; empty values dropped.
 pub fn read_ids(id_list: Option<&str>, id_file: Option<&Path>) -> Result<Vec<String>, CrawlError> {

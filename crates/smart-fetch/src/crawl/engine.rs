@@ -3,10 +3,18 @@
 //! connection budget. There is no barrier between types: as soon as a Patient lookup
 //! returns, that patient's searches of every type join the queue, so the budget stays full
 //! from the first request to the last. Resume and crash safety live in `sink`.
+//!
+//! At the end it decides what is finished: a type with a failed search chain, or any type
+//! while a Patient lookup failed (its cohort is not whole), stays unfinished and resumable
+//! unless the user accepts that with `--allow-incomplete`; a type whose searches returned
+//! other patients' data is stopped at once and never finished. The `CrawlReport` says why.
 
 use super::CrawlError;
-use super::search::{encode_query_value, fetch_chain};
-use super::sink::{ChainResult, Resumed, Sink, SinkSender};
+use super::cohort;
+use super::membership::{Expected, linked_patients};
+use super::report::{ChainOutcome, CrawlReport};
+use super::search::{ChainRequest, encode_query_value, fetch_chain};
+use super::sink::{ChainResult, Finish, Resumed, Sink, SinkSender};
 use crate::bulk::{self, Level};
 use crate::fhir::FhirClient;
 use crate::filters::{self, Filters, Since};
@@ -14,7 +22,7 @@ use crate::folder::{ExportContext, OutputMetadata, log};
 use crate::folder::{discovery, history};
 use crate::resources::ResourceType;
 use crate::timestamp;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -47,6 +55,10 @@ pub struct CrawlPlan {
     /// How to get the Patients when the cohort is a Group or the whole system (spec §13.2
     /// step 6); `None` leaves such a crawl without a cohort.
     pub bulk: Option<BulkPatients>,
+    /// `--allow-incomplete`: types with failed searches are finished anyway.
+    pub allow_incomplete: bool,
+    /// `--strict-search`: searches ask for `Prefer: handling=strict`.
+    pub strict: bool,
 }
 
 /// A bulk export of just the Patients, for a crawl without ID lists.
@@ -62,6 +74,13 @@ pub struct BulkPatients {
 /// What a crawl leaves behind for the caller (managed exports need the metadata).
 pub struct CrawlOutcome {
     pub metadata: OutputMetadata,
+    /// What the run did not get.
+    pub report: CrawlReport,
+    /// Every selected type is done (none left unfinished by failures or a stop).
+    pub finished: bool,
+    /// Types marked done although some of their searches failed (`--allow-incomplete`):
+    /// not a whole export of the cohort, so no `deleted/` may be derived from them.
+    pub accepted: BTreeSet<ResourceType>,
 }
 
 pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, CrawlError> {
@@ -127,21 +146,23 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         sink_types.insert(0, ResourceType::Patient);
     }
 
-    let mut done = std::collections::BTreeMap::new();
+    let mut done = BTreeMap::new();
+    let mut report = CrawlReport::default();
     if !sink_types.is_empty() {
         let cohort = match &cohort_dir {
             Some(dir) => {
-                let mut ids: Vec<String> =
-                    discovery::ids_of_type(dir, "Patient").into_iter().collect();
-                ids.sort();
-                if ids.is_empty() && !search_types.is_empty() {
+                let cohort = cohort::folder_patients(dir);
+                if cohort.ids.is_empty() && !search_types.is_empty() {
                     return Err(CrawlError::NoCohort(dir.display().to_string()));
                 }
-                ids
+                cohort
             }
-            None => Vec::new(),
+            None => cohort::FolderCohort {
+                ids: Vec::new(),
+                links: HashMap::new(),
+            },
         };
-        done = crawl(
+        (done, report) = crawl(
             &client,
             &plan,
             &sink_types,
@@ -151,6 +172,15 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         )
         .await?;
     }
+    let failed_types = report.failed_types();
+    // With a failed lookup the cohort itself is not whole: every type is short of data.
+    let lookups_failed = failed_types.contains(&ResourceType::Patient);
+    let accepted: BTreeSet<ResourceType> = done
+        .keys()
+        .filter(|t| lookups_failed || failed_types.contains(t))
+        .copied()
+        .collect();
+    let finished = sink_types.iter().all(|t| done.contains_key(t));
     let patient = done.remove_entry(&ResourceType::Patient);
     let looked_up_patients = patient.is_some();
     for (t, when) in patient.into_iter().chain(epic_skipped).chain(done) {
@@ -158,8 +188,9 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         Sink::clear_state(&plan.workdir, t);
     }
     if looked_up_patients {
-        // ID lookups always fetch the whole cohort, so deletions are real.
-        note_patient_changes(&plan, &mut metadata, true)?;
+        // ID lookups fetch the whole cohort, so deletions are real; unless some failed
+        // (accepted with --allow-incomplete): their patients would look deleted.
+        note_patient_changes(&plan, &mut metadata, !lookups_failed)?;
     }
     if !search_types.is_empty()
         && metadata.is_done(ResourceType::Patient)
@@ -168,11 +199,17 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         return Err(CrawlError::NoCohort(plan.workdir.display().to_string()));
     }
 
-    if let Some(earliest) = metadata.earliest_done() {
+    // The fake log says an export completed; an unfinished crawl has not (its rerun does).
+    if finished && let Some(earliest) = metadata.earliest_done() {
         let url = log::crawl_export_url(&plan.fhir_url, &plan.group_name);
         log::append_crawl_log(&plan.workdir, &url, &earliest)?;
     }
-    Ok(CrawlOutcome { metadata })
+    Ok(CrawlOutcome {
+        metadata,
+        report,
+        finished,
+        accepted,
+    })
 }
 
 /// Spec §13.6 / §14.7 for a managed export: record the patients that are new since the
@@ -260,6 +297,8 @@ struct Chain {
     resource_type: ResourceType,
     key: String,
     urls: Vec<String>,
+    /// What every resource of the answers must match.
+    expected: Expected,
 }
 
 struct Queue {
@@ -281,17 +320,27 @@ struct LookupPlan {
 
 impl LookupPlan {
     fn chain(&self, id: String) -> Chain {
-        let base = match &self.id_system {
-            Some(system) => format!(
-                "Patient?identifier={}",
-                encode_query_value(&format!("{system}|{id}"))
+        let (base, expected) = match &self.id_system {
+            Some(system) => (
+                format!(
+                    "Patient?identifier={}",
+                    encode_query_value(&format!("{system}|{id}"))
+                ),
+                Expected::Identifier {
+                    system: system.clone(),
+                    value: id.clone(),
+                },
             ),
-            None => format!("Patient?_id={}", encode_query_value(&id)),
+            None => (
+                format!("Patient?_id={}", encode_query_value(&id)),
+                Expected::Id(id.clone()),
+            ),
         };
         Chain {
             resource_type: ResourceType::Patient,
             urls: with_filters(base, self.filters.as_ref()),
             key: id,
+            expected,
         }
     }
 }
@@ -320,6 +369,8 @@ struct QueueState {
     finished: usize,
     /// Patients whose searches are already queued (one patient may have several MRNs).
     enqueued: HashSet<String>,
+    /// Types whose searches returned other patients' data: their chains are dropped.
+    stopped: HashSet<ResourceType>,
     aborted: bool,
 }
 
@@ -342,10 +393,14 @@ impl QueueState {
         {
             return Some(Work::Lookup(id));
         }
-        match self.chains.pop_front() {
-            Some(chain) => Some(Work::Chain(chain)),
-            None => self.lookups.pop_front().map(Work::Lookup),
+        while let Some(chain) = self.chains.pop_front() {
+            if self.stopped.contains(&chain.resource_type) {
+                self.finished += 1;
+                continue;
+            }
+            return Some(Work::Chain(chain));
         }
+        self.lookups.pop_front().map(Work::Lookup)
     }
 }
 
@@ -391,6 +446,11 @@ impl Queue {
         self.lock().aborted = true;
         self.notify.notify_waiters();
     }
+
+    /// No more searches of `t` (its chains still queued are dropped as they come up).
+    fn stop(&self, t: ResourceType) {
+        self.lock().stopped.insert(t);
+    }
 }
 
 struct Planner {
@@ -404,6 +464,9 @@ struct Planner {
     previous_patients: Option<HashMap<String, HashSet<String>>>,
     /// Per type, patients recorded as new by exports after that type's last export.
     new_before: HashMap<ResourceType, HashSet<String>>,
+    /// Patient → the records its `Patient.link` names (only patients with links), whose
+    /// data that patient's searches accept too. Lookups add to it as they return.
+    links: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Planner {
@@ -429,6 +492,13 @@ impl Planner {
     /// Every not-yet-committed search of a patient; `full_history` patients get their
     /// full history even in a since export.
     fn searches(&self, patient: &str, full_history: bool) -> Vec<Chain> {
+        let linked = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(patient)
+            .cloned()
+            .unwrap_or_default();
         self.search_types
             .iter()
             .filter(|&&t| !self.is_committed(t, patient))
@@ -436,8 +506,26 @@ impl Planner {
                 resource_type: t,
                 key: patient.to_string(),
                 urls: self.urls_for(t, patient, full_history),
+                expected: match t.patient_field() {
+                    Some(field) => Expected::Patient {
+                        field,
+                        patient: patient.to_string(),
+                        linked: linked.clone(),
+                    },
+                    None => Expected::Anything,
+                },
             })
             .collect()
+    }
+
+    /// Remember the records a found patient's `link` names.
+    fn note_links(&self, patient: &str, linked: Vec<String>) {
+        if !linked.is_empty() {
+            self.links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(patient.to_string(), linked);
+        }
     }
 
     fn is_committed(&self, t: ResourceType, patient: &str) -> bool {
@@ -488,9 +576,11 @@ async fn crawl(
     sink_types: &[ResourceType],
     search_types: &[ResourceType],
     lookup_ids: Option<Vec<String>>,
-    cohort: Vec<String>,
-) -> Result<std::collections::BTreeMap<ResourceType, timestamp::Timestamp>, CrawlError> {
-    let (sink, resumed) = Sink::open(&plan.workdir, sink_types, plan.compress)?;
+    cohort: cohort::FolderCohort,
+) -> Result<(BTreeMap<ResourceType, timestamp::Timestamp>, CrawlReport), CrawlError> {
+    let (sink, mut resumed) = Sink::open(&plan.workdir, sink_types, plan.compress)?;
+    let mut links = std::mem::take(&mut resumed.links);
+    links.extend(cohort.links);
     let since_export = plan.effective != plan.context.filters;
     let mut previous_patients = None;
     let mut new_before = HashMap::new();
@@ -511,6 +601,7 @@ async fn crawl(
         resumed,
         previous_patients,
         new_before,
+        links: Mutex::new(links),
     });
     // Always the full list, never `_lastUpdated`: a since filter here would make every
     // unchanged patient look deleted (the Python tool's quirk 13).
@@ -550,19 +641,25 @@ async fn crawl(
         for patient in &planner.resumed.found_patients {
             planner.enqueue_known(&mut s, patient, planner.is_new(patient, &no_links));
         }
-        for patient in cohort {
+        for patient in cohort.ids {
             planner.enqueue_known(&mut s, &patient, false);
         }
     }
 
     let now = timestamp::now();
+    let report = Arc::new(Mutex::new(CrawlReport::default()));
     let mut workers = JoinSet::new();
     for _ in 0..plan.workers.max(1) {
-        let client = client.clone();
-        let queue = queue.clone();
-        let planner = planner.clone();
-        let sender = sink.sender();
-        workers.spawn(async move { worker(client, queue, planner, sender, now).await });
+        let worker = Worker {
+            client: client.clone(),
+            queue: queue.clone(),
+            planner: planner.clone(),
+            sender: sink.sender(),
+            report: report.clone(),
+            strict: plan.strict,
+            now,
+        };
+        workers.spawn(worker.run());
     }
 
     let progress = tokio::spawn(show_progress(
@@ -577,7 +674,24 @@ async fn crawl(
     progress.abort();
     clear_progress();
     match outcome {
-        Ok(()) => sink.finish().await,
+        Ok(()) => {
+            let report = std::mem::take(&mut *report.lock().unwrap_or_else(|p| p.into_inner()));
+            let failed = report.failed_types();
+            let lookups_failed = failed.contains(&ResourceType::Patient);
+            let types = sink_types
+                .iter()
+                .copied()
+                .filter(|&t| !report.is_stopped(t))
+                .filter(|t| plan.allow_incomplete || !(lookups_failed || failed.contains(t)))
+                .collect();
+            let done = sink
+                .finish(Finish {
+                    types,
+                    accept_failed: plan.allow_incomplete,
+                })
+                .await?;
+            Ok((done, report))
+        }
         Err(err) => {
             queue.abort();
             workers.abort_all();
@@ -603,42 +717,74 @@ async fn join_all(
     Ok(())
 }
 
-async fn worker(
+/// One of the crawl's workers: takes chains from the queue, fetches them, hands the
+/// results to the sink and tallies what went wrong.
+struct Worker {
     client: FhirClient,
     queue: Arc<Queue>,
     planner: Arc<Planner>,
     sender: SinkSender,
+    report: Arc<Mutex<CrawlReport>>,
+    strict: bool,
     now: timestamp::Timestamp,
-) -> Result<(), CrawlError> {
-    while let Some(chain) = queue.next().await {
-        let result = fetch_chain(&client, chain.resource_type, chain.key, &chain.urls, now).await;
-        let result: ChainResult = match result {
-            Ok(r) => r,
-            Err(err) => {
-                queue.complete();
-                return Err(err.into());
-            }
-        };
-        if result.resource_type == ResourceType::Patient {
-            for record in &result.records {
-                if let Some(id) = &record.id {
-                    let replaces = replaced_patients(&record.line);
-                    planner.enqueue_found(&queue, id, planner.is_new(id, &replaces));
-                }
-            }
-        }
-        let sent = sender.send(result).await;
-        queue.complete();
-        sent?;
-    }
-    Ok(())
 }
 
-/// The records a looked-up Patient absorbed in a merge.
-fn replaced_patients(line: &str) -> HashSet<String> {
-    serde_json::from_str::<serde_json::Value>(line)
-        .map(|p| history::replaced_ids(&p))
-        .unwrap_or_default()
+impl Worker {
+    async fn run(self) -> Result<(), CrawlError> {
+        while let Some(chain) = self.queue.next().await {
+            let request = ChainRequest {
+                resource_type: chain.resource_type,
+                key: chain.key,
+                urls: &chain.urls,
+                expected: &chain.expected,
+                strict: self.strict,
+                now: self.now,
+            };
+            let mut result: ChainResult = match fetch_chain(&self.client, request).await {
+                Ok(r) => r,
+                Err(err) => {
+                    self.queue.complete();
+                    return Err(err.into());
+                }
+            };
+            self.report.lock().unwrap_or_else(|p| p.into_inner()).note(
+                result.resource_type,
+                &result.outcome,
+                &result.dropped,
+            );
+            if let ChainOutcome::Foreign(_) = result.outcome {
+                // Nothing of this chain is written, and no more of its type is searched.
+                self.queue.stop(result.resource_type);
+                self.queue.complete();
+                continue;
+            }
+            if result.resource_type == ResourceType::Patient
+                && result.outcome == ChainOutcome::Complete
+            {
+                for record in &result.records {
+                    if let Some(id) = &record.id {
+                        let patient = serde_json::from_str::<serde_json::Value>(&record.line)
+                            .unwrap_or_default();
+                        let linked = linked_patients(&patient);
+                        if !linked.is_empty() {
+                            result.links.push((id.clone(), linked.clone()));
+                        }
+                        self.planner.note_links(id, linked);
+                        let replaces = history::replaced_ids(&patient);
+                        self.planner.enqueue_found(
+                            &self.queue,
+                            id,
+                            self.planner.is_new(id, &replaces),
+                        );
+                    }
+                }
+            }
+            let sent = self.sender.send(result).await;
+            self.queue.complete();
+            sent?;
+        }
+        Ok(())
+    }
 }
 
 /// A one-line status on a terminal (stderr), redrawn every second: searches done, patients,

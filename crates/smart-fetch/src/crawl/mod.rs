@@ -1,13 +1,19 @@
 //! The crawl: emulating a bulk export with per-patient searches (spec §13). `cohort` reads
 //! the IDs a user names, `engine` plans and schedules the search chains, `search` runs one
-//! chain, `sink` commits results crash-safely and resumably.
+//! chain, `membership` checks that its answers hold only the patient searched, `sink`
+//! commits results crash-safely and resumably, `error_file` keeps `error/` describing the
+//! folder, and `report` says what a run did not get.
 
 pub mod cohort;
 pub mod engine;
+pub mod error_file;
+pub mod membership;
+pub mod report;
 pub mod search;
 pub mod sink;
 
-pub use engine::{BulkPatients, CrawlPlan, run};
+pub use engine::{BulkPatients, CrawlOutcome, CrawlPlan, run};
+pub use report::CrawlReport;
 
 use crate::fhir::FhirError;
 use crate::folder::FolderError;

@@ -4,16 +4,21 @@
 //! the chain's key. A crawl killed at any moment (even SIGKILL) loses at most the chains not
 //! yet journaled; on restart the file is cut back to the last journaled length. Only when a
 //! type is complete is its file renamed to the final name (never half-written there).
-//! Must not make requests or decide what to crawl.
+//! A failed chain writes no data: its key and OperationOutcome lines go into the journal
+//! as *failed*, so a later run searches it again and a success there replaces them. Which
+//! types are finished at the end is the engine's decision; `error_file` shows the
+//! unfinished types' lines in `error/` until they are. Must not make requests or decide what
+//! to crawl.
 
 use super::CrawlError;
-use crate::ndjson::SafeWriter;
+use super::error_file;
+use super::report::{ChainOutcome, Dropped};
 use crate::resources::ResourceType;
 use crate::timestamp::{self, Timestamp};
 use flate2::Compression;
 use flate2::write::DeflateEncoder;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -37,6 +42,14 @@ pub struct ChainResult {
     /// OperationOutcome lines for `error/`.
     pub errors: Vec<String>,
     pub max_date: Option<Timestamp>,
+    /// Complete, failed (only `errors` is kept, and the chain is searched again by the
+    /// next run), or stopped on another patient's data (never sent here).
+    pub outcome: ChainOutcome,
+    /// What was left out of the answers (reported, never written).
+    pub dropped: Dropped,
+    /// Patient lookups: found patient → the records its `Patient.link` names (only
+    /// patients with links), journaled so a resumed crawl still accepts their data.
+    pub links: Vec<(String, Vec<String>)>,
 }
 
 /// What earlier runs already committed, per type.
@@ -45,11 +58,23 @@ pub struct Resumed {
     pub keys: HashMap<ResourceType, HashSet<String>>,
     /// Patient ids found by committed Patient lookups.
     pub found_patients: Vec<String>,
+    /// Found patient → the records its `Patient.link` names.
+    pub links: HashMap<String, Vec<String>>,
 }
 
 enum Msg {
     Chain(ChainResult),
-    Finish,
+    Finish(Finish),
+}
+
+/// What to do with each type once every chain is in.
+pub struct Finish {
+    /// Types to finalize (file to its final name, lines to `error/` for good); the others
+    /// stay resumable and their lines are shown in `error/` until they are finished.
+    pub types: BTreeSet<ResourceType>,
+    /// `--allow-incomplete`: the lines of failed chains of finalized types go to `error/`
+    /// for good (otherwise a finalized type has none left from this run).
+    pub accept_failed: bool,
 }
 
 /// Handle the crawl workers send results through.
@@ -84,9 +109,10 @@ impl Sink {
         let mut states = HashMap::new();
         let mut resumed = Resumed::default();
         for &t in types {
-            let (state, keys, found) = TypeState::open(workdir, t, compress)?;
-            resumed.keys.insert(t, keys);
-            resumed.found_patients.extend(found);
+            let (state, journal) = TypeState::open(workdir, t, compress)?;
+            resumed.keys.insert(t, journal.keys);
+            resumed.found_patients.extend(journal.found);
+            resumed.links.extend(journal.links);
             states.insert(t, state);
         }
         let error_target = workdir
@@ -96,7 +122,7 @@ impl Sink {
         let (tx, rx) = mpsc::channel(8);
         let thread = std::thread::Builder::new()
             .name("crawl-writer".into())
-            .spawn(move || writer_loop(rx, states, error_target))
+            .spawn(move || writer_loop(rx, states, error_target, state_dir))
             .map_err(|e| CrawlError::Message(format!("Could not start the output writer: {e}")))?;
         Ok((Sink { tx, thread }, resumed))
     }
@@ -107,12 +133,16 @@ impl Sink {
         }
     }
 
-    /// Every chain has been sent: finalize each type. Returns each type's done time.
-    pub async fn finish(self) -> Result<BTreeMap<ResourceType, Timestamp>, CrawlError> {
+    /// Every chain has been sent: finalize the types `finish` names and show the others'
+    /// lines in `error/`. Returns the done time of each finalized type.
+    pub async fn finish(
+        self,
+        finish: Finish,
+    ) -> Result<BTreeMap<ResourceType, Timestamp>, CrawlError> {
         // The writer only finalizes on an explicit Finish, so an interrupted crawl (senders
         // dropped without it) leaves every type resumable.
         let Sink { tx, thread } = self;
-        let _ = tx.send(Msg::Finish).await;
+        let _ = tx.send(Msg::Finish(finish)).await;
         drop(tx);
         join(thread).await
     }
@@ -130,6 +160,7 @@ impl Sink {
         let state_dir = workdir.join(STATE_DIR);
         let _ = fs::remove_file(state_dir.join(journal_name(t)));
         let _ = fs::remove_file(state_dir.join(errors_name(t)));
+        let _ = fs::remove_file(error_file::ledger_path(&state_dir, t));
         // Leaves the folder when it is empty; harmless if other types still use it.
         let _ = fs::remove_dir(&state_dir);
     }
@@ -148,13 +179,14 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Msg>,
     mut states: HashMap<ResourceType, TypeState>,
     error_target: PathBuf,
+    state_dir: PathBuf,
 ) -> Result<BTreeMap<ResourceType, Timestamp>, CrawlError> {
-    let mut finish = false;
+    let mut finish = None;
     while let Some(msg) = rx.blocking_recv() {
         let mut batch: HashMap<ResourceType, Vec<ChainResult>> = HashMap::new();
-        let mut push = |msg: Msg, finish: &mut bool| match msg {
+        let mut push = |msg: Msg, finish: &mut Option<Finish>| match msg {
             Msg::Chain(r) => batch.entry(r.resource_type).or_default().push(r),
-            Msg::Finish => *finish = true,
+            Msg::Finish(f) => *finish = Some(f),
         };
         push(msg, &mut finish);
         // Coalesce whatever else is already queued into the same commit per type.
@@ -167,19 +199,28 @@ fn writer_loop(
             })?;
             state.commit(results)?;
         }
-        if finish {
+        if finish.is_some() {
             break;
         }
     }
-    if !finish {
+    let Some(finish) = finish else {
         return Ok(BTreeMap::new());
-    }
+    };
     let mut done = BTreeMap::new();
+    let mut permanent = Vec::new();
+    let mut provisional = BTreeMap::new();
     let mut types: Vec<_> = states.into_iter().collect();
     types.sort_by_key(|(t, _)| *t);
     for (t, state) in types {
-        done.insert(t, state.finalize(&error_target)?);
+        if finish.types.contains(&t) {
+            let (when, lines) = state.finalize(finish.accept_failed)?;
+            done.insert(t, when);
+            permanent.push((t, lines));
+        } else {
+            provisional.insert(t, state.error_lines(true));
+        }
     }
+    error_file::publish(&error_target, &state_dir, &permanent, &provisional)?;
     Ok(done)
 }
 
@@ -211,6 +252,8 @@ struct TypeState {
     max_date: Option<Timestamp>,
     /// Patient lookups may find one patient under two MRNs; write it once.
     seen: Option<HashSet<String>>,
+    /// Chains whose last try failed, with their OperationOutcome lines.
+    failed: BTreeMap<String, Vec<String>>,
 }
 
 impl TypeState {
@@ -218,7 +261,7 @@ impl TypeState {
         workdir: &Path,
         t: ResourceType,
         compress: bool,
-    ) -> Result<(TypeState, HashSet<String>, Vec<String>), CrawlError> {
+    ) -> Result<(TypeState, Journal), CrawlError> {
         let file_name = crate::ndjson::file_name(t.as_str(), compress);
         let target = workdir.join(&file_name);
         let tmp = workdir.join(format!("{file_name}.tmp"));
@@ -227,33 +270,33 @@ impl TypeState {
         let errors_path = state_dir.join(errors_name(t));
 
         let previous = read_journal(&journal_path, &file_name);
-        let mut keys = HashSet::new();
-        let mut found = Vec::new();
-        let mut resumed_ok = false;
-        let (start, data_len, errors_len, max_date) = match previous {
-            Some(j) => {
-                // A crash between the final rename and clearing the journal: take it back.
-                if !tmp.exists() && j.data_len > 0 && target.exists() {
-                    fs::rename(&target, &tmp).map_err(|e| io_error(&tmp, e))?;
-                }
-                if truncate_to(&tmp, j.data_len) && truncate_to(&errors_path, j.errors_len) {
-                    keys = j.keys;
-                    found = j.found;
-                    resumed_ok = true;
-                    (j.start, j.data_len, j.errors_len, j.max_date)
-                } else {
-                    fresh(&tmp, &errors_path)?;
-                    (timestamp::now(), 0, 0, None)
-                }
+        let mut resumed = None;
+        if let Some(j) = previous {
+            // A crash between the final rename and clearing the journal: take it back.
+            if !tmp.exists() && j.data_len > 0 && target.exists() {
+                fs::rename(&target, &tmp).map_err(|e| io_error(&tmp, e))?;
             }
+            if truncate_to(&tmp, j.data_len) && truncate_to(&errors_path, j.errors_len) {
+                resumed = Some(j);
+            }
+        }
+        let resumed_ok = resumed.is_some();
+        let mut journal = match resumed {
+            Some(j) => j,
             None => {
                 fresh(&tmp, &errors_path)?;
-                (timestamp::now(), 0, 0, None)
+                Journal::new(timestamp::now())
             }
         };
+        let (start, data_len, errors_len, max_date) = (
+            journal.start,
+            journal.data_len,
+            journal.errors_len,
+            journal.max_date,
+        );
 
         let reuse_journal = resumed_ok;
-        let mut journal = OpenOptions::new()
+        let mut journal_file = OpenOptions::new()
             .create(true)
             .append(reuse_journal)
             .write(true)
@@ -262,7 +305,7 @@ impl TypeState {
             .map_err(|e| io_error(&journal_path, e))?;
         if !reuse_journal {
             let head = json!({"start": timestamp::isoformat(&start), "file": file_name});
-            writeln!(journal, "{head}").map_err(|e| io_error(&journal_path, e))?;
+            writeln!(journal_file, "{head}").map_err(|e| io_error(&journal_path, e))?;
         }
         let open_append = |path: &Path, len: u64| -> Result<Option<File>, CrawlError> {
             if len == 0 {
@@ -274,7 +317,7 @@ impl TypeState {
                 .map(Some)
                 .map_err(|e| io_error(path, e))
         };
-        let seen = (t == ResourceType::Patient).then(|| found.iter().cloned().collect());
+        let seen = (t == ResourceType::Patient).then(|| journal.found.iter().cloned().collect());
         let state = TypeState {
             data: open_append(&tmp, data_len)?,
             errors: open_append(&errors_path, errors_len)?,
@@ -283,14 +326,15 @@ impl TypeState {
             data_len,
             errors_path,
             errors_len,
-            journal,
+            journal: journal_file,
             journal_path,
             gzip: compress.then(MemberEncoder::new),
             start,
             max_date,
             seen,
+            failed: std::mem::take(&mut journal.failed),
         };
-        Ok((state, keys, found))
+        Ok((state, journal))
     }
 
     fn commit(&mut self, results: Vec<ChainResult>) -> Result<(), CrawlError> {
@@ -298,8 +342,24 @@ impl TypeState {
         let mut errors = Vec::new();
         let mut keys = Vec::with_capacity(results.len());
         let mut found = Vec::new();
+        let mut failed = serde_json::Map::new();
+        let mut links = serde_json::Map::new();
         for r in results {
+            match r.outcome {
+                ChainOutcome::Complete => {}
+                ChainOutcome::Failed(_) => {
+                    failed.insert(r.key.clone(), json!(r.errors));
+                    self.failed.insert(r.key, r.errors);
+                    continue;
+                }
+                // The engine stops the type instead; nothing of such a chain is kept.
+                ChainOutcome::Foreign(_) => continue,
+            }
+            self.failed.remove(&r.key);
             keys.push(r.key);
+            for (patient, linked) in r.links {
+                links.insert(patient, json!(linked));
+            }
             for record in r.records {
                 if let (Some(seen), Some(id)) = (self.seen.as_mut(), record.id.as_ref()) {
                     found.push(id.clone());
@@ -342,13 +402,21 @@ impl TypeState {
             self.errors_len += errors.len() as u64;
         }
         // The journal line goes last: a crash before it discards this chain's bytes.
-        let entry = json!({
+        let mut entry = json!({
             "o": self.data_len,
             "e": self.errors_len,
             "k": keys,
             "f": found,
             "m": self.max_date.as_ref().map(timestamp::isoformat),
         });
+        // Only when there are any, so a healthy crawl's journal stays as it was. Older
+        // versions ignore both keys: a failed chain is simply not committed for them.
+        if !failed.is_empty() {
+            entry["x"] = Value::Object(failed);
+        }
+        if !links.is_empty() {
+            entry["l"] = Value::Object(links);
+        }
         // One write per line: `writeln!` straight into the unbuffered file made a system
         // call for every token of the JSON (about 35 per commit; 0.97 million writes and a
         // quarter of the CPU time in the 2,000-patient benchmark). One write also keeps a
@@ -360,30 +428,38 @@ impl TypeState {
             .map_err(|e| io_error(&self.journal_path, e))
     }
 
-    /// Move the finished file to its final name, pass errors on to `error/`, and return the
-    /// type's transaction time (spec §13.6).
-    fn finalize(self, error_target: &Path) -> Result<Timestamp, CrawlError> {
+    /// Move the finished file to its final name and return the type's transaction time
+    /// (spec §13.6) with its lines for `error/` (failed chains' only if `accept_failed`).
+    fn finalize(self, accept_failed: bool) -> Result<(Timestamp, Vec<Value>), CrawlError> {
+        let lines = self.error_lines(accept_failed);
         if let Some(file) = self.data {
             file.sync_all().map_err(|e| io_error(&self.tmp, e))?;
             drop(file);
             fs::rename(&self.tmp, &self.target).map_err(|e| io_error(&self.target, e))?;
         }
-        if self.errors_len > 0 {
-            if let Some(parent) = error_target.parent() {
-                fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
-            }
-            let mut writer = SafeWriter::new(error_target.to_path_buf(), true);
-            for value in crate::ndjson::read_values(&self.errors_path) {
-                writer
-                    .write(&value)
-                    .map_err(|e| io_error(error_target, e))?;
-            }
-            writer.commit().map_err(|e| io_error(error_target, e))?;
-        }
-        Ok(match self.max_date {
+        let when = match self.max_date {
             Some(m) if m < self.start => m,
             _ => self.start,
-        })
+        };
+        Ok((when, lines))
+    }
+
+    /// The OperationOutcomes of committed chains (server warnings), then, with
+    /// `with_failed`, those of the failed chains (in key order).
+    fn error_lines(&self, with_failed: bool) -> Vec<Value> {
+        let mut lines = Vec::new();
+        if self.errors_len > 0 {
+            lines.extend(crate::ndjson::read_values(&self.errors_path));
+        }
+        if with_failed {
+            lines.extend(
+                self.failed
+                    .values()
+                    .flatten()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
+            );
+        }
+        lines
     }
 }
 
@@ -450,6 +526,7 @@ fn truncate_to(path: &Path, len: u64) -> bool {
     }
 }
 
+/// What a type's journal says was committed.
 struct Journal {
     start: Timestamp,
     data_len: u64,
@@ -457,6 +534,24 @@ struct Journal {
     keys: HashSet<String>,
     found: Vec<String>,
     max_date: Option<Timestamp>,
+    /// Chains whose last try failed, with their OperationOutcome lines.
+    failed: BTreeMap<String, Vec<String>>,
+    links: HashMap<String, Vec<String>>,
+}
+
+impl Journal {
+    fn new(start: Timestamp) -> Self {
+        Journal {
+            start,
+            data_len: 0,
+            errors_len: 0,
+            keys: HashSet::new(),
+            found: Vec::new(),
+            max_date: None,
+            failed: BTreeMap::new(),
+            links: HashMap::new(),
+        }
+    }
 }
 
 fn read_journal(path: &Path, file_name: &str) -> Option<Journal> {
@@ -467,14 +562,7 @@ fn read_journal(path: &Path, file_name: &str) -> Option<Journal> {
         return None;
     }
     let start = timestamp::parse_fhir(head.get("start")?.as_str()?)?;
-    let mut journal = Journal {
-        start,
-        data_len: 0,
-        errors_len: 0,
-        keys: HashSet::new(),
-        found: Vec::new(),
-        max_date: None,
-    };
+    let mut journal = Journal::new(start);
     for line in lines {
         // A torn last line (killed mid-write) is simply not committed.
         let Ok(entry) = serde_json::from_str::<Value>(line) else {
@@ -498,8 +586,41 @@ fn read_journal(path: &Path, file_name: &str) -> Option<Journal> {
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         };
-        journal.keys.extend(strings("k"));
+        for key in strings("k") {
+            journal.failed.remove(&key);
+            journal.keys.insert(key);
+        }
         journal.found.extend(strings("f"));
+        for (key, lines) in entry
+            .get("x")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let lines = lines
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            journal.failed.insert(key.clone(), lines);
+        }
+        for (patient, linked) in entry
+            .get("l")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let linked = linked
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            journal.links.insert(patient.clone(), linked);
+        }
         if let Some(m) = entry.get("m").and_then(Value::as_str) {
             journal.max_date = timestamp::parse_fhir(m);
         }
@@ -510,7 +631,88 @@ fn read_journal(path: &Path, file_name: &str) -> Option<Journal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crawl::report::FailureKind;
     use std::io::Read;
+
+    fn result(key: &str, outcome: ChainOutcome) -> ChainResult {
+        let line = format!("{{\"resourceType\":\"Condition\",\"id\":\"c-{key}\"}}\n");
+        ChainResult {
+            resource_type: ResourceType::Condition,
+            key: key.to_string(),
+            records: vec![Record {
+                id: Some(format!("c-{key}")),
+                line,
+            }],
+            errors: vec![format!(
+                "{{\"resourceType\":\"OperationOutcome\",\"id\":\"{key}\"}}\n"
+            )],
+            max_date: None,
+            outcome,
+            dropped: Dropped::default(),
+            links: Vec::new(),
+        }
+    }
+
+    /// A failed chain is journaled as failed, not committed: reopened (as after SIGKILL) it
+    /// is still to do, with its lines; a later success replaces them.
+    #[test]
+    fn failed_chains_stay_to_do_across_restarts_until_they_succeed() {
+        let dir = std::env::temp_dir().join(format!(
+            "sf-sink-failed-{}-{}",
+            std::process::id(),
+            timestamp::now().timestamp_micros()
+        ));
+        fs::create_dir_all(dir.join(STATE_DIR)).expect("state dir");
+        let t = ResourceType::Condition;
+        let (mut state, journal) = TypeState::open(&dir, t, true).expect("open");
+        assert!(journal.keys.is_empty());
+        let failed = ChainOutcome::Failed(FailureKind::Unusable);
+        state
+            .commit(vec![
+                result("p1", ChainOutcome::Complete),
+                result("p2", failed.clone()),
+            ])
+            .expect("commit");
+        drop(state);
+
+        let (mut state, journal) = TypeState::open(&dir, t, true).expect("reopen");
+        assert_eq!(journal.keys, HashSet::from(["p1".to_string()]));
+        assert_eq!(state.failed.keys().collect::<Vec<_>>(), ["p2"]);
+        // Only the committed chain's data and warning are in the files.
+        assert_eq!(state.error_lines(false).len(), 1);
+        assert_eq!(state.error_lines(true).len(), 2);
+        state.commit(vec![result("p2", failed)]).expect("commit");
+        drop(state);
+        let (mut state, _) = TypeState::open(&dir, t, true).expect("reopen");
+        assert_eq!(state.failed.len(), 1, "failed twice, listed once");
+        assert_eq!(state.error_lines(true).len(), 2);
+        state
+            .commit(vec![result("p2", ChainOutcome::Complete)])
+            .expect("commit");
+        drop(state);
+
+        let (state, journal) = TypeState::open(&dir, t, true).expect("reopen");
+        assert_eq!(
+            journal.keys,
+            HashSet::from(["p1".to_string(), "p2".to_string()])
+        );
+        assert!(state.failed.is_empty());
+        assert_eq!(
+            state.error_lines(true).len(),
+            2,
+            "the two chains' own lines"
+        );
+        let (_, lines) = state.finalize(false).expect("finalize");
+        assert_eq!(lines.len(), 2);
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(
+            File::open(dir.join("Condition.ndjson.gz")).expect("file"),
+        )
+        .read_to_string(&mut text)
+        .expect("gunzip");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn members_from_one_encoder_read_back_as_one_stream() {
