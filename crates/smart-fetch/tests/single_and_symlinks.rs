@@ -169,8 +169,7 @@ fn export_without_compression_writes_and_links_plain_ndjson() {
         "compressed files: {names:?}"
     );
     let plain = std::fs::read_to_string(workdir.join("Condition.ndjson")).unwrap();
-    let mut written = folder_resources(&workdir);
-    written.retain(|t, _| t == "Patient" || t == "Condition");
+    let written = folder_resources_of(&workdir, &["Patient", "Condition"]);
     let expected = expected_resources_of(1, &[1, 2], &["Patient", "Condition"], false);
     assert_same_resources(&written, &expected);
 

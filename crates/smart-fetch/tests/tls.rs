@@ -59,7 +59,15 @@ fn start_tls_front(upstream: String) -> (u16, String) {
 /// A 3-patient Epic fake EHR behind a TLS front: the server (keep it alive), the front's
 /// port, and the CA certificate written to `dir/hospital-ca.pem`.
 fn ehr_behind_tls(dir: &std::path::Path) -> (fake_ehr::Server, u16, std::path::PathBuf) {
-    let ehr = server(Flavor::Epic, 3, AuthMode::Open);
+    // One page per search: fake-ehr's `next` links name its plain loopback address, which
+    // is another origin than the TLS front's and so refused (the trust rule).
+    let ehr = server_with(fake_ehr::Config {
+        flavor: Flavor::Epic,
+        patients: 3,
+        auth: AuthMode::Open,
+        page_size: 1000,
+        ..fake_ehr::Config::default()
+    });
     let (port, ca_pem) = start_tls_front(host_port(&ehr));
     let ca_file = dir.join("hospital-ca.pem");
     std::fs::write(&ca_file, ca_pem).expect("write the CA file");

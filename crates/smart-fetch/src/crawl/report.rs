@@ -14,9 +14,11 @@ pub enum FailureKind {
     Http(u16),
     /// No answer, or the connection broke (after retries).
     Transport,
-    /// An answer that could not be used: invalid or cut-off JSON, a link the engine
-    /// refused, an oversized body.
+    /// An answer that could not be used: invalid or cut-off JSON.
     Unusable,
+    /// A link the engine refused to follow (another origin, another scheme) or an answer
+    /// over `--max-body-size`.
+    Refused,
     /// A 200 whose body is not a Bundle (an OperationOutcome, or anything else).
     NotBundle,
     /// An OperationOutcome entry of severity `error` or `fatal` inside a search page: the
@@ -37,6 +39,9 @@ impl FailureKind {
             }
             FailureKind::Unusable => {
                 "the answer could not be used (e.g. invalid or cut-off JSON)".into()
+            }
+            FailureKind::Refused => {
+                "the tool refused a link or answer (a link to another server, or an answer over --max-body-size)".into()
             }
             FailureKind::NotBundle => {
                 "the server answered with something other than a search Bundle".into()

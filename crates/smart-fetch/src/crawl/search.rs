@@ -112,6 +112,7 @@ fn failure_kind(err: &FhirError) -> FailureKind {
     match err {
         FhirError::Http { status, .. } => FailureKind::Http(*status),
         FhirError::Transport { .. } => FailureKind::Transport,
+        FhirError::Refused { .. } => FailureKind::Refused,
         _ => FailureKind::Unusable,
     }
 }

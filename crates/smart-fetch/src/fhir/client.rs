@@ -511,10 +511,10 @@ impl FhirClient {
     ) -> Result<Plan<'a>, FhirError> {
         let url = self.resolve(request.url)?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(FhirError::Invalid {
+            return Err(FhirError::Refused {
                 url: url.to_string(),
                 message: format!(
-                    "Refused: only http and https URLs are fetched, not {}:",
+                    "only http and https URLs are fetched, not {}:",
                     url.scheme()
                 ),
             });
@@ -523,10 +523,10 @@ impl FhirClient {
         // an attachment URL), a request that would carry credentials goes to its origin
         // only. A credential-free fetch elsewhere is the caller's explicit choice.
         if credentials && !same_origin(&url, &self.inner.base) {
-            return Err(FhirError::Invalid {
+            return Err(FhirError::Refused {
                 url: url.to_string(),
                 message: format!(
-                    "Refused: this URL is not on the FHIR server's origin ({}), and the server's credentials are only sent there",
+                    "this URL is not on the FHIR server's origin ({}), and the server's credentials are only sent there",
                     self.origin()
                 ),
             });
@@ -980,10 +980,10 @@ async fn read_capped(
     url: &str,
 ) -> Result<bytes::Bytes, SendError> {
     let too_large = || {
-        SendError::Other(FhirError::Invalid {
+        SendError::Other(FhirError::Refused {
             url: url.to_string(),
             message: format!(
-                "Refused: the answer is larger than {} MiB (raise the limit with --max-body-size)",
+                "the answer is larger than {} MiB (raise the limit with --max-body-size)",
                 limit.div_ceil(1024 * 1024)
             ),
         })

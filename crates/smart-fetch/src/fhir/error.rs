@@ -31,6 +31,11 @@ pub enum FhirError {
     /// body is a server bug, not a hiccup. Fatal for that request only.
     #[error("An error occurred when connecting to \"{url}\": {message}")]
     Invalid { url: String, message: String },
+    /// A request the trust rules forbid (credentials to another origin, a scheme other than
+    /// http(s)) or an answer over a limit (`--max-body-size`). Not retried: the server would
+    /// send the same again. Fatal for that request only.
+    #[error("An error occurred when connecting to \"{url}\": Refused: {message}")]
+    Refused { url: String, message: String },
 }
 
 impl FhirError {
