@@ -3,13 +3,22 @@
 //! workdirs written by either tool; the only thing it writes is `deleted/` files.
 //!
 //! Deliberately stricter than the Python tool, because a hospital's ETL deletes whatever
-//! `deleted/` names: a baseline must have exactly the current filters (a broader old export
-//! would make everything outside the current filter look deleted), only *searched* files of
-//! the baseline count (a hydrated Observation that is no longer referenced is not gone), and
-//! anything present anywhere in the current workdir is never reported.
+//! `deleted/` names: like is compared with like. A baseline's *searched* files count when
+//! it has exactly the current filters for the type (a broader old export would make
+//! everything outside the current filter look deleted); its *hydrated* files count only
+//! when it ran the same hydration for the type, recorded in `.metadata`, from inputs
+//! exported in full with the same filters (a hydrated Observation is in the export because
+//! a report pointed at it: with other reports, or other tasks, its absence means nothing).
+//! A reference the server answered 404/410 for during hydration is gone whatever the
+//! baseline, provided we exported it before. Shared resources (practitioners, locations,
+//! organizations, medications) are named only on such an answer: many patients and groups
+//! point at them, so one group no longer doing so does not make them gone. Anything present
+//! anywhere in the current workdir is never reported.
 
 use super::metadata::{ExportContext, OutputMetadata};
 use super::{FolderError, discovery, workdir};
+use crate::hydrate::evidence::HydrationReport;
+use crate::hydrate::tasks::{self, Action, Task};
 use crate::ndjson::{self, SafeWriter};
 use crate::resources::ResourceType;
 use crate::timestamp::Timestamp;
@@ -142,41 +151,236 @@ pub fn new_patients_for_type(
     out
 }
 
-/// Spec §14.8 with the stricter rules above: ids of `t` that the last full export with the
-/// same filters (and any since exports after it) had, and that the current workdir lacks.
+/// Spec §14.8 with the stricter rules above, searched files only: ids of `t` that the last
+/// full export with the same filters (and any since exports after it) had, and that the
+/// current workdir lacks.
 pub fn deleted_ids(
     managed_dir: &Path,
     current: &Path,
     t: ResourceType,
     ctx: &ExportContext,
 ) -> BTreeSet<String> {
-    let Some(current_filter) = ctx.filters.get(&t) else {
+    let others = other_workdirs(managed_dir, current);
+    let Some(past) = searched_past(&others, t, ctx) else {
         return BTreeSet::new();
     };
-    let mut past = HashSet::new();
-    let mut found_full = false;
-    for w in workdir::list(managed_dir) {
-        if same_dir(&w.path, current) {
+    let now = discovery::ids_of_type(current, t.as_str());
+    past.into_iter().filter(|id| !now.contains(id)).collect()
+}
+
+/// The export whose `deleted/` files are being decided.
+pub struct CurrentExport<'a> {
+    pub managed_dir: &'a Path,
+    pub workdir: &'a Path,
+    pub context: &'a ExportContext,
+    /// Selected types this run searched (or bulk-exported) itself; since-restricted ones
+    /// among them are left out here.
+    pub searched: &'a [ResourceType],
+    /// The hydration tasks the run was asked to run.
+    pub tasks: &'a [&'static Task],
+    pub hydration: &'a HydrationReport,
+}
+
+/// Spec §14.8 for every type the export holds, by the rules of this module: type → ids to
+/// name in `deleted/` (types with nothing to name are left out).
+pub fn deleted_resources(cur: &CurrentExport) -> BTreeMap<ResourceType, BTreeSet<String>> {
+    let others = other_workdirs(cur.managed_dir, cur.workdir);
+    let mut types: BTreeSet<ResourceType> = cur.searched.iter().copied().collect();
+    types.extend(
+        cur.tasks
+            .iter()
+            .filter(|t| !matches!(t.action, Action::Inline))
+            .map(|t| t.output)
+            .filter(|t| t.is_patient_type()),
+    );
+    types.extend(cur.hydration.gone.keys().copied());
+    let mut out = BTreeMap::new();
+    for t in types {
+        let mut past: HashSet<String> = HashSet::new();
+        if cur.searched.contains(&t) && !cur.context.since_resources.contains(&t) {
+            past.extend(searched_past(&others, t, cur.context).unwrap_or_default());
+        }
+        if t.is_patient_type() {
+            past.extend(hydrated_past(&others, cur, t).unwrap_or_default());
+        }
+        if let Some(gone) = cur.hydration.gone.get(&t) {
+            past.extend(exported_before(&others, t, gone));
+        }
+        if past.is_empty() {
             continue;
         }
-        let Ok(meta) = OutputMetadata::load(&w.path) else {
-            continue;
-        };
+        let now = discovery::ids_of_type(cur.workdir, t.as_str());
+        let ids: BTreeSet<String> = past.into_iter().filter(|id| !now.contains(id)).collect();
+        if !ids.is_empty() {
+            out.insert(t, ids);
+        }
+    }
+    out
+}
+
+/// Every workdir of the managed folder but `current`, newest first, with its `.metadata`
+/// (those whose `.metadata` cannot be read are left out: nothing can be said about them).
+fn other_workdirs(managed_dir: &Path, current: &Path) -> Vec<(PathBuf, OutputMetadata)> {
+    workdir::list(managed_dir)
+        .into_iter()
+        .filter(|w| !same_dir(&w.path, current))
+        .filter_map(|w| Some((w.path.clone(), OutputMetadata::load(&w.path).ok()?)))
+        .collect()
+}
+
+/// Searched ids of `t` in the newest earlier full export with the current filters for `t`
+/// and in any since exports after it; `None` when there is no such full export.
+fn searched_past(
+    others: &[(PathBuf, OutputMetadata)],
+    t: ResourceType,
+    ctx: &ExportContext,
+) -> Option<HashSet<String>> {
+    let current_filter = ctx.filters.get(&t)?;
+    let mut past = HashSet::new();
+    for (dir, meta) in others {
         if meta.filter_of(t).as_ref() != Some(current_filter) || !meta.is_done(t) {
             continue;
         }
-        past.extend(searched_ids(&w.path, t));
+        past.extend(searched_ids(dir, t));
         if !meta.since_resources().contains(t.as_str()) {
-            found_full = true;
+            return Some(past);
+        }
+    }
+    // Only since exports so far: nothing to compare a full list with.
+    None
+}
+
+/// What feeds type `t` through hydration: the tasks that write `t`, the tasks that write
+/// their input types, and so on (Specimen ← obs-spec ← Observation ← dxr-results), and the
+/// input types of all of those.
+struct Feed {
+    tasks: BTreeSet<&'static str>,
+    /// `t` and every type a feeding task writes.
+    outputs: BTreeSet<ResourceType>,
+    inputs: BTreeSet<ResourceType>,
+}
+
+fn feed(t: ResourceType, selected: &[&'static Task]) -> Feed {
+    let mut feed = Feed {
+        tasks: BTreeSet::new(),
+        outputs: [t].into_iter().collect(),
+        inputs: BTreeSet::new(),
+    };
+    let mut todo = vec![t];
+    while let Some(u) = todo.pop() {
+        let writers = selected
+            .iter()
+            .filter(|task| task.output == u && !matches!(task.action, Action::Inline));
+        for task in writers {
+            feed.tasks.insert(task.name);
+            feed.inputs.insert(task.input);
+            if feed.outputs.insert(task.input) {
+                todo.push(task.input);
+            }
+        }
+    }
+    feed
+}
+
+/// Ids of `t` in the hydrated files of the newest earlier export that ran the same
+/// hydration for `t` from inputs exported in full with the current filters, and of the
+/// since exports after it that ran the same hydration; `None` when the current export is
+/// not such a full one, or no earlier one is.
+fn hydrated_past(
+    others: &[(PathBuf, OutputMetadata)],
+    cur: &CurrentExport,
+    t: ResourceType,
+) -> Option<HashSet<String>> {
+    let feed = feed(t, cur.tasks);
+    if feed.tasks.is_empty() {
+        return None;
+    }
+    // The current export must hold all of it: every feeding task complete, every input
+    // exported without a since restriction.
+    let completed: BTreeSet<&str> = cur.hydration.completed.iter().copied().collect();
+    if !feed.tasks.iter().all(|n| completed.contains(n))
+        || feed
+            .inputs
+            .iter()
+            .any(|i| cur.context.since_resources.contains(i))
+    {
+        return None;
+    }
+    let mut past = HashSet::new();
+    for (dir, meta) in others {
+        if !same_hydration(meta, &feed, cur.context) {
+            continue;
+        }
+        past.extend(hydrated_ids(dir, t, &feed));
+        let since = meta.since_resources();
+        if !feed.inputs.iter().any(|i| since.contains(i.as_str())) {
+            return Some(past);
+        }
+    }
+    None
+}
+
+/// Whether a workdir recorded exactly the feeding tasks as complete among the tasks that
+/// write the feed's types, and exported each input type (done) with the current filters.
+fn same_hydration(meta: &OutputMetadata, feed: &Feed, ctx: &ExportContext) -> bool {
+    let Some(recorded) = meta.hydration_tasks() else {
+        return false;
+    };
+    // A task this version does not know might write anything: not comparable.
+    if recorded
+        .iter()
+        .any(|n| !tasks::TASKS.iter().any(|t| t.name == n))
+    {
+        return false;
+    }
+    let same_tasks = tasks::TASKS
+        .iter()
+        .filter(|t| feed.outputs.contains(&t.output) && !matches!(t.action, Action::Inline))
+        .all(|t| recorded.contains(t.name) == feed.tasks.contains(t.name));
+    same_tasks
+        && feed.inputs.iter().all(|i| {
+            let filter = meta.filter_of(*i);
+            filter.as_ref() == ctx.filters.get(i) && (filter.is_none() || meta.is_done(*i))
+        })
+}
+
+/// Ids of `t` in the files the feeding tasks that write `t` append to.
+fn hydrated_ids(dir: &Path, t: ResourceType, feed: &Feed) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    let bases: BTreeSet<String> = tasks::TASKS
+        .iter()
+        .filter(|task| task.output == t && feed.tasks.contains(task.name))
+        .filter_map(|task| task.output_base())
+        .collect();
+    for base in bases {
+        for compress in [false, true] {
+            let file = dir.join(ndjson::file_name(&base, compress));
+            if file.is_file() {
+                ids.extend(ids_in(&file, t));
+            }
+        }
+    }
+    ids
+}
+
+/// Those of `ids` that an earlier workdir holds in any file of type `t`.
+fn exported_before(
+    others: &[(PathBuf, OutputMetadata)],
+    t: ResourceType,
+    ids: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut held: HashSet<String> = HashSet::new();
+    for (dir, _) in others {
+        held.extend(
+            discovery::ids_of_type(dir, t.as_str())
+                .into_iter()
+                .filter(|id| ids.contains(id)),
+        );
+        if held.len() == ids.len() {
             break;
         }
     }
-    if !found_full {
-        // Only since exports so far: nothing to compare a full list with.
-        return BTreeSet::new();
-    }
-    let now = discovery::ids_of_type(current, t.as_str());
-    past.into_iter().filter(|id| !now.contains(id)).collect()
+    held.into_iter().collect()
 }
 
 /// Ids from the files a search or bulk export wrote (`<T>.ndjson*`, `<T>.NNN.ndjson*`),
@@ -195,15 +399,19 @@ fn searched_ids(dir: &Path, t: ResourceType) -> HashSet<String> {
         if !searched {
             continue;
         }
-        for r in ndjson::read_fields(&file, &["resourceType", "id"]) {
-            if r.get("resourceType").and_then(Value::as_str) == Some(t.as_str())
-                && let Some(id) = r.get("id").and_then(Value::as_str)
-            {
-                ids.insert(id.to_string());
-            }
-        }
+        ids.extend(ids_in(&file, t));
     }
     ids
+}
+
+/// Ids of the resources of type `t` in one file.
+fn ids_in(file: &Path, t: ResourceType) -> impl Iterator<Item = String> {
+    ndjson::read_fields(file, &["resourceType", "id"]).filter_map(move |r| {
+        if r.get("resourceType").and_then(Value::as_str) != Some(t.as_str()) {
+            return None;
+        }
+        Some(r.get("id")?.as_str()?.to_string())
+    })
 }
 
 /// Write `<workdir>/deleted/Bundle.<T>.ndjson[.gz]` (spec §14.8 format), replacing any

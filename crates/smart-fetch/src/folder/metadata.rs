@@ -20,6 +20,10 @@ pub const FILE_NAME: &str = ".metadata";
 
 const KIND_OUTPUT: &str = "output";
 const KIND_MANAGED: &str = "managed";
+/// Ours, not the Python tool's: the hydration tasks whose run in this workdir finished with
+/// every reference answered (spec §14.8 compares hydrated files only between exports that
+/// ran the same ones). Absent = unknown, so hydrated files are not comparable.
+const HYDRATION_TASKS: &str = "hydrationTasks";
 
 /// What a crawl or bulk run is exporting, compared against a workdir's stored context.
 #[derive(Clone, Debug, Default)]
@@ -403,6 +407,44 @@ impl OutputMetadata {
         self.data.shift_remove("bulk-status");
         self.write()
     }
+
+    /// Names of the hydration tasks recorded as complete in this workdir; `None` when the
+    /// record is missing (the Python tool, older versions, a run still hydrating) or is
+    /// not a list of names, and nothing may be concluded from hydrated files.
+    pub fn hydration_tasks(&self) -> Option<BTreeSet<String>> {
+        let list = self.data.get(HYDRATION_TASKS)?.as_array()?;
+        list.iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Record the hydration tasks that finished with every reference answered.
+    pub fn set_hydration_tasks(&mut self, names: &[&str]) -> Result<(), FolderError> {
+        let list = names.iter().map(|n| Value::String(n.to_string())).collect();
+        self.data.insert(HYDRATION_TASKS.into(), Value::Array(list));
+        self.write()
+    }
+}
+
+/// Remove the hydration record from `<dir>/.metadata` when there is one, before hydration
+/// writes to `dir`: a run that stops halfway (or a `hydrate` into a workdir) must not leave
+/// a record that no longer describes the files. Folders without an output `.metadata`, or
+/// whose `.metadata` cannot be read (then no record can be read either), are left alone.
+pub fn forget_hydration_tasks(dir: &Path) -> Result<(), FolderError> {
+    let Ok(mut data) = load_map(dir, KIND_OUTPUT) else {
+        return Ok(());
+    };
+    if data.shift_remove(HYDRATION_TASKS).is_none() {
+        return Ok(());
+    }
+    let path = dir.join(FILE_NAME);
+    let value = Value::Object(data);
+    ndjson::write_atomic(&path, json::to_pretty_ascii(&value).as_bytes()).map_err(|source| {
+        FolderError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    })
 }
 
 pub struct ManagedMetadata {
