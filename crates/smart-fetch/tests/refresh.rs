@@ -238,8 +238,13 @@ fn unreachable_and_held(
 /// References (`Type/id`) that hydration with the tasks of `groups` (all when `None`)
 /// reads in quarter 2 when an export's searches returned `start`, and that answer 404:
 /// the reference tasks of the registry followed from `start` and from everything they
-/// bring in, each reference read once, references to resources already held not read.
-fn answered_404(start: &[Value], groups: Option<&[&str]>) -> BTreeSet<String> {
+/// bring in, each reference read once, references to resources already held not read, and
+/// `refused` ones read but not followed (the server refuses them).
+fn answered_404(
+    start: &[Value],
+    groups: Option<&[&str]>,
+    refused: &BTreeSet<String>,
+) -> BTreeSet<String> {
     let tasks: Vec<hydration_support::Task> = hydration_support::registry()
         .into_iter()
         .filter(|t| !t.is_inline() && t.slug != "searched")
@@ -259,7 +264,7 @@ fn answered_404(start: &[Value], groups: Option<&[&str]>) -> BTreeSet<String> {
                     if !reference.starts_with(&prefix) || reference.len() == prefix.len() {
                         continue;
                     }
-                    if !seen.insert(reference.to_string()) {
+                    if !seen.insert(reference.to_string()) || refused.contains(reference) {
                         continue;
                     }
                     let (ty, id) = reference.split_once('/').expect("Type/id");
@@ -615,7 +620,7 @@ fn narrower_hydration_is_never_compared() {
             }
         }
     }
-    let gone_404 = answered_404(&start, Some(&["observation"]));
+    let gone_404 = answered_404(&start, Some(&["observation"]), &BTreeSet::new());
     let mut w1_hydrated: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (ty, ids) in &held {
         let searched_ids = searched_held.get(ty).cloned().unwrap_or_default();
@@ -645,6 +650,97 @@ fn narrower_hydration_is_never_compared() {
         recorded_tasks(&w3),
         ["dxr-results", "obs-members"].map(String::from)
     );
+}
+
+/// A hydration read that fails for another reason than 404/410 (here a 403) means the
+/// task did not export its output in full, nor did the tasks that output feeds: a live
+/// hidden Observation the server refuses is not named, Observations and Specimens are
+/// not compared (only their 404s are named), EpisodesOfCare still are, and the workdir
+/// records the tasks concerned as incomplete.
+#[test]
+fn a_refused_read_keeps_what_it_feeds_out_of_the_comparison() {
+    let ehr = quarter_server(Flavor::Epic);
+    let url = ehr.base_url();
+    let dir = temp_dir("refused");
+    let out = dir.join("out");
+    let mrns = mrn_file(&dir, "cohort.txt", data::patients_in_quarter(N, 2));
+    let base = [
+        "export",
+        "--fhir-url",
+        &url,
+        "--id-file",
+        p(&mrns),
+        "--id-system",
+        data::MRN_SYSTEM,
+    ];
+    let first: Vec<&str> = base.iter().copied().chain([p(&out)]).collect();
+    export(&first);
+    let w1 = workdir(&out, "001");
+    let held = all_ids(&w1);
+    let q1 = searched(&w1);
+
+    ehr.set_quarter(2).expect("quarter 2");
+    let reach = data::reachable_in_quarter(SEED, N, 2, reference_only(true));
+    let refused: String = reach
+        .iter()
+        .find(|k| {
+            k.strip_prefix("Observation/")
+                .is_some_and(|id| id.starts_with("hobs-") && held["Observation"].contains(id))
+        })
+        .expect("a live hidden Observation the first export held")
+        .clone();
+    ehr.set_refused_reads([refused.clone()]);
+    let second: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--nickname", "q2", p(&out)])
+        .collect();
+    export(&second);
+    let w2 = out.join("002.q2");
+    assert_no_errors(&w2);
+
+    let mut searched_held: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for ty in q1.keys() {
+        searched_held.insert(ty.clone(), ids(&q1, ty));
+    }
+    let mut expected = unreachable_and_held(true, &searched_held);
+    if let Some(episodes) = unreachable_and_held(true, &held).remove("EpisodeOfCare") {
+        expected.insert("EpisodeOfCare".into(), episodes);
+    }
+    let mut start = Vec::new();
+    for i in 0..data::patients_in_quarter(N, 2) {
+        for ty in ALL_TYPES {
+            if !matches!(ty, "EpisodeOfCare" | "Specimen") {
+                start.extend(server_resources(i, 2, ty, true));
+            }
+        }
+    }
+    let refused_set: BTreeSet<String> = [refused.clone()].into();
+    add_held(
+        &mut expected,
+        &answered_404(&start, None, &refused_set),
+        &held,
+    );
+    let written = deleted(&w2);
+    assert_none_live(&written, &w2);
+    assert_eq!(written, expected);
+    let (_, refused_id) = refused.split_once('/').expect("Type/id");
+    assert!(!written["Observation"].contains(refused_id));
+    // Orphans the first export held are out of reach now, yet not named: not compared.
+    let orphans = unreachable_and_held(true, &held);
+    let unnamed: Vec<&String> = orphans["Observation"]
+        .iter()
+        .filter(|id| data::resource_in_quarter(SEED, N, "Observation", id, 2).is_some())
+        .filter(|id| !written["Observation"].contains(*id))
+        .collect();
+    assert!(!unnamed.is_empty(), "an orphan left unnamed");
+    let tasks = recorded_tasks(&w2);
+    for t in ["obs-members", "obs-spec", "obs-pract"] {
+        assert!(!tasks.contains(&t.to_string()), "{t} is incomplete");
+    }
+    for t in ["enc-epofcare", "dxr-spec", "servreq-spec"] {
+        assert!(tasks.contains(&t.to_string()), "{t} is complete");
+    }
 }
 
 /// Every `Type/id` the files of `workdir/deleted/` name, whatever their names (a bulk
@@ -820,7 +916,11 @@ fn since_auto_updated_crawl_holds_every_change() {
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
     let mut want = BTreeMap::new();
-    add_held(&mut want, &answered_404(&start, None), &w1_held);
+    add_held(
+        &mut want,
+        &answered_404(&start, None, &BTreeSet::new()),
+        &w1_held,
+    );
     let mut written = deleted(&w2);
     assert_none_live(&written, &w2);
     let patients = written.remove("Patient").expect("deleted patients");
@@ -966,7 +1066,7 @@ fn since_auto_created_on_epic_reports_no_false_deletions() {
             }
         }
     }
-    let gone_404 = answered_404(&start, None);
+    let gone_404 = answered_404(&start, None, &BTreeSet::new());
     let held = all_ids(&workdir(&out, "001"));
     add_held(&mut want, &gone_404, &held);
     assert_eq!(written, want);
