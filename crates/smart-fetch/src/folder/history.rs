@@ -454,6 +454,8 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::folder::discovery::tests::{temp_dir, write};
+    use crate::resources::ResourceType::{DiagnosticReport, Observation, Practitioner};
 
     fn map(entries: &[(&str, &[&str])]) -> HashMap<String, HashSet<String>> {
         entries
@@ -470,5 +472,191 @@ mod tests {
         let (new, deleted) = new_and_deleted_patients(&before, &after);
         assert_eq!(new.into_iter().collect::<Vec<_>>(), ["pat2", "pat4"]);
         assert_eq!(deleted.into_iter().collect::<Vec<_>>(), ["pat1"]);
+    }
+
+    fn tasks_named(names: &[&str]) -> Vec<&'static Task> {
+        names
+            .iter()
+            .map(|n| match tasks::TASKS.iter().find(|t| t.name == *n) {
+                Some(t) => t,
+                None => panic!("no task {n}"),
+            })
+            .collect()
+    }
+
+    fn lines(ty: &str, ids: &[&str]) -> String {
+        ids.iter()
+            .map(|id| format!("{{\"resourceType\":\"{ty}\",\"id\":\"{id}\"}}\n"))
+            .collect()
+    }
+
+    /// A workdir whose `.metadata` is `meta` (JSON text) and whose files are `files`.
+    fn workdir_with(dir: &Path, meta: &str, files: &[(&str, String)]) {
+        write(&dir.join(".metadata"), meta);
+        for (name, text) in files {
+            write(&dir.join(name), text);
+        }
+    }
+
+    fn meta(dxr_filter: &str, since: &str, tasks: Option<&str>) -> String {
+        let tasks = tasks.map_or(String::new(), |t| format!(r#", "hydrationTasks": [{t}]"#));
+        format!(
+            r#"{{"kind": "output", "filters": {{"DiagnosticReport": [{dxr_filter}], "Observation": ["category=laboratory"]}}, "sinceResources": [{since}], "done": {{"DiagnosticReport": "2026-01-01T00:00:00Z", "Observation": "2026-01-01T00:00:00Z"}}{tasks}}}"#
+        )
+    }
+
+    const OBS_TASKS: &str = r#""dxr-results", "obs-members""#;
+
+    fn context() -> ExportContext {
+        ExportContext {
+            filters: [
+                (DiagnosticReport, BTreeSet::new()),
+                (Observation, ["category=laboratory".to_string()].into()),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Managed folder: `001.a` as `baseline` says, current `002.b` holding s1 (searched)
+    /// and h1 (hydrated); the baseline held s1, h1 and h2.
+    fn deleted_with(
+        baseline: &str,
+        completed: &[&'static str],
+        gone: &[(ResourceType, &str)],
+    ) -> BTreeMap<ResourceType, BTreeSet<String>> {
+        let managed = temp_dir("history-hydrated");
+        workdir_with(
+            &managed.join("001.a"),
+            baseline,
+            &[
+                ("Observation.ndjson", lines("Observation", &["s1"])),
+                (
+                    "Observation.results.ndjson.gz",
+                    lines("Observation", &["h1", "h2"]),
+                ),
+                (
+                    "Practitioner.referenced.ndjson",
+                    lines("Practitioner", &["p1", "p2"]),
+                ),
+            ],
+        );
+        let current = managed.join("002.b");
+        workdir_with(
+            &current,
+            &meta("", "", None),
+            &[
+                ("Observation.ndjson", lines("Observation", &["s1"])),
+                (
+                    "Observation.results.ndjson.gz",
+                    lines("Observation", &["h1"]),
+                ),
+            ],
+        );
+        let selected = tasks_named(&["dxr-results", "obs-members", "dxr-pract", "obs-pract"]);
+        let mut report = HydrationReport {
+            completed: completed.to_vec(),
+            gone: BTreeMap::new(),
+        };
+        for (t, id) in gone {
+            report.gone.entry(*t).or_default().insert(id.to_string());
+        }
+        let ctx = context();
+        let out = deleted_resources(&CurrentExport {
+            managed_dir: &managed,
+            workdir: &current,
+            context: &ctx,
+            searched: &[DiagnosticReport, Observation],
+            tasks: &selected,
+            hydration: &report,
+        });
+        let _ = std::fs::remove_dir_all(&managed);
+        out
+    }
+
+    fn named(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    const ALL: [&str; 4] = ["dxr-results", "obs-members", "dxr-pract", "obs-pract"];
+
+    #[test]
+    fn hydrated_files_count_only_between_the_same_hydrations() {
+        let same = meta("", "", Some(OBS_TASKS));
+        let got = deleted_with(&same, &ALL, &[]);
+        assert_eq!(got.get(&Observation), Some(&named(&["h2"])));
+        // Shared resources no longer referenced are not gone.
+        assert!(!got.contains_key(&Practitioner));
+        // Tasks writing other types do not matter; an unknown task might write anything.
+        let more = meta("", "", Some(r#""dxr-results", "obs-members", "obs-spec""#));
+        assert_eq!(deleted_with(&more, &ALL, &[]).len(), 1);
+        let unknown = meta("", "", Some(r#""dxr-results", "obs-members", "x-y""#));
+        assert!(deleted_with(&unknown, &ALL, &[]).is_empty());
+        // No record (the Python tool), other tasks, other input filters, an incomplete
+        // task now, a since export now: searched files only (nothing gone there).
+        assert!(deleted_with(&meta("", "", None), &ALL, &[]).is_empty());
+        let fewer = meta("", "", Some(r#""dxr-results""#));
+        assert!(deleted_with(&fewer, &ALL, &[]).is_empty());
+        let filtered = meta(r#""code=x""#, "", Some(OBS_TASKS));
+        assert!(deleted_with(&filtered, &ALL, &[]).is_empty());
+        assert!(deleted_with(&same, &["dxr-results", "dxr-pract"], &[]).is_empty());
+        // A since baseline alone is no full list.
+        let since = meta("", r#""DiagnosticReport""#, Some(OBS_TASKS));
+        assert!(deleted_with(&since, &ALL, &[]).is_empty());
+    }
+
+    #[test]
+    fn gone_on_read_is_named_when_exported_before() {
+        // Whatever the baseline, shared types included; never what was never exported.
+        let python = meta("", "", None);
+        let gone = [
+            (Observation, "h2"),
+            (Observation, "never"),
+            (Practitioner, "p1"),
+            (Practitioner, "p9"),
+        ];
+        let got = deleted_with(&python, &[], &gone);
+        assert_eq!(got.get(&Observation), Some(&named(&["h2"])));
+        assert_eq!(got.get(&Practitioner), Some(&named(&["p1"])));
+        // Present in the current workdir after all: never named.
+        let got = deleted_with(&python, &[], &[(Observation, "h1")]);
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn since_exports_after_the_baseline_add_their_hydrated_ids() {
+        let managed = temp_dir("history-since");
+        let hydrated = |ids: &[&str]| -> Vec<(&'static str, String)> {
+            vec![("Observation.results.ndjson", lines("Observation", ids))]
+        };
+        workdir_with(
+            &managed.join("001.full"),
+            &meta("", "", Some(OBS_TASKS)),
+            &hydrated(&["h1", "h2"]),
+        );
+        let since = meta("", r#""DiagnosticReport", "Observation""#, Some(OBS_TASKS));
+        workdir_with(&managed.join("002.since"), &since, &hydrated(&["h3"]));
+        // A full export with other tasks in between is skipped, not a stop.
+        let other = meta("", "", Some(r#""dxr-results""#));
+        workdir_with(&managed.join("003.other"), &other, &hydrated(&["h4"]));
+        let current = managed.join("004.now");
+        workdir_with(&current, &meta("", "", None), &hydrated(&["h1"]));
+        let selected = tasks_named(&["dxr-results", "obs-members"]);
+        let report = HydrationReport {
+            completed: vec!["dxr-results", "obs-members"],
+            gone: BTreeMap::new(),
+        };
+        let ctx = context();
+        let got = deleted_resources(&CurrentExport {
+            managed_dir: &managed,
+            workdir: &current,
+            context: &ctx,
+            searched: &[],
+            tasks: &selected,
+            hydration: &report,
+        });
+        assert_eq!(got.get(&Observation), Some(&named(&["h2", "h3"])));
+        let _ = std::fs::remove_dir_all(&managed);
     }
 }

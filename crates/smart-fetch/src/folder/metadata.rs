@@ -599,6 +599,41 @@ mod tests {
     }
 
     #[test]
+    fn hydration_record_comes_and_goes() {
+        let dir = temp_dir("meta-hydration");
+        let work = dir.join("001.x");
+        let mut m = ok(OutputMetadata::load(&work));
+        ok(m.mark_done(ResourceType::Patient, &ts("2024-10-16T12:00:00Z")));
+        assert_eq!(m.hydration_tasks(), None);
+        ok(m.set_hydration_tasks(&["dxr-results", "obs-members"]));
+        let again = ok(OutputMetadata::load(&work));
+        let names: Vec<String> = again
+            .hydration_tasks()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        assert_eq!(names, ["dxr-results", "obs-members"]);
+        ok(forget_hydration_tasks(&work));
+        let forgot = ok(OutputMetadata::load(&work));
+        assert_eq!(forgot.hydration_tasks(), None);
+        assert!(forgot.is_done(ResourceType::Patient));
+        // Nothing to forget, or not an output folder: untouched.
+        let before = ok(fs::read(work.join(FILE_NAME)));
+        ok(forget_hydration_tasks(&work));
+        assert_eq!(ok(fs::read(work.join(FILE_NAME))), before);
+        ok(ok(ManagedMetadata::load(&dir)).note_context("http://example.invalid/R4", None));
+        ok(forget_hydration_tasks(&dir));
+        ok(forget_hydration_tasks(&dir.join("missing")));
+        // A record that is not a list of names is no record.
+        write(
+            &work.join(FILE_NAME),
+            r#"{"kind": "output", "hydrationTasks": [1]}"#,
+        );
+        assert_eq!(ok(OutputMetadata::load(&work)).hydration_tasks(), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn kind_checks() {
         let dir = temp_dir("meta-kind");
         let mut managed = ok(ManagedMetadata::load(&dir));
