@@ -430,6 +430,18 @@ fn full_refresh(flavor: Flavor, extra: &[&str]) -> Refresh {
         assert_eq!(&written[ty], gone, "deleted/Bundle.{ty}.ndjson.gz");
     }
     assert_none_live(&written, &w2);
+    // The figures, for `--nocapture`: per type, ids named (of them hidden, `h…` ids).
+    let figures: Vec<String> = written
+        .iter()
+        .map(|(ty, ids)| {
+            let hidden = ids.iter().filter(|id| id.starts_with('h')).count();
+            format!("{ty} {} ({hidden} hidden)", ids.len())
+        })
+        .collect();
+    eprintln!(
+        "{flavor:?} {extra:?}: deleted/ names {}",
+        figures.join(", ")
+    );
     assert_eq!(
         written["Patient"],
         ["pat-000003", "pat-000007", "pat-000013", "pat-000017"]
