@@ -38,6 +38,9 @@ pub struct AppState {
     pub bulk: crate::bulk::BulkState,
     pub latency: Latency,
     pub switches: Switches,
+    /// `Type/id`s whose reads answer 403 (an EHR that still has a resource but will not
+    /// hand it over), set at runtime by tests.
+    pub refused_reads: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             bulk: crate::bulk::BulkState::new(config.seed, &config.bulk),
             latency: Latency::new(config.latency),
             switches: Switches::new(config.ignore_patient_param.clone(), config.truncate.clone()),
+            refused_reads: Default::default(),
             config,
             base_url,
             token_url,
@@ -439,6 +443,18 @@ fn handle_search(state: &AppState, ty: &str, raw_query: &str) -> Response {
 fn handle_read(state: &AppState, ty: &str, id: &str, headers: &HeaderMap) -> Response {
     if catalog::lookup(ty).is_none() {
         return outcome::not_found(&format!("Unknown resource type {ty:?}"));
+    }
+    let refused = state
+        .refused_reads
+        .lock()
+        .map(|r| r.contains(&format!("{ty}/{id}")))
+        .unwrap_or(false);
+    if refused {
+        return outcome::error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("{ty}/{id} may not be read"),
+        );
     }
     let Some(resource) = state.store.read(ty, id) else {
         return outcome::not_found(&format!("{ty}/{id} is not known"));

@@ -131,6 +131,14 @@ impl Server {
         self.state.switches.set_ignore_patient(types);
     }
 
+    /// From now on, reads of these resources (`Type/id`) answer 403 Forbidden, as from an
+    /// EHR that still has them but will not hand them over (replaces the earlier list).
+    pub fn set_refused_reads<I: IntoIterator<Item = String>>(&self, refs: I) {
+        if let Ok(mut refused) = self.state.refused_reads.lock() {
+            *refused = refs.into_iter().collect();
+        }
+    }
+
     /// Start counting `Stats::max_in_flight` afresh (from the requests in flight now).
     pub fn reset_max_in_flight(&self) {
         self.state.counters.reset_max_in_flight();

@@ -3,7 +3,15 @@
 //! patients, ID churn, modified and back-filled records (`fake_ehr::data::quarter_changes`)
 //! — and a second export. Checked on the files a user's ETL reads: the searched NDJSON
 //! files, `deleted/Bundle.<Type>.ndjson.gz` and `.metadata`.
+//!
+//! `deleted/` is held to fake-ehr's ground truth, worked out without smart-fetch:
+//! `data::unreachable_in_quarter2` (what a client following references held in quarter 1
+//! and can no longer reach: searchable resources gone, hidden Observations, Specimens and
+//! EpisodesOfCare deleted or orphaned) limited to what the first export held, and, where
+//! an export cannot compare lists (a since export), the references its hydration reads
+//! that answer 404, simulated from the registry of `hydration_support`.
 
+mod hydration_support;
 mod support;
 
 use fake_ehr::data::{self, Fate};
@@ -178,6 +186,145 @@ fn server_lines(i: usize, quarter: u8, ty: &str, epic: bool) -> BTreeMap<String,
         .collect()
 }
 
+/// What a search of `ty` finds for patient `i` in `quarter`, as resources.
+fn server_resources(i: usize, quarter: u8, ty: &str, epic: bool) -> Vec<Value> {
+    server_lines(i, quarter, ty, epic)
+        .into_values()
+        .map(|l| serde_json::from_str(&l).expect("JSON line"))
+        .collect()
+}
+
+/// Type → ids of every resource in every NDJSON file of `dir` (searched and hydrated).
+fn all_ids(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    hydration_support::where_is(dir)
+        .into_iter()
+        .map(|(ty, keys)| {
+            let ids = keys
+                .into_keys()
+                .map(|k| k.split_once('/').expect("Type/id").1.to_string())
+                .collect();
+            (ty, ids)
+        })
+        .collect()
+}
+
+/// Types Epic cannot search by patient: a client reaches them through references only.
+fn reference_only(epic: bool) -> &'static [&'static str] {
+    if epic {
+        &["EpisodeOfCare", "Specimen"]
+    } else {
+        &[]
+    }
+}
+
+/// fake-ehr's ground truth: what a client could reach in quarter 1 and cannot in quarter
+/// 2, limited to what `held` (an earlier export's files) holds.
+fn unreachable_and_held(
+    epic: bool,
+    held: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out = by_type(&data::unreachable_in_quarter2(
+        SEED,
+        N,
+        reference_only(epic),
+    ));
+    for (ty, gone) in out.iter_mut() {
+        gone.retain(|id| held.get(ty).is_some_and(|h| h.contains(id)));
+    }
+    out.retain(|_, gone| !gone.is_empty());
+    out
+}
+
+/// References (`Type/id`) that hydration with the tasks of `groups` (all when `None`)
+/// reads in quarter 2 when an export's searches returned `start`, and that answer 404:
+/// the reference tasks of the registry followed from `start` and from everything they
+/// bring in, each reference read once, references to resources already held not read, and
+/// `refused` ones read but not followed (the server refuses them).
+fn answered_404(
+    start: &[Value],
+    groups: Option<&[&str]>,
+    refused: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let tasks: Vec<hydration_support::Task> = hydration_support::registry()
+        .into_iter()
+        .filter(|t| !t.is_inline() && t.slug != "searched")
+        .filter(|t| groups.is_none_or(|g| g.contains(&t.group.as_str())))
+        .collect();
+    let mut seen: BTreeSet<String> = start.iter().map(hydration_support::key_of).collect();
+    let mut queue: Vec<Value> = start.to_vec();
+    let mut gone = BTreeSet::new();
+    while let Some(r) = queue.pop() {
+        for task in tasks
+            .iter()
+            .filter(|t| r["resourceType"] == t.input.as_str())
+        {
+            let prefix = format!("{}/", task.output);
+            for path in &task.paths {
+                for reference in hydration_support::refs_at(&r, path) {
+                    if !reference.starts_with(&prefix) || reference.len() == prefix.len() {
+                        continue;
+                    }
+                    if !seen.insert(reference.to_string()) || refused.contains(reference) {
+                        continue;
+                    }
+                    let (ty, id) = reference.split_once('/').expect("Type/id");
+                    match data::resource_in_quarter(SEED, N, ty, id, 2) {
+                        Some(found) => queue.push(found),
+                        None => {
+                            gone.insert(reference.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    gone
+}
+
+/// Adds `extra` (`Type/id`, limited to what `held` holds) to `expected`.
+fn add_held(
+    expected: &mut BTreeMap<String, BTreeSet<String>>,
+    extra: &BTreeSet<String>,
+    held: &BTreeMap<String, BTreeSet<String>>,
+) {
+    for (ty, ids) in by_type(extra) {
+        for id in ids {
+            if held.get(&ty).is_some_and(|h| h.contains(&id)) {
+                expected.entry(ty.clone()).or_default().insert(id);
+            }
+        }
+    }
+}
+
+/// Nothing `written` names is anywhere in `workdir` (no live resource is named), and no
+/// shared resource is named (fake-ehr never deletes one).
+fn assert_none_live(written: &BTreeMap<String, BTreeSet<String>>, workdir: &Path) {
+    let now = all_ids(workdir);
+    for (ty, ids) in written {
+        assert!(
+            !data::SHARED_POOLS.iter().any(|(t, _, _)| t == ty),
+            "shared {ty} named: {ids:?}"
+        );
+        for id in ids {
+            assert!(
+                !now.get(ty).is_some_and(|n| n.contains(id)),
+                "{ty}/{id} is named but exported"
+            );
+        }
+    }
+}
+
+/// The workdir's `.metadata` `hydrationTasks`.
+fn recorded_tasks(workdir: &Path) -> Vec<String> {
+    let meta = read_json(&workdir.join(".metadata"));
+    meta["hydrationTasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no hydrationTasks in {}", workdir.display()))
+        .iter()
+        .map(|v| v.as_str().expect("task name").to_string())
+        .collect()
+}
+
 /// A written line as the server's resource: hydration inlines attachments of reports and
 /// notes in place (data, size, hash, charset), so those are left out of the comparison.
 fn as_sent(line: &str) -> Value {
@@ -227,10 +374,20 @@ fn assert_exactly(actual: &Snapshot, expected: &Snapshot) {
     }
 }
 
+/// What a quarter-1 then quarter-2 refresh left.
+struct Refresh {
+    /// Type → ids the quarter-1 export held (every file).
+    held: BTreeMap<String, BTreeSet<String>>,
+    /// Type → ids the quarter-2 export names in `deleted/`.
+    written: BTreeMap<String, BTreeSet<String>>,
+    w2: PathBuf,
+}
+
 /// Run a full export of quarter 1, switch the server, run a second full export, and check
 /// that `deleted/` names exactly what is gone: deleted resources, the old ids of churned
-/// ones, and deleted or merged-away patients (with everything of a deleted patient).
-fn full_refresh(flavor: Flavor, extra: &[&str]) {
+/// ones, deleted or merged-away patients (with everything of a deleted patient), and
+/// hidden resources deleted or no longer referenced, as far as the first export held them.
+fn full_refresh(flavor: Flavor, extra: &[&str]) -> Refresh {
     let epic = flavor == Flavor::Epic;
     let ehr = quarter_server(flavor);
     let url = ehr.base_url();
@@ -244,9 +401,11 @@ fn full_refresh(flavor: Flavor, extra: &[&str]) {
     args.extend_from_slice(extra);
     let first: Vec<&str> = args.iter().copied().chain([p(&out)]).collect();
     export(&first);
-    assert_no_errors(&workdir(&out, "001"));
-    let q1 = searched(&workdir(&out, "001"));
+    let w1 = workdir(&out, "001");
+    assert_no_errors(&w1);
+    let q1 = searched(&w1);
     assert_eq!(ids(&q1, "Patient").len(), N);
+    let held = all_ids(&w1);
 
     ehr.set_quarter(2).expect("quarter 2");
     let second: Vec<&str> = args
@@ -259,18 +418,8 @@ fn full_refresh(flavor: Flavor, extra: &[&str]) {
     assert_no_errors(&w2);
     let q2 = searched(&w2);
 
-    // What the server no longer has, limited to what the first export held.
-    let removed = data::removed_in_quarter2(SEED, N);
-    let mut expected = by_type(&removed);
-    for (ty, gone) in expected.iter_mut() {
-        gone.retain(|id| ids(&q1, ty).contains(id));
-    }
-    if epic {
-        // Never searched on Epic (hydrated instead), so never compared.
-        expected.remove("EpisodeOfCare");
-        expected.remove("Specimen");
-    }
-    expected.retain(|_, gone| !gone.is_empty());
+    // What the server no longer has or leads to, limited to what the first export held.
+    let expected = unreachable_and_held(epic, &held);
     let written = deleted(&w2);
     assert_eq!(
         written.keys().collect::<Vec<_>>(),
@@ -279,11 +428,20 @@ fn full_refresh(flavor: Flavor, extra: &[&str]) {
     );
     for (ty, gone) in &expected {
         assert_eq!(&written[ty], gone, "deleted/Bundle.{ty}.ndjson.gz");
-        // And every one of them really was there and is gone now.
-        for id in gone {
-            assert!(!ids(&q2, ty).contains(id), "{ty}/{id} still exported");
-        }
     }
+    assert_none_live(&written, &w2);
+    // The figures, for `--nocapture`: per type, ids named (of them hidden, `h…` ids).
+    let figures: Vec<String> = written
+        .iter()
+        .map(|(ty, ids)| {
+            let hidden = ids.iter().filter(|id| id.starts_with('h')).count();
+            format!("{ty} {} ({hidden} hidden)", ids.len())
+        })
+        .collect();
+    eprintln!(
+        "{flavor:?} {extra:?}: deleted/ names {}",
+        figures.join(", ")
+    );
     assert_eq!(
         written["Patient"],
         ["pat-000003", "pat-000007", "pat-000013", "pat-000017"]
@@ -314,16 +472,287 @@ fn full_refresh(flavor: Flavor, extra: &[&str]) {
     if epic {
         assert!(stdout.contains("Count of deleted patients: 4."), "{stdout}");
     }
+    Refresh { held, written, w2 }
+}
+
+/// The default hydration: hidden resources of every hydrated type are named, both those
+/// whose read now answers 404 and orphans that are still readable, and the workdir records
+/// every task as complete.
+fn assert_hydrated_types_named(r: &Refresh) {
+    let named = |ty: &str, prefix: &str| -> Vec<String> {
+        r.written
+            .get(ty)
+            .into_iter()
+            .flatten()
+            .filter(|id| id.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    for (ty, prefix) in [
+        ("Observation", "hobs-"),
+        ("Specimen", "hspec-"),
+        ("EpisodeOfCare", "heoc-"),
+    ] {
+        assert!(!named(ty, prefix).is_empty(), "no hidden {ty} named");
+    }
+    let readable = |id: &String| data::resource_in_quarter(SEED, N, "Observation", id, 2).is_some();
+    let hidden = named("Observation", "hobs-");
+    assert!(hidden.iter().any(readable), "an orphan: {hidden:?}");
+    assert!(!hidden.iter().all(readable), "a 404: {hidden:?}");
+    // Every reference task finished (a 404 is an answer); a note that could not be inlined
+    // leaves its inline task out, which no comparison looks at.
+    let tasks = recorded_tasks(&r.w2);
+    for t in hydration_support::registry() {
+        assert!(
+            t.is_inline() || tasks.contains(&t.name),
+            "{} {tasks:?}",
+            t.name
+        );
+    }
 }
 
 #[test]
 fn full_refresh_names_exactly_what_is_gone_bulk() {
-    full_refresh(Flavor::Generic, &[]);
+    // The default hydration runs here: hidden resources are part of the ground truth.
+    let r = full_refresh(Flavor::Generic, &[]);
+    assert_hydrated_types_named(&r);
 }
 
 #[test]
 fn full_refresh_names_exactly_what_is_gone_epic_crawl() {
-    full_refresh(Flavor::Epic, &["--hydration-tasks", "none"]);
+    let r = full_refresh(Flavor::Epic, &["--hydration-tasks", "none"]);
+    // Without hydration nothing hidden was exported, so nothing hydrated is named.
+    for ty in ["EpisodeOfCare", "Specimen"] {
+        assert!(!r.written.contains_key(ty), "{ty}");
+    }
+    let obs = r.written.get("Observation").cloned().unwrap_or_default();
+    assert!(obs.iter().all(|id| id.starts_with("obs-")), "{obs:?}");
+    assert!(recorded_tasks(&r.w2).is_empty());
+}
+
+/// Epic with the default hydration: EpisodeOfCare and Specimen are only hydrated there,
+/// and Observations are also reached through reports and panels.
+#[test]
+fn full_refresh_names_hydrated_resources_epic_crawl() {
+    let r = full_refresh(Flavor::Epic, &[]);
+    assert_hydrated_types_named(&r);
+    // A searchable Specimen or EpisodeOfCare no report or encounter points at any more is
+    // out of an Epic export's reach: named like an orphan.
+    let reach_only: BTreeSet<String> =
+        data::unreachable_in_quarter2(SEED, N, &["Specimen", "EpisodeOfCare"])
+            .difference(&data::unreachable_in_quarter2(SEED, N, &[]))
+            .cloned()
+            .collect();
+    for k in &reach_only {
+        let (ty, id) = k.split_once('/').expect("Type/id");
+        if r.held.get(ty).is_some_and(|h| h.contains(id)) {
+            assert!(r.written[ty].contains(id), "{k}");
+        }
+    }
+}
+
+/// A generic server crawled: Specimen and EpisodeOfCare are searched and hydrated.
+#[test]
+fn full_refresh_names_hydrated_resources_generic_crawl() {
+    let r = full_refresh(Flavor::Generic, &["--export-mode", "crawl"]);
+    assert_hydrated_types_named(&r);
+}
+
+/// Hydrated files are only compared between exports that ran the same tasks for the type:
+/// after a full hydration, a refresh without hydration names only what its searches lost
+/// (and nothing hydrated), and a later one with the observation tasks only compares its
+/// Observations with the first export (the one in between ran other tasks), and hydrates
+/// no Specimen or EpisodeOfCare to compare.
+#[test]
+fn narrower_hydration_is_never_compared() {
+    let ehr = quarter_server(Flavor::Epic);
+    let url = ehr.base_url();
+    let dir = temp_dir("narrower");
+    let out = dir.join("out");
+    let mrns = mrn_file(&dir, "cohort.txt", data::patients_in_quarter(N, 2));
+    let base = [
+        "export",
+        "--fhir-url",
+        &url,
+        "--id-file",
+        p(&mrns),
+        "--id-system",
+        data::MRN_SYSTEM,
+    ];
+    let run_export = |extra: &[&str], nickname: &str| -> PathBuf {
+        let args: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .chain(["--nickname", nickname, p(&out)])
+            .collect();
+        export(&args);
+        let w = workdir(
+            &out,
+            match nickname {
+                "q1" => "001",
+                "none" => "002",
+                _ => "003",
+            },
+        );
+        assert_no_errors(&w);
+        w
+    };
+    let w1 = run_export(&[], "q1");
+    let held = all_ids(&w1);
+    let q1 = searched(&w1);
+    ehr.set_quarter(2).expect("quarter 2");
+
+    // No hydration: what the searches lost, nothing else.
+    let w2 = run_export(&["--hydration-tasks", "none"], "none");
+    let mut searched_held: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for ty in q1.keys() {
+        searched_held.insert(ty.clone(), ids(&q1, ty));
+    }
+    let mut expected = unreachable_and_held(true, &searched_held);
+    expected.remove("Patient");
+    let mut written = deleted(&w2);
+    assert_none_live(&written, &w2);
+    assert!(written.remove("Patient").is_some());
+    assert_eq!(written, expected);
+    assert!(
+        expected["Observation"]
+            .iter()
+            .all(|id| id.starts_with("obs-"))
+    );
+
+    // The observation tasks only: Observations compared with the first export, and every
+    // Observation read that answers 404 named if an earlier export held it.
+    let w3 = run_export(&["--hydration-tasks", "observation"], "obs");
+    let mut start = Vec::new();
+    for i in 0..data::patients_in_quarter(N, 2) {
+        for ty in ALL_TYPES {
+            if !matches!(ty, "EpisodeOfCare" | "Specimen") {
+                start.extend(server_resources(i, 2, ty, true));
+            }
+        }
+    }
+    let gone_404 = answered_404(&start, Some(&["observation"]), &BTreeSet::new());
+    let mut w1_hydrated: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (ty, ids) in &held {
+        let searched_ids = searched_held.get(ty).cloned().unwrap_or_default();
+        w1_hydrated.insert(ty.clone(), ids.difference(&searched_ids).cloned().collect());
+    }
+    let mut expected: BTreeMap<String, BTreeSet<String>> = unreachable_and_held(true, &w1_hydrated)
+        .into_iter()
+        .filter(|(ty, _)| ty == "Observation")
+        .collect();
+    add_held(&mut expected, &gone_404, &held);
+    let written = deleted(&w3);
+    assert_none_live(&written, &w3);
+    assert_eq!(written, expected);
+    assert!(
+        written["Observation"]
+            .iter()
+            .any(|id| id.starts_with("hobs-")),
+        "hidden Observations compared"
+    );
+    assert!(
+        written["Observation"]
+            .iter()
+            .any(|id| id.starts_with("obs-")),
+        "a searched Observation a report still points at, read: 404"
+    );
+    assert_eq!(
+        recorded_tasks(&w3),
+        ["dxr-results", "obs-members"].map(String::from)
+    );
+}
+
+/// A hydration read that fails for another reason than 404/410 (here a 403) means the
+/// task did not export its output in full, nor did the tasks that output feeds: a live
+/// hidden Observation the server refuses is not named, Observations and Specimens are
+/// not compared (only their 404s are named), EpisodesOfCare still are, and the workdir
+/// records the tasks concerned as incomplete.
+#[test]
+fn a_refused_read_keeps_what_it_feeds_out_of_the_comparison() {
+    let ehr = quarter_server(Flavor::Epic);
+    let url = ehr.base_url();
+    let dir = temp_dir("refused");
+    let out = dir.join("out");
+    let mrns = mrn_file(&dir, "cohort.txt", data::patients_in_quarter(N, 2));
+    let base = [
+        "export",
+        "--fhir-url",
+        &url,
+        "--id-file",
+        p(&mrns),
+        "--id-system",
+        data::MRN_SYSTEM,
+    ];
+    let first: Vec<&str> = base.iter().copied().chain([p(&out)]).collect();
+    export(&first);
+    let w1 = workdir(&out, "001");
+    let held = all_ids(&w1);
+    let q1 = searched(&w1);
+
+    ehr.set_quarter(2).expect("quarter 2");
+    let reach = data::reachable_in_quarter(SEED, N, 2, reference_only(true));
+    let refused: String = reach
+        .iter()
+        .find(|k| {
+            k.strip_prefix("Observation/")
+                .is_some_and(|id| id.starts_with("hobs-") && held["Observation"].contains(id))
+        })
+        .expect("a live hidden Observation the first export held")
+        .clone();
+    ehr.set_refused_reads([refused.clone()]);
+    let second: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--nickname", "q2", p(&out)])
+        .collect();
+    export(&second);
+    let w2 = out.join("002.q2");
+    assert_no_errors(&w2);
+
+    let mut searched_held: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for ty in q1.keys() {
+        searched_held.insert(ty.clone(), ids(&q1, ty));
+    }
+    let mut expected = unreachable_and_held(true, &searched_held);
+    if let Some(episodes) = unreachable_and_held(true, &held).remove("EpisodeOfCare") {
+        expected.insert("EpisodeOfCare".into(), episodes);
+    }
+    let mut start = Vec::new();
+    for i in 0..data::patients_in_quarter(N, 2) {
+        for ty in ALL_TYPES {
+            if !matches!(ty, "EpisodeOfCare" | "Specimen") {
+                start.extend(server_resources(i, 2, ty, true));
+            }
+        }
+    }
+    let refused_set: BTreeSet<String> = [refused.clone()].into();
+    add_held(
+        &mut expected,
+        &answered_404(&start, None, &refused_set),
+        &held,
+    );
+    let written = deleted(&w2);
+    assert_none_live(&written, &w2);
+    assert_eq!(written, expected);
+    let (_, refused_id) = refused.split_once('/').expect("Type/id");
+    assert!(!written["Observation"].contains(refused_id));
+    // Orphans the first export held are out of reach now, yet not named: not compared.
+    let orphans = unreachable_and_held(true, &held);
+    let unnamed: Vec<&String> = orphans["Observation"]
+        .iter()
+        .filter(|id| data::resource_in_quarter(SEED, N, "Observation", id, 2).is_some())
+        .filter(|id| !written["Observation"].contains(*id))
+        .collect();
+    assert!(!unnamed.is_empty(), "an orphan left unnamed");
+    let tasks = recorded_tasks(&w2);
+    for t in ["obs-members", "obs-spec", "obs-pract"] {
+        assert!(!tasks.contains(&t.to_string()), "{t} is incomplete");
+    }
+    for t in ["enc-epofcare", "dxr-spec", "servreq-spec"] {
+        assert!(tasks.contains(&t.to_string()), "{t} is complete");
+    }
 }
 
 /// Every `Type/id` the files of `workdir/deleted/` name, whatever their names (a bulk
@@ -489,19 +918,39 @@ fn since_auto_updated_crawl_holds_every_change() {
         "{stdout}"
     );
 
-    // Only patients are compared in a since export, and only the ones really gone.
-    let written = deleted(&w2);
-    assert_eq!(written.keys().collect::<Vec<_>>(), ["Patient"]);
-    for id in &written["Patient"] {
+    // A since export compares no lists but its patients, which are looked up in full:
+    // what it names besides them is what its hydration read and found gone (404), as far
+    // as the first export held it.
+    let w1_held = all_ids(&w1);
+    let start: Vec<Value> = expected
+        .values()
+        .flat_map(|m| m.values())
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let mut want = BTreeMap::new();
+    add_held(
+        &mut want,
+        &answered_404(&start, None, &BTreeSet::new()),
+        &w1_held,
+    );
+    let mut written = deleted(&w2);
+    assert_none_live(&written, &w2);
+    let patients = written.remove("Patient").expect("deleted patients");
+    for id in &patients {
         let i = data::patient_index_from_id(id).expect("patient id");
         assert!(!data::exists_in_quarter(N, i, 2), "{id} still exists");
     }
-    assert_eq!(written["Patient"].len(), 4);
+    assert_eq!(patients.len(), 4);
+    assert_eq!(written, want);
+    assert!(
+        want.get("Observation")
+            .is_some_and(|o| o.iter().any(|id| id.starts_with("hobs-"))),
+        "{want:?}"
+    );
 
     // A full export after it compares with the last full export and every since export
-    // since (like with like): everything gone since quarter 1, except the patients the
-    // since export already named.
-    let q1 = searched(&w1);
+    // since (like with like, hydrated files included): everything gone since quarter 1,
+    // except the patients the since export already named.
     let third: Vec<&str> = base
         .iter()
         .copied()
@@ -510,18 +959,26 @@ fn since_auto_updated_crawl_holds_every_change() {
     export(&third);
     let w3 = out.join("003.full");
     assert_no_errors(&w3);
-    let mut expected = by_type(&data::removed_in_quarter2(SEED, N));
+    let mut expected = unreachable_and_held(false, &w1_held);
     expected.remove("Patient");
-    for (ty, gone) in expected.iter_mut() {
-        gone.retain(|id| ids(&q1, ty).contains(id));
-    }
-    expected.retain(|_, gone| !gone.is_empty());
-    assert_eq!(deleted(&w3), expected);
+    let written = deleted(&w3);
+    assert_none_live(&written, &w3);
+    assert_eq!(written, expected);
+}
+
+/// Whether Epic searches `t` by a created date in created mode (the others are exported in
+/// full).
+fn created_field(t: &str) -> bool {
+    !matches!(
+        t,
+        "Patient" | "Encounter" | "Device" | "Immunization" | "MedicationDispense" | "Procedure"
+    )
 }
 
 /// `--since auto` on Epic becomes created mode: types without a created-date field are
 /// exported in full and compared, the others are not, EpisodeOfCare and Specimen are never
-/// searched — and nothing that still exists is named in `deleted/`. New and surviving
+/// searched, hydrated resources are named only when their read answers 404 — and nothing
+/// that still exists is named in `deleted/`. New and surviving
 /// patients get their full history.
 #[test]
 fn since_auto_created_on_epic_reports_no_false_deletions() {
@@ -572,17 +1029,8 @@ fn since_auto_created_on_epic_reports_no_false_deletions() {
             assert!(!got.contains_key(t), "{t} is not searched on Epic");
             continue;
         }
-        let created_field = !matches!(
-            t,
-            "Patient"
-                | "Encounter"
-                | "Device"
-                | "Immunization"
-                | "MedicationDispense"
-                | "Procedure"
-        );
         let want: BTreeSet<String> = (0..data::patients_in_quarter(N, 2))
-            .filter(|i| !created_field || fresh.contains(i))
+            .filter(|i| !created_field(t) || fresh.contains(i))
             .flat_map(|i| server_lines(i, 2, t, true).into_keys())
             .collect();
         assert_eq!(ids(&got, t), want, "{t}");
@@ -598,7 +1046,10 @@ fn since_auto_created_on_epic_reports_no_false_deletions() {
             );
         }
     }
-    // Types searched in full are compared, and nothing gone is missed.
+    // Types searched in full are compared, and nothing gone is missed. Of the others,
+    // only what hydration read and found gone (404) is named, as far as the first export
+    // held it; a 404 we never exported (a report's missing result, a gone practitioner)
+    // is not.
     let removed = by_type(&data::removed_in_quarter2(SEED, N));
     let full = [
         "Patient",
@@ -608,17 +1059,36 @@ fn since_auto_created_on_epic_reports_no_false_deletions() {
         "MedicationDispense",
         "Procedure",
     ];
-    for ty in written.keys() {
-        assert!(full.contains(&ty.as_str()), "{ty} was not exported in full");
-    }
+    let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for ty in full {
-        let mut want = removed.get(ty).cloned().unwrap_or_default();
-        want.retain(|id| ids(&q1, ty).contains(id));
-        assert_eq!(
-            written.get(ty).cloned().unwrap_or_default(),
-            want,
-            "deleted/Bundle.{ty}.ndjson.gz"
-        );
+        let mut gone = removed.get(ty).cloned().unwrap_or_default();
+        gone.retain(|id| ids(&q1, ty).contains(id));
+        if !gone.is_empty() {
+            want.insert(ty.to_string(), gone);
+        }
+    }
+    let mut start = Vec::new();
+    for t in ALL_TYPES {
+        if matches!(t, "EpisodeOfCare" | "Specimen") {
+            continue;
+        }
+        for i in 0..data::patients_in_quarter(N, 2) {
+            if !created_field(t) || fresh.contains(&i) {
+                start.extend(server_resources(i, 2, t, true));
+            }
+        }
+    }
+    let gone_404 = answered_404(&start, None, &BTreeSet::new());
+    let held = all_ids(&workdir(&out, "001"));
+    add_held(&mut want, &gone_404, &held);
+    assert_eq!(written, want);
+    assert_none_live(&written, &w2);
+    for hydrated in ["EpisodeOfCare", "Observation"] {
+        let named = written.get(hydrated).cloned().unwrap_or_default();
+        assert!(!named.is_empty(), "{hydrated}: hydration's 404s");
+    }
+    for never in ["Practitioner/prac-gone-1", "Observation/hobs-000020-99"] {
+        assert!(gone_404.contains(never), "{never} was read");
     }
 
     // Full history for new MRNs and merge survivors, in the created-date types too.

@@ -23,7 +23,8 @@ pub use quarter::{
     Changes, FIRST_QUARTER, Fate, LAST_QUARTER, QUARTER2_END, QUARTER2_START, exists_in_quarter,
     fate, generate_in_quarter, new_patient_count, owner_in_quarter,
     patient_index_by_mrn_in_quarter, patient_resource_in_quarter, patient_resources_in_quarter,
-    patients_in_quarter, quarter_changes, removed_in_quarter2, resource_in_quarter,
+    patients_in_quarter, quarter_changes, reachable_in_quarter, removed_in_quarter2,
+    resource_in_quarter, unreachable_in_quarter2,
 };
 pub(crate) use rng::mix;
 pub use shared::{

@@ -17,11 +17,22 @@
 //!   created dates, and a quarter-2 `meta.lastUpdated`). About 30 % of kept Patients are
 //!   modified too, and every survivor is.
 //!
-//! Hidden (read-only) resources never change, except that an absorbed patient's ones move
-//! to the survivor (patient references rewritten). Quarter-2 timestamps lie in [`QUARTER2_START`, `QUARTER2_END`], after
-//! everything quarter 1 holds, so `_lastUpdated=gt<quarter-1 done time>` finds exactly the
-//! changes. Patient `i`'s data never depends on `N`, except that survivor `i` only absorbs
-//! `i + 1` when that patient exists.
+//! * **hidden** (read-only) resources of kept patients and survivors (their own): about
+//!   12 % of the hidden Observations, Specimens and EpisodesOfCare are deleted (a read
+//!   answers 404; what referenced them still does), and a DiagnosticReport drops about 25 %
+//!   of its `result` references to hidden Observations that still exist ("orphans": still
+//!   readable, but nothing the patient has leads to them any more; the report gets a
+//!   quarter-2 `meta.lastUpdated` unless it already has one). They come from a stream of
+//!   their own, so the changes above are the same as before hidden ones changed. An
+//!   absorbed patient's hidden resources move to the survivor unchanged (patient references
+//!   rewritten).
+//!
+//! Quarter-2 timestamps lie in [`QUARTER2_START`, `QUARTER2_END`], after everything
+//! quarter 1 holds, so `_lastUpdated=gt<quarter-1 done time>` finds exactly the changes.
+//! Patient `i`'s data never depends on `N`, except that survivor `i` only absorbs `i + 1`
+//! when that patient exists. [`removed_in_quarter2`] lists the searchable resources gone;
+//! [`unreachable_in_quarter2`] everything, hidden resources included, that a client
+//! following references can no longer reach.
 
 use super::binary::binary_from;
 use super::rng::Rng;
@@ -31,7 +42,7 @@ use super::{
     patient_index_from_mrn, shared_resource,
 };
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// The quarter the data starts in.
 pub const FIRST_QUARTER: u8 = 1;
@@ -47,11 +58,18 @@ pub const QUARTER2_END: i64 = 1_774_828_800;
 const DOMAIN: u64 = 0x5155_4152_5445_5232;
 /// Stream of the change of a Patient resource itself (so the Patient alone is cheap).
 const PATIENT_DOMAIN: u64 = 0x5155_5041_5449_454E;
+/// Stream of the changes to a patient's hidden resources and the references to them (its
+/// own stream, so adding these changes left every other quarter-2 change as it was).
+const HIDDEN_DOMAIN: u64 = 0x5155_4849_4444_454E;
 
 const DELETE: f64 = 0.06;
 const CHURN: f64 = 0.05;
 const MODIFY: f64 = 0.12;
 const PATIENT_MODIFY: f64 = 0.3;
+/// Per hidden resource of a kept patient or survivor.
+const HIDDEN_DELETE: f64 = 0.12;
+/// Per `result` reference of a DiagnosticReport to a hidden Observation that still exists.
+const ORPHAN: f64 = 0.25;
 
 /// What happens to a patient between quarter 1 and quarter 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +105,14 @@ pub struct Changes {
     /// A survivor's resources that came from the absorbed patient: ids and
     /// `meta.lastUpdated` unchanged, patient references rewritten to the survivor.
     pub absorbed: Vec<String>,
+    /// Hidden resources of the patient's own that are deleted: a read answers 404, and the
+    /// references to them are left dangling. (A deleted patient's hidden resources are gone
+    /// too, but are not listed here: see `deleted` and [`unreachable_in_quarter2`].)
+    pub hidden_deleted: Vec<String>,
+    /// `(report, observation)`: a DiagnosticReport of quarter 2 (by its quarter-2 id) no
+    /// longer lists this hidden Observation in `result`. The Observation is still readable;
+    /// whether anything else still leads to it is for [`unreachable_in_quarter2`] to say.
+    pub orphaned: Vec<(String, String)>,
 }
 
 impl Changes {
@@ -98,6 +124,8 @@ impl Changes {
             modified: Vec::new(),
             backfilled: Vec::new(),
             absorbed: Vec::new(),
+            hidden_deleted: Vec::new(),
+            orphaned: Vec::new(),
         }
     }
 }
@@ -253,6 +281,91 @@ pub fn removed_in_quarter2(seed: u64, patients: usize) -> BTreeSet<String> {
     out
 }
 
+/// Every patient-linked resource (`Type/id`; searchable and hidden, Patient included) that
+/// a client could reach in quarter 1 and can no longer reach in quarter 2, reaching being
+/// what [`reachable_in_quarter`] says with the same `reference_only` types. That is the
+/// searchable resources gone ([`removed_in_quarter2`]), everything of deleted patients,
+/// deleted hidden resources, hidden Observations orphaned by their report (with the members
+/// only they led to), and on a server that cannot search `reference_only` types, such
+/// resources nothing references any more. Shared resources (practitioners, organizations,
+/// ...) never change, so they are never listed.
+pub fn unreachable_in_quarter2(
+    seed: u64,
+    patients: usize,
+    reference_only: &[&str],
+) -> BTreeSet<String> {
+    let before = reachable_in_quarter(seed, patients, 1, reference_only);
+    let after = reachable_in_quarter(seed, patients, 2, reference_only);
+    before.difference(&after).cloned().collect()
+}
+
+/// The patient-linked resources (`Type/id`) of `quarter` that a client holds when it
+/// searches every patient's resources of every type except `reference_only` (Epic cannot
+/// search EpisodeOfCare and Specimen by patient), then reads every relative reference it
+/// finds in what it holds, again and again, until nothing new is found. Hidden resources
+/// are reached only this way; a reference that answers 404 reaches nothing.
+pub fn reachable_in_quarter(
+    seed: u64,
+    patients: usize,
+    quarter: u8,
+    reference_only: &[&str],
+) -> BTreeSet<String> {
+    // Everything a read can find, by `Type/id` (ids are unique across patients, and an
+    // absorbed patient's resources are in the survivor's data).
+    let mut readable: HashMap<String, Value> = HashMap::new();
+    let mut queue: Vec<String> = Vec::new();
+    for i in 0..patients_in_quarter(patients, quarter) {
+        let Some(generated) = generate_in_quarter(seed, patients, i, quarter) else {
+            continue;
+        };
+        for r in generated.resources {
+            let k = key(&r);
+            let ty = r["resourceType"].as_str().unwrap_or_default();
+            if !reference_only.contains(&ty) {
+                queue.push(k.clone());
+            }
+            readable.insert(k, r);
+        }
+        for r in generated.hidden {
+            readable.insert(key(&r), r);
+        }
+    }
+    let mut reached: BTreeSet<String> = BTreeSet::new();
+    while let Some(k) = queue.pop() {
+        if !reached.insert(k.clone()) {
+            continue;
+        }
+        let Some(resource) = readable.get(&k) else {
+            continue;
+        };
+        let mut found = Vec::new();
+        references_in(resource, &mut found);
+        queue.extend(
+            found
+                .into_iter()
+                .filter(|r| readable.contains_key(*r) && !reached.contains(*r))
+                .map(str::to_string),
+        );
+    }
+    reached
+}
+
+/// Every `reference` string anywhere in `value`.
+fn references_in<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("reference", Value::String(s)) => out.push(s),
+                    _ => references_in(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| references_in(v, out)),
+        _ => {}
+    }
+}
+
 fn key(resource: &Value) -> String {
     format!(
         "{}/{}",
@@ -318,6 +431,63 @@ fn change_patient(seed: u64, i: usize, absorbs: Option<usize>, mut p: Value) -> 
         );
     }
     (p, true)
+}
+
+/// Quarter 2 of a kept patient's or survivor's own hidden resources: some deleted, some
+/// hidden Observations dropped from their report's `result` (the report, from `out`, then
+/// has a quarter-2 `meta.lastUpdated`). Back-filled copies keep what they copied.
+fn change_hidden(
+    seed: u64,
+    i: usize,
+    hidden: Vec<Value>,
+    out: &mut [Value],
+    changes: &mut Changes,
+) -> Vec<Value> {
+    let mut rng = Rng::new(seed, HIDDEN_DOMAIN, i as u64);
+    let mut kept = Vec::with_capacity(hidden.len());
+    for r in hidden {
+        if rng.chance(HIDDEN_DELETE) {
+            changes.hidden_deleted.push(key(&r));
+        } else {
+            kept.push(r);
+        }
+    }
+    let existing: BTreeSet<String> = kept.iter().map(key).collect();
+    for report in out.iter_mut() {
+        let id = report["id"].as_str().unwrap_or_default().to_string();
+        if report["resourceType"] != "DiagnosticReport" || id.contains("-bf") {
+            continue;
+        }
+        let Some(results) = report.get_mut("result").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        let mut dropped = Vec::new();
+        results.retain(|r| {
+            let target = r["reference"].as_str().unwrap_or_default();
+            let hidden_target =
+                target.starts_with("Observation/hobs-") && existing.contains(target);
+            if hidden_target && rng.chance(ORPHAN) {
+                dropped.push(target.to_string());
+                return false;
+            }
+            true
+        });
+        if dropped.is_empty() {
+            continue;
+        }
+        let report_key = key(report);
+        let already = changes.modified.contains(&report_key)
+            || changes.churned.iter().any(|(_, new)| *new == report_key);
+        let when = quarter2_instant(&mut rng);
+        if !already {
+            set_last_updated(report, &when);
+            changes.modified.push(report_key.clone());
+        }
+        changes
+            .orphaned
+            .extend(dropped.into_iter().map(|o| (report_key.clone(), o)));
+    }
+    kept
 }
 
 /// Replaces every string equal to `from` (a patient reference) with `to`.
@@ -402,7 +572,7 @@ fn quarter2(seed: u64, patients: usize, i: usize) -> Option<(Option<Generated>, 
         out.push(copy);
     }
 
-    let mut hidden = hidden;
+    let mut hidden = change_hidden(seed, i, hidden, &mut out, &mut changes);
     if let Some(b) = absorbs {
         let from = format!("Patient/{}", patient_id(b));
         let to = format!("Patient/{}", patient_id(i));
@@ -542,6 +712,92 @@ mod tests {
                 counts[0] > 0 && counts[1] > 0 && counts[2] > 0,
                 "{ty}: {counts:?}"
             );
+        }
+    }
+
+    #[test]
+    fn hidden_changes_match_the_quarter_two_data() {
+        let (seed, n) = (1, 40);
+        let (mut deleted, mut orphaned) = (BTreeMap::<String, usize>::new(), 0);
+        for i in 0..patients_in_quarter(n, 2) {
+            let c = quarter_changes(seed, n, i).expect("changes");
+            let q1_hidden: HashSet<String> = generate_in_quarter(seed, n, i, 1)
+                .map(|g| g.hidden.iter().map(key).collect())
+                .unwrap_or_default();
+            for d in &c.hidden_deleted {
+                assert!(q1_hidden.contains(d), "{d} is one of the patient's own");
+                let (ty, id) = d.split_once('/').expect("reference");
+                assert!(resource_in_quarter(seed, n, ty, id, 1).is_some(), "{d}");
+                assert!(resource_in_quarter(seed, n, ty, id, 2).is_none(), "{d}");
+                *deleted.entry(ty.to_string()).or_default() += 1;
+            }
+            let q2 = patient_resources_in_quarter(seed, n, i, 2);
+            for (report, obs) in &c.orphaned {
+                let (ty, id) = obs.split_once('/').expect("reference");
+                assert!(resource_in_quarter(seed, n, ty, id, 2).is_some(), "{obs}");
+                let r = q2.iter().find(|r| key(r) == *report).expect("report");
+                let results: Vec<&str> = r["result"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x["reference"].as_str())
+                    .collect();
+                assert!(
+                    !results.contains(&obs.as_str()),
+                    "{report} still lists {obs}"
+                );
+                assert!(
+                    c.modified.contains(report) || c.churned.iter().any(|(_, new)| new == report),
+                    "{report} has a quarter-2 lastUpdated"
+                );
+                orphaned += 1;
+            }
+        }
+        for ty in ["Observation", "Specimen", "EpisodeOfCare"] {
+            assert!(deleted.get(ty).is_some_and(|n| *n > 0), "{ty}: {deleted:?}");
+        }
+        assert!(orphaned > 0);
+    }
+
+    #[test]
+    fn unreachable_resources_are_the_ground_truth() {
+        let (seed, n) = (1, 20);
+        let shared: HashSet<&str> = SHARED_POOLS.iter().map(|(t, _, _)| *t).collect();
+        for reference_only in [&[][..], &["EpisodeOfCare", "Specimen"][..]] {
+            let gone = unreachable_in_quarter2(seed, n, reference_only);
+            let q1 = reachable_in_quarter(seed, n, 1, reference_only);
+            let q2 = reachable_in_quarter(seed, n, 2, reference_only);
+            // Every searchable resource gone is unreachable (on Epic, those it reached).
+            for r in removed_in_quarter2(seed, n) {
+                assert!(gone.contains(&r) || !q1.contains(&r), "{r}");
+            }
+            for g in &gone {
+                assert!(q1.contains(g) && !q2.contains(g), "{g}");
+                let ty = g.split('/').next().unwrap_or_default();
+                assert!(!shared.contains(ty), "{g}");
+            }
+            let mut orphans_alive = 0;
+            for i in 0..n {
+                let c = quarter_changes(seed, n, i).expect("changes");
+                for d in &c.hidden_deleted {
+                    assert!(gone.contains(d), "{d}");
+                }
+                for (_, obs) in &c.orphaned {
+                    let (ty, id) = obs.split_once('/').expect("reference");
+                    if gone.contains(obs) && resource_in_quarter(seed, n, ty, id, 2).is_some() {
+                        orphans_alive += 1;
+                    }
+                }
+            }
+            // The set difference, not a 404, is the only way to see these.
+            assert!(orphans_alive > 0, "{reference_only:?}");
+            for ty in ["Observation", "Specimen", "EpisodeOfCare"] {
+                let hidden = gone
+                    .iter()
+                    .filter(|g| g.starts_with(&format!("{ty}/h")))
+                    .count();
+                assert!(hidden > 0, "{ty} {reference_only:?}");
+            }
         }
     }
 

@@ -160,3 +160,51 @@ async fn a_server_can_start_in_quarter_two() {
     let (status, _) = get(&c, &format!("{}/Patient/pat-000003", server.base_url())).await;
     assert_eq!(status, 404);
 }
+
+/// Quarter 2's hidden changes over HTTP: a deleted hidden resource answers 404, an orphan
+/// is still readable but its report no longer lists it; and a refused read answers 403.
+#[tokio::test]
+async fn hidden_resources_change_in_quarter_two() {
+    let server = start(Config {
+        patients: N,
+        quarter: 2,
+        ..Config::default()
+    })
+    .await
+    .expect("start");
+    let c = client();
+    let base = server.base_url();
+    let (mut deleted, mut orphans) = (0, 0);
+    for i in 0..N {
+        let changes = data::quarter_changes(1, N, i).expect("changes");
+        for d in &changes.hidden_deleted {
+            assert_eq!(get(&c, &format!("{base}/{d}")).await.0, 404, "{d}");
+            deleted += 1;
+        }
+        for (report, obs) in &changes.orphaned {
+            assert_eq!(get(&c, &format!("{base}/{obs}")).await.0, 200, "{obs}");
+            let (status, body) = get(&c, &format!("{base}/{report}")).await;
+            assert_eq!(status, 200, "{report}");
+            let results: Vec<&str> = body["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["reference"].as_str())
+                .collect();
+            assert!(!results.contains(&obs.as_str()), "{report} lists {obs}");
+            orphans += 1;
+        }
+    }
+    assert!(deleted > 0 && orphans > 0);
+
+    let live = "Observation/hobs-000000-01";
+    assert_eq!(get(&c, &format!("{base}/{live}")).await.0, 200);
+    server.set_refused_reads([live.to_string()]);
+    let (status, body) = get(&c, &format!("{base}/{live}")).await;
+    assert_eq!(
+        (status, body["resourceType"].as_str()),
+        (403, Some("OperationOutcome"))
+    );
+    server.set_refused_reads([]);
+    assert_eq!(get(&c, &format!("{base}/{live}")).await.0, 200);
+}

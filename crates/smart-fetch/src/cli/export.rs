@@ -1,7 +1,7 @@
 //! `export`: the managed export (spec §14). Picks the workdir, runs the crawl or the bulk
 //! export (bulk on non-Epic servers unless `--export-mode` says otherwise), hydrates the
-//! new workdir, rebuilds the symlinks and marks the workdir complete. Deleted-resource
-//! detection arrives with its own issue.
+//! new workdir, names what is gone in `deleted/`, rebuilds the symlinks and marks the
+//! workdir complete.
 
 use super::args::{ExportArgs, ExportMode, General};
 use super::{clients, common};
@@ -10,7 +10,7 @@ use crate::console;
 use crate::crawl::{self, BulkPatients, CrawlPlan};
 use crate::error::AppError;
 use crate::fhir::Vendor;
-use crate::folder::{ManagedMetadata, history, symlinks, workdir};
+use crate::folder::{ManagedMetadata, OutputMetadata, history, symlinks, workdir};
 use crate::hydrate::{HydrateOptions, Hydrator, mime, tasks};
 use crate::resources::ResourceType;
 use crate::timestamp;
@@ -144,13 +144,17 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
         .filter(|t| !accepted.contains(t))
         .collect();
     note_deleted_resources(
-        &output_dir,
-        &workdir,
-        &context,
-        &whole_types,
-        crawl_mode,
-        epic,
+        &history::CurrentExport {
+            managed_dir: &output_dir,
+            workdir: &workdir,
+            context: &context,
+            searched: &searched_types(&whole_types, crawl_mode, epic),
+            accepted: &accepted.iter().copied().collect::<Vec<_>>(),
+            tasks: &hydration_tasks,
+            hydration: &hydrator.deletion_evidence(&hydration_tasks),
+        },
         compress,
+        &mut metadata,
     )?;
     symlinks::rebuild(&output_dir)?;
     metadata.mark_complete()?;
@@ -158,28 +162,34 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Spec §14.8: for every type this run exported in full, name in `deleted/` what the last
-/// comparable export had and this one lacks (`folder::history` says what "comparable"
-/// means). Types Epic cannot search by patient were not searched, and crawled Patients were
-/// compared by the crawl itself from the complete ID lookup.
+/// Spec §14.8: record which hydration tasks finished (later exports compare hydrated files
+/// only with exports that ran the same ones), then name in `deleted/` what the comparable
+/// earlier exports had and this one lacks, and what hydration found gone
+/// (`folder::history` says what "comparable" means).
 fn note_deleted_resources(
-    managed: &std::path::Path,
-    workdir: &std::path::Path,
-    context: &crate::folder::ExportContext,
-    types: &[ResourceType],
-    crawl_mode: bool,
-    epic: bool,
+    current: &history::CurrentExport,
     compress: bool,
+    metadata: &mut OutputMetadata,
 ) -> Result<(), AppError> {
-    for &t in types {
-        let not_searched = crawl_mode
-            && (t == ResourceType::Patient
-                || epic && matches!(t, ResourceType::EpisodeOfCare | ResourceType::Specimen));
-        if context.since_resources.contains(&t) || not_searched {
-            continue;
-        }
-        let ids = history::deleted_ids(managed, workdir, t, context);
-        history::write_deleted(workdir, t, &ids, compress)?;
+    metadata.set_hydration_tasks(&current.hydration.completed)?;
+    for (t, ids) in history::deleted_resources(current) {
+        history::write_deleted(current.workdir, t, &ids, compress)?;
     }
     Ok(())
+}
+
+/// The selected types this run searched itself. Types Epic cannot search by patient are
+/// only hydrated, and crawled Patients were compared by the crawl itself from the complete
+/// ID lookup.
+fn searched_types(types: &[ResourceType], crawl_mode: bool, epic: bool) -> Vec<ResourceType> {
+    let not_searched = |t: ResourceType| {
+        crawl_mode
+            && (t == ResourceType::Patient
+                || epic && matches!(t, ResourceType::EpisodeOfCare | ResourceType::Specimen))
+    };
+    types
+        .iter()
+        .copied()
+        .filter(|t| !not_searched(*t))
+        .collect()
 }

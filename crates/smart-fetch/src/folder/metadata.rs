@@ -20,6 +20,10 @@ pub const FILE_NAME: &str = ".metadata";
 
 const KIND_OUTPUT: &str = "output";
 const KIND_MANAGED: &str = "managed";
+/// Ours, not the Python tool's: the hydration tasks whose run in this workdir finished with
+/// every reference answered (spec §14.8 compares hydrated files only between exports that
+/// ran the same ones). Absent = unknown, so hydrated files are not comparable.
+const HYDRATION_TASKS: &str = "hydrationTasks";
 
 /// What a crawl or bulk run is exporting, compared against a workdir's stored context.
 #[derive(Clone, Debug, Default)]
@@ -403,6 +407,44 @@ impl OutputMetadata {
         self.data.shift_remove("bulk-status");
         self.write()
     }
+
+    /// Names of the hydration tasks recorded as complete in this workdir; `None` when the
+    /// record is missing (the Python tool, older versions, a run still hydrating) or is
+    /// not a list of names, and nothing may be concluded from hydrated files.
+    pub fn hydration_tasks(&self) -> Option<BTreeSet<String>> {
+        let list = self.data.get(HYDRATION_TASKS)?.as_array()?;
+        list.iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Record the hydration tasks that finished with every reference answered.
+    pub fn set_hydration_tasks(&mut self, names: &[&str]) -> Result<(), FolderError> {
+        let list = names.iter().map(|n| Value::String(n.to_string())).collect();
+        self.data.insert(HYDRATION_TASKS.into(), Value::Array(list));
+        self.write()
+    }
+}
+
+/// Remove the hydration record from `<dir>/.metadata` when there is one, before hydration
+/// writes to `dir`: a run that stops halfway (or a `hydrate` into a workdir) must not leave
+/// a record that no longer describes the files. Folders without an output `.metadata`, or
+/// whose `.metadata` cannot be read (then no record can be read either), are left alone.
+pub fn forget_hydration_tasks(dir: &Path) -> Result<(), FolderError> {
+    let Ok(mut data) = load_map(dir, KIND_OUTPUT) else {
+        return Ok(());
+    };
+    if data.shift_remove(HYDRATION_TASKS).is_none() {
+        return Ok(());
+    }
+    let path = dir.join(FILE_NAME);
+    let value = Value::Object(data);
+    ndjson::write_atomic(&path, json::to_pretty_ascii(&value).as_bytes()).map_err(|source| {
+        FolderError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    })
 }
 
 pub struct ManagedMetadata {
@@ -553,6 +595,41 @@ mod tests {
                 "complete"
             ]
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hydration_record_comes_and_goes() {
+        let dir = temp_dir("meta-hydration");
+        let work = dir.join("001.x");
+        let mut m = ok(OutputMetadata::load(&work));
+        ok(m.mark_done(ResourceType::Patient, &ts("2024-10-16T12:00:00Z")));
+        assert_eq!(m.hydration_tasks(), None);
+        ok(m.set_hydration_tasks(&["dxr-results", "obs-members"]));
+        let again = ok(OutputMetadata::load(&work));
+        let names: Vec<String> = again
+            .hydration_tasks()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        assert_eq!(names, ["dxr-results", "obs-members"]);
+        ok(forget_hydration_tasks(&work));
+        let forgot = ok(OutputMetadata::load(&work));
+        assert_eq!(forgot.hydration_tasks(), None);
+        assert!(forgot.is_done(ResourceType::Patient));
+        // Nothing to forget, or not an output folder: untouched.
+        let before = ok(fs::read(work.join(FILE_NAME)));
+        ok(forget_hydration_tasks(&work));
+        assert_eq!(ok(fs::read(work.join(FILE_NAME))), before);
+        ok(ok(ManagedMetadata::load(&dir)).note_context("http://example.invalid/R4", None));
+        ok(forget_hydration_tasks(&dir));
+        ok(forget_hydration_tasks(&dir.join("missing")));
+        // A record that is not a list of names is no record.
+        write(
+            &work.join(FILE_NAME),
+            r#"{"kind": "output", "hydrationTasks": [1]}"#,
+        );
+        assert_eq!(ok(OutputMetadata::load(&work)).hydration_tasks(), None);
         let _ = fs::remove_dir_all(&dir);
     }
 

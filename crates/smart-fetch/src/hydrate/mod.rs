@@ -2,9 +2,11 @@
 //! resources, attachment content, PractitionerRoles by search — into a workdir. `tasks` is
 //! the registry and its parsing, `reference`, `inline` and `practrole_search` run one task
 //! each, and this module runs tasks: each once for `hydrate` (§15.9), or the multi-pass loop
-//! of `export` until no new output type appears (§14.6). Talks to the server only through
-//! the `FhirClient` it is given; touches only the workdir (and reads the source dir).
+//! of `export` until no new output type appears (§14.6). `evidence` keeps what the run
+//! tells deleted-resource detection. Talks to the server only through the `FhirClient` it
+//! is given; touches only the workdir (and reads the source dir).
 
+pub mod evidence;
 pub mod inline;
 pub mod input;
 pub mod known;
@@ -21,6 +23,7 @@ pub use tasks::{Action, Task};
 
 use crate::console;
 use crate::fhir::{FhirClient, FhirError};
+use crate::folder::FolderError;
 use crate::resources::ResourceType;
 use known::Known;
 use serde_json::Value;
@@ -38,6 +41,8 @@ pub enum HydrateError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Folder(#[from] FolderError),
 }
 
 impl HydrateError {
@@ -70,6 +75,7 @@ pub struct Hydrator {
     /// busy with its result never leaves a connection idle; the budget caps requests.
     concurrency: usize,
     known: Known,
+    evidence: evidence::Evidence,
 }
 
 /// What happened to one examined item, with the resource to write when one was fetched.
@@ -101,11 +107,19 @@ impl Hydrator {
             options,
             concurrency,
             known: Known::default(),
+            evidence: evidence::Evidence::default(),
         }
+    }
+
+    /// What this run's tasks tell deleted-resource detection, for the `selected` tasks it
+    /// was asked to run (call after `run_export`).
+    pub fn deletion_evidence(&self, selected: &[&'static Task]) -> evidence::HydrationReport {
+        self.evidence.report(selected)
     }
 
     /// `hydrate`: each task once, in registry order, a rule line before each (§15.9).
     pub async fn run_each(&self, tasks: &[&Task]) -> Result<(), HydrateError> {
+        crate::folder::metadata::forget_hydration_tasks(&self.options.workdir)?;
         for task in tasks {
             console::rule();
             self.run_task(task).await?;
@@ -131,7 +145,10 @@ impl Hydrator {
         let mut version: HashMap<ResourceType, u32> = types.iter().map(|t| (*t, 1)).collect();
         let mut seen: HashMap<&str, u32> = HashMap::new();
         let mut first = true;
-        for _ in 0..MAX_ROUNDS {
+        // The files change from here on: the workdir's record of complete tasks no longer
+        // holds until `export` writes a new one.
+        crate::folder::metadata::forget_hydration_tasks(&self.options.workdir)?;
+        for round in 0..=MAX_ROUNDS {
             let due: Vec<&Task> = tasks
                 .iter()
                 .copied()
@@ -141,6 +158,11 @@ impl Hydrator {
                 })
                 .collect();
             if due.is_empty() {
+                break;
+            }
+            if round == MAX_ROUNDS {
+                // Never seen: but a task stopped with work left has not exported in full.
+                due.iter().for_each(|t| self.evidence.incomplete(t.name));
                 break;
             }
             for task in due {
@@ -179,6 +201,13 @@ impl Hydrator {
             }
             Action::Inline => inline::run(self, task).await?,
         };
+        // Reference tasks tell failures from "gone" item by item (`reference::download`);
+        // for the others any failed item leaves the task incomplete.
+        let failed =
+            |s: &stats::Stats| s.count(Status::FatalError).1 + s.count(Status::RetryError).1 > 0;
+        if !matches!(task.action, Action::Reference { .. }) && stats.as_ref().is_some_and(failed) {
+            self.evidence.incomplete(task.name);
+        }
         if let Some(stats) = &stats {
             let (items, adjective) = match task.action {
                 Action::Inline => ("Attachments".to_string(), "inlined"),

@@ -10,7 +10,6 @@ use super::output::Appender;
 use super::stats::{Stats, Status};
 use super::{HydrateError, Hydrator, Outcome, Task, input, refs, wrong_type_text};
 use crate::folder::discovery;
-use crate::resources::ResourceType;
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -38,7 +37,7 @@ pub async fn run(
         .collect();
     fields.dedup();
     let mut results = input::values(inputs, Some(fields))
-        .map(|resource| resolve(h, task.output, paths, recursive, resource))
+        .map(|resource| resolve(h, task, paths, recursive, resource))
         .buffer_unordered(h.concurrency);
     while let Some(result) = results.next().await {
         let outcomes = match result {
@@ -64,7 +63,7 @@ pub async fn run(
 /// Every reference of one input resource, and for recursive tasks of what it brought in.
 async fn resolve(
     h: &Hydrator,
-    output: ResourceType,
+    task: &Task,
     paths: &[&str],
     recursive: bool,
     resource: Value,
@@ -77,7 +76,7 @@ async fn resolve(
             stack.pop();
             continue;
         };
-        let outcome = download(h, reference.as_deref(), output).await?;
+        let outcome = download(h, task, reference.as_deref()).await?;
         if recursive && let Some(found) = &outcome.resource {
             stack.push(reference_list(found, paths));
         }
@@ -95,12 +94,15 @@ fn reference_list(resource: &Value, paths: &[&str]) -> Vec<Option<String>> {
     list
 }
 
-/// Spec §15.4 for one reference. Only errors that end the run come back as `Err`.
+/// Spec §15.4 for one reference. Only errors that end the run come back as `Err`. Besides
+/// the statistics, a failure leaves the task incomplete and a 404 or 410 is kept as
+/// evidence of a deletion (`evidence`); both still count as fatal errors in the table.
 async fn download(
     h: &Hydrator,
+    task: &Task,
     reference: Option<&str>,
-    output: ResourceType,
 ) -> Result<Outcome, HydrateError> {
+    let output = task.output;
     let Some(reference) = refs::wanted(reference, output) else {
         return Ok(Outcome::of(Status::Ignored));
     };
@@ -112,10 +114,17 @@ async fn download(
     let value = match h.client.get_json(reference).await {
         Ok(value) => value,
         Err(err) if err.is_fatal() => return Err(err.into()),
-        Err(err) => return Ok(Outcome::of(h.item_error(&err))),
+        Err(err) => {
+            match err.status() {
+                Some(404 | 410) => h.evidence.gone(task.name, output, reference),
+                _ => h.evidence.incomplete(task.name),
+            }
+            return Ok(Outcome::of(h.item_error(&err)));
+        }
     };
     if value.get("resourceType").and_then(Value::as_str) != Some(output.as_str()) {
         h.report(&wrong_type_text(output.as_str(), &value));
+        h.evidence.incomplete(task.name);
         return Ok(Outcome::of(Status::FatalError));
     }
     // `Medication/1/_history/2` and `Medication/1` are one resource: write it once.
