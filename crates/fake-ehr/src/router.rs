@@ -41,6 +41,9 @@ pub struct AppState {
     /// `Type/id`s whose reads answer 403 (an EHR that still has a resource but will not
     /// hand it over), set at runtime by tests.
     pub refused_reads: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// `Type/id`s whose reads answer 500 on every try (a server failing for now), set at
+    /// runtime by tests.
+    pub failing_reads: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
             latency: Latency::new(config.latency),
             switches: Switches::new(config.ignore_patient_param.clone(), config.truncate.clone()),
             refused_reads: Default::default(),
+            failing_reads: Default::default(),
             config,
             base_url,
             token_url,
@@ -449,6 +453,18 @@ fn handle_read(state: &AppState, ty: &str, id: &str, headers: &HeaderMap) -> Res
         .lock()
         .map(|r| r.contains(&format!("{ty}/{id}")))
         .unwrap_or(false);
+    let failing = state
+        .failing_reads
+        .lock()
+        .map(|r| r.contains(&format!("{ty}/{id}")))
+        .unwrap_or(false);
+    if failing {
+        return outcome::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            &format!("{ty}/{id} cannot be read right now"),
+        );
+    }
     if refused {
         return outcome::error(
             StatusCode::FORBIDDEN,

@@ -139,6 +139,14 @@ impl Server {
         }
     }
 
+    /// From now on, reads of these resources (`Type/id`) answer 500 on every try, as from
+    /// an EHR failing for the moment (replaces the earlier list; empty: fixed).
+    pub fn set_failing_reads<I: IntoIterator<Item = String>>(&self, refs: I) {
+        if let Ok(mut failing) = self.state.failing_reads.lock() {
+            *failing = refs.into_iter().collect();
+        }
+    }
+
     /// Start counting `Stats::max_in_flight` afresh (from the requests in flight now).
     pub fn reset_max_in_flight(&self) {
         self.state.counters.reset_max_in_flight();

@@ -157,6 +157,14 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
         &mut metadata,
     )?;
     symlinks::rebuild(&output_dir)?;
+    // Reads that failed leave the folder incomplete (the rerun hydrates again and asks only
+    // for what is missing), unless the user accepts it.
+    if let Some(summary) = hydrator.failure_summary() {
+        if !args.crawl.allow_incomplete {
+            return Err(AppError::Incomplete(summary));
+        }
+        eprintln!("{summary}");
+    }
     metadata.mark_complete()?;
     console::print_done();
     Ok(())

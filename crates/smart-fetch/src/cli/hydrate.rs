@@ -30,6 +30,9 @@ pub async fn run(args: HydrateArgs, general: &General) -> Result<(), AppError> {
         },
     );
     hydrator.run_each(&tasks).await?;
+    if let Some(summary) = hydrator.failure_summary() {
+        return Err(AppError::Incomplete(summary));
+    }
     console::print_done();
     Ok(())
 }

@@ -816,7 +816,7 @@ impl FhirClient {
                 Ok(sent) if sent.status < 400 => {
                     retryable_anyway = true;
                     (
-                        FhirError::Invalid {
+                        FhirError::Broken {
                             url: sent.url,
                             message: format!(
                                 "The server sent invalid JSON: {}",

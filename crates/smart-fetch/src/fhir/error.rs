@@ -31,6 +31,10 @@ pub enum FhirError {
     /// body is a server bug, not a hiccup. Fatal for that request only.
     #[error("An error occurred when connecting to \"{url}\": {message}")]
     Invalid { url: String, message: String },
+    /// A successful answer whose body was not the JSON asked for (cut off, garbage), on
+    /// every try: retried like a broken connection, so a later run may well succeed.
+    #[error("An error occurred when connecting to \"{url}\": {message}")]
+    Broken { url: String, message: String },
     /// A request the trust rules forbid (credentials to another origin, a scheme other than
     /// http(s)) or an answer over a limit (`--max-body-size`). Not retried: the server would
     /// send the same again. Fatal for that request only.
@@ -58,7 +62,7 @@ impl FhirError {
     /// run may succeed. Hydration counts these apart from permanent failures.
     pub fn is_temporary(&self) -> bool {
         match self {
-            FhirError::Transport { .. } => true,
+            FhirError::Transport { .. } | FhirError::Broken { .. } => true,
             FhirError::Http { status, .. } => RETRYABLE_STATUSES.contains(status),
             _ => false,
         }

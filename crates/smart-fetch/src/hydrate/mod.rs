@@ -76,6 +76,9 @@ pub struct Hydrator {
     concurrency: usize,
     known: Known,
     evidence: evidence::Evidence,
+    /// Items still failing after retries (a rerun may succeed), by what the task fetches:
+    /// the output type, or Binary for note inlining.
+    failed: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// What happened to one examined item, with the resource to write when one was fetched.
@@ -108,7 +111,25 @@ impl Hydrator {
             concurrency,
             known: Known::default(),
             evidence: evidence::Evidence::default(),
+            failed: Default::default(),
         }
+    }
+
+    /// Reads that still failed after their retries (server errors, timeouts, broken
+    /// answers), as the stderr summary: one line and a total, or `None` when none failed.
+    /// Answers that a rerun would not change (404, a refused MIME type) are not counted.
+    pub fn failure_summary(&self) -> Option<String> {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let total: u64 = failed.values().sum();
+        if total == 0 {
+            return None;
+        }
+        let parts: Vec<String> = failed.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        let noun = if total == 1 { "read" } else { "reads" };
+        Some(format!(
+            "{total} hydration {noun} failed after retries ({}); rerun the same command to retry them",
+            parts.join(", ")
+        ))
     }
 
     /// What this run's tasks tell deleted-resource detection, for the `selected` tasks it
@@ -207,6 +228,20 @@ impl Hydrator {
             |s: &stats::Stats| s.count(Status::FatalError).1 + s.count(Status::RetryError).1 > 0;
         if !matches!(task.action, Action::Reference { .. }) && stats.as_ref().is_some_and(failed) {
             self.evidence.incomplete(task.name);
+        }
+        if let Some(retry) = stats.as_ref().map(|s| s.count(Status::RetryError).1)
+            && retry > 0
+        {
+            let what = match task.action {
+                Action::Inline => "Binary".to_string(),
+                _ => task.output.to_string(),
+            };
+            *self
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(what)
+                .or_default() += retry;
         }
         if let Some(stats) = &stats {
             let (items, adjective) = match task.action {
