@@ -441,3 +441,23 @@ fn server_text_cannot_drive_the_terminal() {
     assert!(stderr.contains(r"\u{1b}[2J"), "shown, escaped: {stderr}");
     assert!(stderr.contains("bad request"), "{stderr}");
 }
+
+#[test]
+fn links_planted_in_a_crawl_folder_never_redirect_its_writes() {
+    let dir = temp_dir("crawl-links");
+    let out = dir.join("out");
+    std::fs::create_dir_all(out.join(".resume")).expect("mkdir");
+    let precious = dir.join("precious.txt");
+    std::fs::write(&precious, "keep me").expect("write");
+    for name in ["Condition.ndjson.gz.tmp", ".resume/Condition.journal"] {
+        std::os::unix::fs::symlink(&precious, out.join(name)).expect("plant link");
+    }
+    let ehr = ehr_server(|_, _| json_answer(&bundle(&[condition("c1", "p1")], None)));
+    let done = crawl(&ehr, &dir, &[]);
+    assert_success(&done);
+    assert_eq!(
+        std::fs::read_to_string(&precious).unwrap_or_default(),
+        "keep me"
+    );
+    assert!(written(&dir).contains("\"c1\""));
+}

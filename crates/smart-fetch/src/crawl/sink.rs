@@ -14,12 +14,13 @@ use super::CrawlError;
 use super::error_file;
 use super::report::{ChainOutcome, Dropped};
 use crate::resources::ResourceType;
+use crate::safe_file;
 use crate::timestamp::{self, Timestamp};
 use flate2::Compression;
 use flate2::write::DeflateEncoder;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
@@ -296,13 +297,13 @@ impl TypeState {
         );
 
         let reuse_journal = resumed_ok;
-        let mut journal_file = OpenOptions::new()
-            .create(true)
-            .append(reuse_journal)
-            .write(true)
-            .truncate(!reuse_journal)
-            .open(&journal_path)
-            .map_err(|e| io_error(&journal_path, e))?;
+        // Never through a link planted at one of our names (`safe_file`).
+        let mut journal_file = if reuse_journal {
+            safe_file::append_regular(&journal_path)
+        } else {
+            safe_file::create_fresh(&journal_path)
+        }
+        .map_err(|e| io_error(&journal_path, e))?;
         if !reuse_journal {
             let head = json!({"start": timestamp::isoformat(&start), "file": file_name});
             writeln!(journal_file, "{head}").map_err(|e| io_error(&journal_path, e))?;
@@ -311,9 +312,7 @@ impl TypeState {
             if len == 0 {
                 return Ok(None);
             }
-            OpenOptions::new()
-                .append(true)
-                .open(path)
+            safe_file::append_regular(path)
                 .map(Some)
                 .map_err(|e| io_error(path, e))
         };
@@ -383,9 +382,9 @@ impl TypeState {
             };
             let file = match self.data.as_mut() {
                 Some(f) => f,
-                None => self
-                    .data
-                    .insert(File::create(&self.tmp).map_err(|e| io_error(&self.tmp, e))?),
+                None => self.data.insert(
+                    safe_file::create_fresh(&self.tmp).map_err(|e| io_error(&self.tmp, e))?,
+                ),
             };
             file.write_all(&bytes).map_err(|e| io_error(&self.tmp, e))?;
             self.data_len += bytes.len() as u64;
@@ -394,7 +393,8 @@ impl TypeState {
             let file = match self.errors.as_mut() {
                 Some(f) => f,
                 None => self.errors.insert(
-                    File::create(&self.errors_path).map_err(|e| io_error(&self.errors_path, e))?,
+                    safe_file::create_fresh(&self.errors_path)
+                        .map_err(|e| io_error(&self.errors_path, e))?,
                 ),
             };
             file.write_all(&errors)
@@ -517,7 +517,7 @@ fn truncate_to(path: &Path, len: u64) -> bool {
     if len == 0 {
         return fs::remove_file(path).is_ok() || !path.exists();
     }
-    match OpenOptions::new().write(true).open(path) {
+    match safe_file::append_regular(path) {
         Ok(f) => match f.metadata() {
             Ok(m) if m.len() >= len => f.set_len(len).is_ok(),
             _ => false,
