@@ -99,6 +99,57 @@ pub fn parse(body: &Value, compress: bool) -> Result<Manifest, BulkError> {
 
 #[cfg(test)]
 mod tests {
+    mod properties {
+        //! Whatever a status answer holds, reading it as a manifest never panics, and every
+        //! file it names gets a plain file name inside the folder.
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn manifests() -> impl Strategy<Value = String> {
+            let name = prop_oneof![
+                Just("Condition".to_string()),
+                Just("../../etc/passwd".to_string()),
+                Just("Patient/../x".to_string()),
+                "\\PC{0,10}",
+            ];
+            let url = prop_oneof![
+                Just("https://ehr/files/1".to_string()),
+                Just("file:///etc/passwd".to_string()),
+                "\\PC{0,20}",
+            ];
+            let item = (name, url, any::<i64>()).prop_map(|(t, u, n)| {
+                serde_json::json!({"type": t, "url": u, "count": n}).to_string()
+            });
+            prop_oneof![
+                "\\PC{0,200}",
+                (proptest::collection::vec(item.clone(), 0..4), proptest::collection::vec(item, 0..3), any::<bool>())
+                    .prop_map(|(out, err, token)| format!(
+                        r#"{{"transactionTime":"2024-01-01T00:00:00Z","requiresAccessToken":{token},"output":[{}],"error":[{}]}}"#,
+                        out.join(","),
+                        err.join(",")
+                    )),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn manifests_never_panic(text in manifests()) {
+                let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if let Ok(manifest) = parse(&value, true) {
+                    for file in &manifest.files {
+                        let plain = file
+                            .rel_path
+                            .split('/')
+                            .all(|part| !part.is_empty() && part != ".." && part != ".");
+                        prop_assert!(plain, "{}", file.rel_path);
+                    }
+                }
+            }
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

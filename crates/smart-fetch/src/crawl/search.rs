@@ -696,6 +696,82 @@ mod tests {
         }
     }
 
+    mod properties {
+        //! Whatever a server puts in a search page, taking it never panics, and what is
+        //! kept is always one JSON line per resource.
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Random bytes, or a Bundle whose entries are random JSON-ish resources.
+        fn pages() -> impl Strategy<Value = Vec<u8>> {
+            let field = prop_oneof![
+                Just(r#""subject":{"reference":"Patient/p1"}"#.to_string()),
+                Just(r#""subject":{"reference":"Patient/p2"}"#.to_string()),
+                Just(r#""subject":7"#.to_string()),
+                Just(r#""meta":{"lastUpdated":"9999-99-99"}"#.to_string()),
+                Just(r#""recordedDate":"2020-01-01T00:00:00+99:99""#.to_string()),
+                Just(r#""issue":[{"severity":"fatal"}]"#.to_string()),
+                "\\PC{0,12}".prop_map(|t| format!(r#""note":{}"#, serde_json::json!(t))),
+                "[0-9eE+.-]{1,12}".prop_map(|n| format!(r#""value":{n}"#)),
+            ];
+            let kind = prop_oneof![
+                Just("Condition"),
+                Just("OperationOutcome"),
+                Just("Patient"),
+                Just("")
+            ];
+            let resource = (kind, proptest::collection::vec(field, 0..4)).prop_map(|(k, f)| {
+                let mut parts = vec![format!(r#""resourceType":"{k}""#), r#""id":"x""#.into()];
+                parts.extend(f);
+                format!("{{{}}}", parts.join(","))
+            });
+            let next = prop_oneof![
+                Just(String::new()),
+                Just(r#","link":[{"relation":"next","url":"Condition?page=2"}]"#.to_string()),
+                Just(r#","link":[{"relation":"next","url":7}]"#.to_string()),
+            ];
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..300),
+                (proptest::collection::vec(resource, 0..5), next).prop_map(|(rs, next)| {
+                    let entries: Vec<String> = rs
+                        .iter()
+                        .map(|r| format!(r#"{{"resource":{r}}}"#))
+                        .collect();
+                    format!(
+                        r#"{{"resourceType":"Bundle","entry":[{}]{next}}}"#,
+                        entries.join(",")
+                    )
+                    .into_bytes()
+                }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn search_pages_never_panic(body in pages()) {
+                let expected = Expected::Patient {
+                    field: "subject",
+                    patient: "p1".into(),
+                    linked: Vec::new(),
+                };
+                let mut chain = test_chain(ResourceType::Condition, &expected);
+                let response = FhirResponse {
+                    url: "http://ehr/Condition?patient=p1".into(),
+                    status: 200,
+                    headers: reqwest::header::HeaderMap::new(),
+                    body: bytes::Bytes::from(body),
+                };
+                let _ = chain.take_page(&response);
+                for record in &chain.result.records {
+                    prop_assert!(record.line.ends_with('\n'));
+                    prop_assert_eq!(record.line.matches('\n').count(), 1);
+                }
+            }
+        }
+    }
+
     /// Both paths (copied as sent, or through a tree) judge a resource the same way.
     #[test]
     fn both_paths_check_the_patient_and_the_type() {
