@@ -246,7 +246,10 @@ fn huge_line_gzip_bomb_and_endless_page_are_refused_in_bounded_memory() {
             Duration::from_secs(120),
         );
         let took = started.elapsed();
-        eprintln!("{name}: refused after {took:?}, peak RSS {} MiB", peak / (1024 * 1024));
+        eprintln!(
+            "{name}: refused after {took:?}, peak RSS {} MiB",
+            peak / (1024 * 1024)
+        );
         assert!(took < Duration::from_secs(60), "{name}: took {took:?}");
         assert_ne!(out.status.code(), Some(101), "{name}: no panic");
         assert!(out.status.code().is_some(), "{name}: ended by itself");

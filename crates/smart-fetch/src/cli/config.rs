@@ -188,30 +188,12 @@ impl Layer<'_> {
     }
 
     fn connections(&self, key: &str, slot: &mut Option<u16>) -> Result<(), AppError> {
-        if slot.is_some() {
-            return Ok(());
-        }
-        let Some(value) = self.0.get(key) else {
-            return Ok(());
-        };
-        let number = match value {
-            Value::Integer(n) => Some(*n),
-            Value::String(s) => s.trim().parse::<i64>().ok(),
-            _ => None,
-        };
-        match number.and_then(|n| u16::try_from(n).ok()) {
-            Some(n) if (1..=64).contains(&n) => {
-                *slot = Some(n);
-                Ok(())
-            }
-            _ => Err(AppError::Message(format!(
-                "Config key '{key}' must be a whole number from 1 to 64, not {value}."
-            ))),
-        }
+        let mut number = slot.map(u32::from);
+        self.whole(key, &mut number, 1, 64)?;
+        *slot = number.and_then(|n| u16::try_from(n).ok());
+        Ok(())
     }
-}
 
-impl Layer<'_> {
     /// A whole number in `lo..=hi`.
     fn whole(&self, key: &str, slot: &mut Option<u32>, lo: u32, hi: u32) -> Result<(), AppError> {
         if slot.is_some() {
