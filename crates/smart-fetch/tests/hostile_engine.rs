@@ -465,3 +465,62 @@ fn links_planted_in_a_crawl_folder_never_redirect_its_writes() {
     );
     assert!(written(&dir).contains("\"c1\""));
 }
+
+#[test]
+fn a_refused_scope_is_named_in_one_line() {
+    let dir = temp_dir("scope-refused");
+    let pair = fake_ehr::keys::generate(fake_ehr::keys::KeyAlg::Es384);
+    let key = dir.join("key.jwks");
+    std::fs::write(&key, pair.private_jwks.to_string()).expect("write key");
+    let ehr = Hostile::start("127.0.0.1", |seen, base| match seen.path() {
+        "/metadata" => json_answer(&capability_statement(&["Patient", "Condition"])),
+        "/.well-known/smart-configuration" => json_answer(&json!({
+            "token_endpoint": format!("{base}token"),
+        })),
+        "/token" => status_answer(
+            400,
+            &[("Content-Type", "application/json")],
+            r#"{"error":"invalid_scope","error_description":"Condition is not allowed for this client"}"#,
+        ),
+        _ => status_answer(404, &[], ""),
+    });
+    let out = dir.join("out");
+    let o = run(&[
+        "crawl",
+        "--fhir-url",
+        &ehr.url,
+        "--smart-client-id",
+        "client",
+        "--smart-key",
+        key.to_str().unwrap_or_default(),
+        "--id-list",
+        "p1",
+        "--type",
+        "Patient,Condition",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = text(&o.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("refused the scope (Condition is not allowed for this client)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Asked for: system/Patient.read system/Condition.read."),
+        "{stderr}"
+    );
+    // The token request itself carried the scope of the run's types only.
+    let token = ehr
+        .seen()
+        .into_iter()
+        .find(|s| s.path() == "/token")
+        .expect("token request");
+    assert!(
+        token
+            .body
+            .contains("scope=system%2FPatient.read+system%2FCondition.read"),
+        "{}",
+        token.body
+    );
+}

@@ -635,6 +635,7 @@ impl FhirClient {
             ))
         })?;
         let scope = self.scope(endpoint.scope_suffix);
+        let asked = scope.clone();
         let jku = self.inner.jku.as_deref();
         let audience = endpoint.url.clone();
         let form = move || -> Result<Vec<(&'static str, String)>, FhirError> {
@@ -657,6 +658,13 @@ impl FhirClient {
         plan.retry_all = retry_all;
         let response = self.execute(&plan).await.map_err(|e| match e {
             FhirError::Auth(_) | FhirError::Config(_) => e,
+            // Which scope it refused is in the server's words, if anywhere: show them and
+            // what we asked for, so the user can leave the type out with --type.
+            FhirError::Http { status, detail, body, .. } if is_scope_refusal(status, &body) => {
+                FhirError::Auth(format!(
+                    "Could not authenticate: the token endpoint refused the scope ({detail}). Asked for: {asked}. Leave types this server does not hold out with --type."
+                ))
+            }
             other => FhirError::Auth(format!("Could not authenticate: {other}")),
         })?;
         let unusable = |what: &str| {
@@ -1034,6 +1042,15 @@ fn is_json_type(accept: &str) -> bool {
     let media = accept.split(';').next().unwrap_or("").trim();
     media.eq_ignore_ascii_case("application/fhir+json")
         || media.eq_ignore_ascii_case("application/json")
+}
+
+/// An OAuth error answer saying the scope is the problem (RFC 6749 `invalid_scope`).
+fn is_scope_refusal(status: u16, body: &str) -> bool {
+    status == 400
+        && serde_json::from_str::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+            .is_some_and(|e| e == "invalid_scope")
 }
 
 /// A token endpoint's answer: the `Authorization` value to send and the token's lifetime,
