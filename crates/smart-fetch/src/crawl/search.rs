@@ -79,9 +79,6 @@ pub async fn fetch_chain(
             }
             let mut get = Request::get(&url, FHIR_JSON);
             get.headers = headers.clone();
-            // The page is parsed right below, and a page that does not parse fails the
-            // search (recorded, retried by the next run): no need to parse it twice.
-            get.json_check = crate::fhir::JsonCheck::Outline;
             let fetched = match client.request(get).await {
                 Ok(response) => chain.take_page(&response),
                 Err(err) => Err(err),

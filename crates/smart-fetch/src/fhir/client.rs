@@ -198,9 +198,6 @@ pub struct Request<'a> {
     pub observer: Option<&'a dyn RequestObserver>,
     /// Replaces the 300 s limit on the whole exchange (e.g. for a very large download).
     pub timeout: Option<Duration>,
-    /// How a JSON answer is checked before it is handed over (`Full` unless the caller
-    /// parses and judges every answer itself).
-    pub json_check: JsonCheck,
 }
 
 impl<'a> Request<'a> {
@@ -213,7 +210,6 @@ impl<'a> Request<'a> {
             retry: None,
             observer: None,
             timeout: None,
-            json_check: JsonCheck::Full,
         }
     }
 
@@ -273,19 +269,7 @@ struct Plan<'a> {
     credentials: bool,
     /// The caller asked for JSON: a successful answer that does not parse (cut off, or
     /// garbage from a proxy) is retried like a broken connection, then fails.
-    expect_json: Option<JsonCheck>,
-}
-
-/// How a JSON answer is checked inside the retry loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JsonCheck {
-    /// Parsed in full (without building anything) before it is handed over.
-    Full,
-    /// Only its outline: it opens and closes like one JSON object or array. For callers
-    /// that parse every page themselves and record a page that still fails to parse (the
-    /// crawl), so large pages are not parsed twice; a page cut off exactly after a closing
-    /// brace is then a failed search rather than a retried one.
-    Outline,
+    expect_json: bool,
 }
 
 /// The body of one answer: read in full, or (successful streamed answers) still unread.
@@ -547,7 +531,7 @@ impl FhirClient {
                 ),
             });
         }
-        let expect_json = (!stream && is_json_type(request.accept)).then_some(request.json_check);
+        let expect_json = !stream && is_json_type(request.accept);
         let mut headers = HeaderMap::new();
         let accept = HeaderValue::from_str(request.accept).map_err(|_| FhirError::Invalid {
             url: url.to_string(),
@@ -587,7 +571,7 @@ impl FhirClient {
             timeout: Some(STARTUP_TIMEOUT),
             stream: false,
             credentials: false,
-            expect_json: None,
+            expect_json: false,
         }
     }
 
@@ -800,10 +784,9 @@ impl FhirClient {
             // A success whose JSON does not parse is a broken answer, not data.
             let broken = match &outcome {
                 // Only a 200 promises a body; a 202 or 204 may well be empty.
-                Ok(sent) if sent.status == 200 => match (&sent.body, plan.expect_json) {
-                    (Body::Read(bytes), Some(JsonCheck::Full)) => json_problem(bytes),
-                    (Body::Read(bytes), Some(JsonCheck::Outline)) => outline_problem(bytes),
-                    _ => None,
+                Ok(sent) if sent.status == 200 && plan.expect_json => match &sent.body {
+                    Body::Read(bytes) => json_problem(bytes),
+                    Body::Live(_) => None,
                 },
                 _ => None,
             };
@@ -1046,18 +1029,6 @@ async fn read_error_body(mut response: reqwest::Response) -> Result<bytes::Bytes
         }
     }
     Ok(body.freeze())
-}
-
-/// Why `bytes` cannot be one JSON object or array, judged by its first and last
-/// non-blank bytes only; `None` when it may be.
-fn outline_problem(bytes: &[u8]) -> Option<String> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    let last = bytes.iter().rev().find(|b| !b.is_ascii_whitespace());
-    match (first, last) {
-        (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']')) => None,
-        (None, _) => Some("the answer is empty".to_string()),
-        _ => Some("the answer does not open and close like a JSON document (cut off?)".to_string()),
-    }
 }
 
 /// Why `bytes` is not one JSON value, or `None` when it is.

@@ -14,8 +14,7 @@ pub use auth::load_secret;
 pub use budget::{Budget, RequestRate};
 pub use capabilities::{Capabilities, Vendor};
 pub use client::{
-    AuthOptions, ClientOptions, FhirClient, FhirResponse, JsonCheck, Request, RequestObserver,
-    StreamResponse,
+    AuthOptions, ClientOptions, FhirClient, FhirResponse, Request, RequestObserver, StreamResponse,
 };
 pub use error::FhirError;
 pub use retry::RetryPolicy;
