@@ -1000,12 +1000,26 @@ async fn read_capped(
     if response.content_length().is_some_and(|n| n > limit) && !is_compressed(&response) {
         return Err(too_large());
     }
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(SendError::Transport)? {
+    // Most answers arrive as one chunk: hand that over without a copy.
+    let Some(first) = response.chunk().await.map_err(SendError::Transport)? else {
+        return Ok(bytes::Bytes::new());
+    };
+    if first.len() as u64 > limit {
+        return Err(too_large());
+    }
+    let Some(second) = response.chunk().await.map_err(SendError::Transport)? else {
+        return Ok(first);
+    };
+    let hint = response.content_length().unwrap_or(0).min(limit) as usize;
+    let mut body = bytes::BytesMut::with_capacity(hint.max(first.len() + second.len()));
+    body.extend_from_slice(&first);
+    let mut next = Some(second);
+    while let Some(chunk) = next {
         if body.len() as u64 + chunk.len() as u64 > limit {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
+        next = response.chunk().await.map_err(SendError::Transport)?;
     }
     Ok(body.freeze())
 }
