@@ -1010,7 +1010,9 @@ async fn read_capped(
     let Some(second) = response.chunk().await.map_err(SendError::Transport)? else {
         return Ok(first);
     };
-    let hint = response.content_length().unwrap_or(0).min(limit) as usize;
+    // A declared length only sizes the first allocation, and never beyond a few MiB: the
+    // buffer grows with what actually arrives.
+    let hint = response.content_length().unwrap_or(0).min(limit).min(8 << 20) as usize;
     let mut body = bytes::BytesMut::with_capacity(hint.max(first.len() + second.len()));
     body.extend_from_slice(&first);
     let mut next = Some(second);
