@@ -524,3 +524,63 @@ fn a_refused_scope_is_named_in_one_line() {
         token.body
     );
 }
+
+#[test]
+fn a_server_that_goes_down_mid_crawl_ends_the_run_instead_of_every_search_retrying() {
+    let dir = temp_dir("server-down");
+    // Up for its first 20 data requests, then down for maintenance.
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let ehr = Hostile::start("127.0.0.1", move |seen, _| {
+        if seen.path() == "/metadata" {
+            return json_answer(&capability_statement(&["Patient", "Condition"]));
+        }
+        if answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 20 {
+            return status_answer(503, &[], "maintenance");
+        }
+        match seen.path() {
+            "/Patient" => {
+                let id = seen
+                    .target
+                    .rsplit('=')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                json_answer(&bundle(&[patient(&id)], None))
+            }
+            _ => json_answer(&bundle(&[], None)),
+        }
+    });
+    let ids: Vec<String> = (0..200).map(|i| format!("p{i}")).collect();
+    let ids = ids.join(",");
+    let out = dir.join("out");
+    let started = Instant::now();
+    let child = std::process::Command::new(bin())
+        .args([
+            "crawl",
+            "--fhir-url",
+            &ehr.url,
+            "--id-list",
+            &ids,
+            "--type",
+            "Patient,Condition",
+            out.to_str().unwrap_or_default(),
+        ])
+        .env("SMART_FETCH_RETRY_BASE_MS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    let o = wait(child, Duration::from_secs(120));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("stopped answering"), "{stderr}");
+    assert!(stderr.contains("run the same command again"), "{stderr}");
+    let requests = ehr.seen().len();
+    // 12 requests in a row with their 8 tries each (a few more in flight), not 400 × 8.
+    assert!(requests < 300, "{requests} requests");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}

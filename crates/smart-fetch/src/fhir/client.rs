@@ -35,6 +35,11 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// A request that timed out is tried at most this many times in all: a server that has
 /// stopped answering should cost minutes per request, not a quarter of an hour.
 const MAX_TIMEOUT_ATTEMPTS: u32 = 3;
+/// Requests in a row that spent every retry on a transient failure, with no answer from
+/// the server in between, before the run stops: with 5 connections and about 2 minutes of
+/// retries each, several minutes of a server that is down. Going on would make every
+/// remaining search of the cohort wait out its own retries.
+const MAX_FAILURES_IN_A_ROW: u32 = 12;
 /// Default of `--max-body-size`: the largest answer read into memory (after gzip). A search
 /// page of a thousand resources is a few MB; this leaves room for very large notes while
 /// keeping a hostile answer (an endless page, a gzip bomb) far from the machine's memory.
@@ -241,6 +246,8 @@ struct Inner {
     capabilities: RwLock<Capabilities>,
     max_body: u64,
     read_timeout: Duration,
+    /// Requests that ended in a transient failure since the server last answered.
+    failures_in_a_row: std::sync::atomic::AtomicU32,
     /// The types this run will read (`set_scope_types`); `None` = every type we know.
     scope_types: RwLock<Option<Vec<ResourceType>>>,
 }
@@ -341,6 +348,7 @@ impl FhirClient {
                 capabilities: RwLock::new(Capabilities::default()),
                 max_body: options.max_body.max(1),
                 read_timeout: options.read_timeout,
+                failures_in_a_row: std::sync::atomic::AtomicU32::new(0),
                 scope_types: RwLock::new(None),
             }),
         })
@@ -500,6 +508,29 @@ impl FhirClient {
                 message: "The answer was read before it could be streamed".to_string(),
             }),
         }
+    }
+
+    /// A request's last failure, seen against the ones before it: an answer that is not
+    /// transient (a 404, a 400) shows the server is up; a run of transient failures with
+    /// nothing in between means it is down, and the run stops rather than wait out every
+    /// remaining request's retries.
+    fn judge_final_failure(&self, plan: &Plan<'_>, error: FhirError, transient: bool) -> FhirError {
+        use std::sync::atomic::Ordering;
+        let counter = &self.inner.failures_in_a_row;
+        if !plan.client_request || !transient || matches!(error, FhirError::Broken { .. }) {
+            if error.status().is_some() {
+                counter.store(0, Ordering::Relaxed);
+            }
+            return error;
+        }
+        let failures = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < MAX_FAILURES_IN_A_ROW {
+            return error;
+        }
+        FhirError::ServerDown(format!(
+            "The server at {} stopped answering: {failures} requests in a row failed after all their retries (the last: {error}). Everything finished so far is kept; run the same command again once the server is back.",
+            self.inner.base_str
+        ))
     }
 
     /// The plan of a request made through the client.
@@ -792,6 +823,9 @@ impl FhirClient {
             };
             let outcome = match outcome {
                 Ok(sent) if sent.status < 400 && broken.is_none() => {
+                    inner
+                        .failures_in_a_row
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
                     if plan.client_request
                         && let Some(limit) = inner.budget.healthy(
                             super::budget::request_kind(plan.url.as_str()),
@@ -891,7 +925,7 @@ impl FhirClient {
                 || retryable_anyway
                 || (plan.retry_all && error.status().is_some());
             if !retryable || attempt >= max_attempts || timeouts >= MAX_TIMEOUT_ATTEMPTS {
-                return Err(error);
+                return Err(self.judge_final_failure(plan, error, retryable));
             }
             let wait = plan.policy.wait_after(attempt, retry_after);
             renewed = false;
@@ -1012,7 +1046,11 @@ async fn read_capped(
     };
     // A declared length only sizes the first allocation, and never beyond a few MiB: the
     // buffer grows with what actually arrives.
-    let hint = response.content_length().unwrap_or(0).min(limit).min(8 << 20) as usize;
+    let hint = response
+        .content_length()
+        .unwrap_or(0)
+        .min(limit)
+        .min(8 << 20) as usize;
     let mut body = bytes::BytesMut::with_capacity(hint.max(first.len() + second.len()));
     body.extend_from_slice(&first);
     let mut next = Some(second);

@@ -35,6 +35,11 @@ pub enum FhirError {
     /// every try: retried like a broken connection, so a later run may well succeed.
     #[error("An error occurred when connecting to \"{url}\": {message}")]
     Broken { url: String, message: String },
+    /// Request after request failed with every retry spent and nothing succeeded between
+    /// them: the server is down (a maintenance window, an outage). Ends the run; what was
+    /// committed is kept and the same command resumes.
+    #[error("{0}")]
+    ServerDown(String),
     /// A request the trust rules forbid (credentials to another origin, a scheme other than
     /// http(s)) or an answer over a limit (`--max-body-size`). Not retried: the server would
     /// send the same again. Fatal for that request only.
@@ -55,7 +60,10 @@ impl FhirError {
 
     /// Errors that must end the whole run rather than one search.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, FhirError::Auth(_) | FhirError::Config(_))
+        matches!(
+            self,
+            FhirError::Auth(_) | FhirError::Config(_) | FhirError::ServerDown(_)
+        )
     }
 
     /// A "temporary" error (spec §7.4): the request was retried and still failed, and a later
