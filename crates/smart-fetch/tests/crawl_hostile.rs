@@ -119,17 +119,17 @@ fn a_page_that_breaks_off_on_every_try_is_a_failed_search() {
     });
     let dir = temp_dir("hostile-broken");
     let out = dir.join("out");
-    let child = std::process::Command::new(bin())
-        .args(["crawl", "--fhir-url", &h.url, out.to_str().unwrap()])
-        .args(["--id-list", "p1", "--type", "Condition,Encounter"])
-        // Every try fails: retry a few milliseconds apart, not over two minutes.
-        .env("SMART_FETCH_RETRY_BASE_MS", "5")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start smart-fetch");
-    let output = wait(child, Duration::from_secs(60));
+    // Every try fails: retry a few milliseconds apart, not over two minutes.
+    let output = run_quick_retries(&[
+        "crawl",
+        "--fhir-url",
+        &h.url,
+        out.to_str().unwrap(),
+        "--id-list",
+        "p1",
+        "--type",
+        "Condition,Encounter",
+    ]);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(

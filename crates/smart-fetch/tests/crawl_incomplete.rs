@@ -11,25 +11,9 @@ use fake_ehr::{Config, Flavor, TruncateSearch};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 use support::*;
 
 const SEED: u64 = 1;
-
-/// Run with retries a few milliseconds apart: the cut-off answer fails on every try, and
-/// the request engine may retry it like any transient failure.
-fn run_quick_retries(args: &[&str]) -> Output {
-    let child = Command::new(bin())
-        .args(args)
-        .env("SMART_FETCH_RETRY_BASE_MS", "5")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start smart-fetch");
-    wait(child, Duration::from_secs(120))
-}
 
 fn export_args<'a>(url: &'a str, mrns: &'a str, out: &'a str) -> Vec<&'a str> {
     vec![

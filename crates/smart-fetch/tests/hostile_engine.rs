@@ -554,23 +554,16 @@ fn a_server_that_goes_down_mid_crawl_ends_the_run_instead_of_every_search_retryi
     let ids = ids.join(",");
     let out = dir.join("out");
     let started = Instant::now();
-    let child = std::process::Command::new(bin())
-        .args([
-            "crawl",
-            "--fhir-url",
-            &ehr.url,
-            "--id-list",
-            &ids,
-            "--type",
-            "Patient,Condition",
-            out.to_str().unwrap_or_default(),
-        ])
-        .env("SMART_FETCH_RETRY_BASE_MS", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start");
-    let o = wait(child, Duration::from_secs(120));
+    let o = run_quick_retries(&[
+        "crawl",
+        "--fhir-url",
+        &ehr.url,
+        "--id-list",
+        &ids,
+        "--type",
+        "Patient,Condition",
+        out.to_str().unwrap_or_default(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let stderr = text(&o.stderr);
     assert!(stderr.contains("stopped answering"), "{stderr}");

@@ -42,15 +42,7 @@ fn export(ehr: &Server, dir: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     let out = out.to_string_lossy().into_owned();
     args.push(&out);
-    let child = std::process::Command::new(bin())
-        .args(&args)
-        .env("SMART_FETCH_RETRY_BASE_MS", "5")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start smart-fetch");
-    wait(child, std::time::Duration::from_secs(120))
+    run_quick_retries(&args)
 }
 
 /// Type → sorted lines, over every NDJSON file of the workdir.

@@ -141,15 +141,8 @@ pub async fn download_all(
             Ok(stats) => stats,
             Err(Missing::Fatal(e)) => return Err(e),
             Err(Missing::File(reason)) => {
-                let url = printable(&entry.url);
-                match &reason {
-                    Reason::Refused(refusal) => eprintln!("Not downloading '{url}': {refusal}."),
-                    Reason::Failed(message) => {
-                        eprintln!("Error downloading '{url}': {}", printable(message));
-                    }
-                }
                 report.failures.push(Failure {
-                    rel_path: entry.rel_path.clone(),
+                    url: entry.url.clone(),
                     reason,
                 });
                 continue;

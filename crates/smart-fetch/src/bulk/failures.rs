@@ -7,6 +7,7 @@
 //! downloads only the files still missing.
 
 use super::trust::Refusal;
+use crate::text::printable;
 use std::collections::BTreeMap;
 
 /// Why one file is missing.
@@ -29,9 +30,22 @@ impl Reason {
 
 #[derive(Clone, Debug)]
 pub struct Failure {
-    /// Where the file would have gone, relative to the workdir.
-    pub rel_path: String,
+    /// The file's URL, as the manifest gave it.
+    pub url: String,
     pub reason: Reason,
+}
+
+impl Failure {
+    /// What happened to this file, in one line.
+    fn line(&self) -> String {
+        let url = printable(&self.url);
+        match &self.reason {
+            Reason::Refused(refusal) => format!("Not downloading '{url}': {refusal}."),
+            Reason::Failed(message) => {
+                format!("Error downloading '{url}': {}", printable(message))
+            }
+        }
+    }
 }
 
 fn files(n: usize) -> String {
@@ -42,16 +56,19 @@ fn files(n: usize) -> String {
     }
 }
 
-/// `<n> file(s) <kind>` per kind (in a fixed order), then the total of `of` files.
+/// One line per missing file (why), then `<n> file(s) <kind>` per kind (in a fixed order),
+/// then the total of `of` files. Printed at the command's edge, as its error message.
 pub fn summary(failures: &[Failure], of: usize) -> String {
     let mut kinds: BTreeMap<&'static str, usize> = BTreeMap::new();
     for failure in failures {
         *kinds.entry(failure.reason.kind()).or_default() += 1;
     }
-    let mut lines: Vec<String> = kinds
-        .into_iter()
-        .map(|(kind, n)| format!("{} {kind}", files(n)))
-        .collect();
+    let mut lines: Vec<String> = failures.iter().map(Failure::line).collect();
+    lines.extend(
+        kinds
+            .into_iter()
+            .map(|(kind, n)| format!("{} {kind}", files(n))),
+    );
     lines.push(format!(
         "{} of {} in the bulk export manifest not downloaded; the export is not finished. \
          Run the same command again to retry only the missing files.",
@@ -68,7 +85,7 @@ mod tests {
     #[test]
     fn one_line_per_kind_and_a_total() {
         let failure = |reason| Failure {
-            rel_path: "x".into(),
+            url: "https://ehr/f".into(),
             reason,
         };
         let failures = [
@@ -78,7 +95,10 @@ mod tests {
         ];
         assert_eq!(
             summary(&failures, 1200),
-            "2 files failed after retries (server or network)\n\
+            "Error downloading 'https://ehr/f': boom\n\
+             Not downloading 'https://ehr/f': only http and https URLs are downloaded, not 'file:'.\n\
+             Error downloading 'https://ehr/f': other\n\
+             2 files failed after retries (server or network)\n\
              1 file refused: not an http(s) URL\n\
              3 files of 1,200 in the bulk export manifest not downloaded; the export is not \
              finished. Run the same command again to retry only the missing files."

@@ -20,6 +20,7 @@
 //! decision is made here and nowhere else, so the request engine is never asked to send
 //! credentials to a foreign origin, whatever its own rules.
 
+use crate::fhir::client::same_origin;
 use crate::text::printable;
 use reqwest::Url;
 use std::fmt;
@@ -27,10 +28,6 @@ use std::fmt;
 /// The origin of a URL as people write it: `scheme://host[:port]`.
 fn origin_text(url: &Url) -> String {
     printable(&url.origin().ascii_serialization()).into_owned()
-}
-
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.origin() == b.origin()
 }
 
 /// Why a status URL is not followed.

@@ -392,15 +392,8 @@ impl FhirClient {
         &self.inner.base_str
     }
 
-    /// True when `url` is on the FHIR server's origin (scheme, host and port), the only
-    /// place credentials are sent.
-    pub fn is_own_origin(&self, url: &str) -> bool {
-        self.resolve(url)
-            .is_ok_and(|u| same_origin(&u, &self.inner.base))
-    }
-
     /// The FHIR server's origin, `scheme://host:port`, for messages.
-    pub fn origin(&self) -> String {
+    fn origin(&self) -> String {
         self.inner.base.origin().ascii_serialization()
     }
 
@@ -701,7 +694,7 @@ impl FhirClient {
         let unusable = |what: &str| {
             FhirError::Auth(format!(
                 "Could not authenticate: the token endpoint \"{}\" {what}",
-                crate::text::printable(&endpoint.url)
+                endpoint.url
             ))
         };
         parse_token_answer(&response.body).map_err(unusable)
@@ -945,7 +938,8 @@ impl FhirClient {
                     wait.as_secs_f64(),
                     attempt + 1,
                     max_attempts,
-                    reason
+                    // The server's own words, on a terminal.
+                    crate::text::printable(&reason)
                 );
             }
             if let Some(observer) = plan.observer {
@@ -1135,11 +1129,10 @@ fn token_lifetime(seconds: Option<f64>) -> Option<Duration> {
     ))
 }
 
-/// Same scheme, host and port (a missing port is the scheme's default).
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
-        && a.port_or_known_default() == b.port_or_known_default()
+/// Same scheme, host and port (a missing port is the scheme's default; hosts are compared
+/// as parsed, so case does not matter): the unit credentials are tied to.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.origin() == b.origin()
 }
 
 /// `--fhir-url`: an http(s) URL without a user name or password in it (those would end up
@@ -1179,7 +1172,7 @@ fn http_error_of(sent: &Sent) -> FhirError {
     FhirError::Http {
         url: sent.url.clone(),
         status: sent.status,
-        detail: crate::text::printable(&error_detail(sent.status, &body)).into_owned(),
+        detail: error_detail(sent.status, &body),
         body,
     }
 }
@@ -1204,7 +1197,7 @@ fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Fhi
 /// A plain account of why no answer came: the kind of failure and its root cause, without
 /// reqwest's "error sending request for url (…)" wrapper (the URL is already in the message).
 fn describe_transport_error(error: &reqwest::Error) -> String {
-    let root = crate::text::printable(&root_cause(error)).into_owned();
+    let root = root_cause(error);
     if error.is_timeout() {
         format!("Timed out waiting for the server: {root}")
     } else if error.is_connect() && root.contains("certificate") {

@@ -28,7 +28,7 @@ use crate::resources::ResourceType;
 use known::Known;
 use serde_json::Value;
 use stats::Status;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -293,36 +293,9 @@ impl Hydrator {
     }
 }
 
-/// Tasks of each `export` pass (§14.6). Which tasks run never depends on what earlier tasks
-/// found: a task's output type joins the next pass whether or not it wrote anything.
 /// Rounds of `run_export` at most: each round follows references one step further, and no
 /// FHIR reference chain we hydrate is anywhere near this deep.
 const MAX_ROUNDS: usize = 32;
-
-pub fn plan_passes<'a>(tasks: &[&'a Task], types: &[ResourceType]) -> Vec<Vec<&'a Task>> {
-    let mut done: BTreeSet<ResourceType> = BTreeSet::new();
-    let mut current: BTreeSet<ResourceType> = types.iter().copied().collect();
-    let mut passes = Vec::new();
-    while !current.is_empty() {
-        done.extend(current.iter().copied());
-        let mut next = BTreeSet::new();
-        let mut pass = Vec::new();
-        for &task in tasks {
-            if !current.contains(&task.input) {
-                continue;
-            }
-            pass.push(task);
-            if !done.contains(&task.output) {
-                next.insert(task.output);
-            }
-        }
-        if !pass.is_empty() {
-            passes.push(pass);
-        }
-        current = next;
-    }
-    passes
-}
 
 /// The text of an OperationOutcome: its first issue's `details.text`, else `diagnostics`.
 pub(crate) fn outcome_text(value: &Value) -> Option<String> {
@@ -364,18 +337,5 @@ mod tests {
             wrong_type_text("Medication", &json!({"resourceType": "Patient"})),
             "Error: expected resource type of 'Medication', but got 'Patient'."
         );
-    }
-
-    #[test]
-    fn no_types_no_passes() {
-        let all: Vec<&Task> = tasks::TASKS.iter().collect();
-        assert!(plan_passes(&all, &[]).is_empty());
-        assert!(plan_passes(&[], &[ResourceType::Patient]).is_empty());
-        // Inline tasks feed nothing new; the second pass reaches every hydrated type.
-        let passes = plan_passes(
-            &all,
-            &[ResourceType::Device, ResourceType::DocumentReference],
-        );
-        assert_eq!(passes.len(), 2);
     }
 }

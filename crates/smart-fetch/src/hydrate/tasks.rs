@@ -386,42 +386,6 @@ mod tests {
         );
     }
 
-    /// Spec §14.6 worked example: `--type Patient,MedicationRequest`, all tasks.
-    #[test]
-    fn export_passes_example() {
-        let passes = super::super::plan_passes(
-            &TASKS.iter().collect::<Vec<_>>(),
-            &[Patient, MedicationRequest],
-        );
-        let names: Vec<Vec<&str>> = passes
-            .iter()
-            .map(|p| p.iter().map(|t| t.name).collect())
-            .collect();
-        assert_eq!(
-            names,
-            vec![
-                vec![
-                    "medreq-med",
-                    "medreq-pract",
-                    "medreq-practrole",
-                    "pat-pract",
-                    "pat-practrole",
-                    "medreq-org",
-                    "pat-org"
-                ],
-                vec![
-                    "pract-practrole",
-                    "practrole-pract",
-                    "practrole-loc",
-                    "pract-org",
-                    "practrole-org",
-                    "org-org"
-                ],
-                vec!["loc-loc", "loc-org"],
-            ]
-        );
-    }
-
     /// The symlink table (spec §18.3, chains included) is the closure of this registry.
     #[test]
     fn symlink_sources_follow_the_registry() {

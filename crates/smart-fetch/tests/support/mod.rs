@@ -65,6 +65,20 @@ pub fn run(args: &[&str]) -> Output {
     wait(child, Duration::from_secs(120))
 }
 
+/// Like [`run`], with retries a few milliseconds apart instead of over two minutes, for
+/// tests of requests that fail on every try.
+pub fn run_quick_retries(args: &[&str]) -> Output {
+    let child = Command::new(bin())
+        .args(args)
+        .env("SMART_FETCH_RETRY_BASE_MS", "5")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smart-fetch");
+    wait(child, Duration::from_secs(120))
+}
+
 pub fn spawn(args: &[&str]) -> Child {
     Command::new(bin())
         .args(args)
