@@ -511,6 +511,28 @@ fn fresh(tmp: &Path, errors: &Path) -> Result<(), CrawlError> {
     Ok(())
 }
 
+/// The strings of a JSON array (anything else in it, or no array, is nothing).
+fn string_list(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// A journal entry's object of string lists under `key` (`{"chain": ["line", …]}`).
+fn string_lists(entry: &Value, key: &str) -> Vec<(String, Vec<String>)> {
+    entry
+        .get(key)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), string_list(v)))
+        .collect()
+}
+
 /// Cut `path` back to `len` bytes. False when the file holds less than the journal says
 /// (e.g. lost in a power failure), which means starting the type over.
 fn truncate_to(path: &Path, len: u64) -> bool {
@@ -576,51 +598,14 @@ fn read_journal(path: &Path, file_name: &str) -> Option<Journal> {
         };
         journal.data_len = o;
         journal.errors_len = e;
-        let strings = |key: &str| {
-            entry
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        };
+        let strings = |key: &str| entry.get(key).map(string_list).unwrap_or_default();
         for key in strings("k") {
             journal.failed.remove(&key);
             journal.keys.insert(key);
         }
         journal.found.extend(strings("f"));
-        for (key, lines) in entry
-            .get("x")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
-            let lines = lines
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect();
-            journal.failed.insert(key.clone(), lines);
-        }
-        for (patient, linked) in entry
-            .get("l")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
-            let linked = linked
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect();
-            journal.links.insert(patient.clone(), linked);
-        }
+        journal.failed.extend(string_lists(&entry, "x"));
+        journal.links.extend(string_lists(&entry, "l"));
         if let Some(m) = entry.get("m").and_then(Value::as_str) {
             journal.max_date = timestamp::parse_fhir(m);
         }
