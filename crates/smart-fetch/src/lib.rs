@@ -14,6 +14,7 @@ pub mod hydrate;
 pub mod json;
 pub mod json_fields;
 pub mod ndjson;
+pub mod report;
 pub mod resources;
 pub mod safe_file;
 pub mod text;
