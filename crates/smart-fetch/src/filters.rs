@@ -3,7 +3,6 @@
 //! only output is the handful of stdout lines the spec puts here (type help, skipped types,
 //! the since-mode fallback).
 
-use crate::cli::args::SinceModeArg;
 use crate::error::AppError;
 use crate::fhir::Capabilities;
 use crate::resources::{ResourceType, default_observation_filter};
@@ -26,15 +25,6 @@ impl SinceMode {
             SinceMode::Updated => "updated",
             SinceMode::Created => "created",
         }
-    }
-}
-
-/// `--since-mode` as given: `auto` → `None` (decided later by `since_mode`).
-pub fn parse_since_mode(arg: SinceModeArg) -> Option<SinceMode> {
-    match arg {
-        SinceModeArg::Auto => None,
-        SinceModeArg::Updated => Some(SinceMode::Updated),
-        SinceModeArg::Created => Some(SinceMode::Created),
     }
 }
 
@@ -544,15 +534,6 @@ mod tests {
         );
         assert_eq!(
             since_mode(None, Some("2020"), &Capabilities::default()),
-            Some(SinceMode::Created)
-        );
-        assert_eq!(parse_since_mode(SinceModeArg::Auto), None);
-        assert_eq!(
-            parse_since_mode(SinceModeArg::Updated),
-            Some(SinceMode::Updated)
-        );
-        assert_eq!(
-            parse_since_mode(SinceModeArg::Created),
             Some(SinceMode::Created)
         );
         assert_eq!(SinceMode::Created.as_str(), "created");

@@ -3,10 +3,12 @@
 
 pub mod bulk;
 pub mod bundle;
+pub mod cancel;
 pub mod cli;
 pub mod console;
 pub mod crawl;
 pub mod error;
+pub mod export;
 pub mod fhir;
 pub mod filters;
 pub mod folder;

@@ -15,6 +15,9 @@ pub enum Kind {
     Info,
     Warning,
     Verbose,
+    /// The console's full-width rule line (its text is empty: the sink draws it). Formats
+    /// meant for log files drop it.
+    Rule,
 }
 
 /// Receives every line. Implementations decide formatting and destination.
@@ -35,6 +38,10 @@ impl Sink for Console {
         match kind {
             Kind::Info => println!("{text}"),
             Kind::Warning | Kind::Verbose => eprintln!("{text}"),
+            Kind::Rule => println!(
+                "{}",
+                crate::console::rule_line(crate::console::terminal_width())
+            ),
         }
     }
 }
@@ -83,6 +90,17 @@ impl Reporter {
 
     pub fn warn(&self, text: impl AsRef<str>) {
         self.sink.line(Kind::Warning, self.scope(), text.as_ref());
+    }
+
+    /// A full-width rule line (console only).
+    pub fn rule(&self) {
+        self.sink.line(Kind::Rule, self.scope(), "");
+    }
+
+    /// The end of a successful command: a rule, then `✨ Done ✨`.
+    pub fn done(&self) {
+        self.rule();
+        self.info("✨ Done ✨");
     }
 
     /// Built only when `--verbose` asked for it.

@@ -177,6 +177,17 @@ pub enum SinceModeArg {
     Created,
 }
 
+impl SinceModeArg {
+    /// `--since-mode` as given: `auto` → `None` (decided later from the server).
+    pub fn mode(self) -> Option<crate::filters::SinceMode> {
+        match self {
+            SinceModeArg::Auto => None,
+            SinceModeArg::Updated => Some(crate::filters::SinceMode::Updated),
+            SinceModeArg::Created => Some(crate::filters::SinceMode::Created),
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 #[command(
     next_help_heading = "options",

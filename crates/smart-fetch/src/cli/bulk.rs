@@ -56,6 +56,7 @@ pub async fn run(args: BulkArgs, general: &General) -> Result<(), AppError> {
             managed_dir: None,
             bulk: true,
         },
+        &crate::report::Reporter::console(general.verbose),
     )?;
     let plan = BulkPlan {
         workdir: output_dir,

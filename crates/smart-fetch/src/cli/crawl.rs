@@ -37,6 +37,7 @@ pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
             managed_dir: None,
             bulk: false,
         },
+        &crate::report::Reporter::console(general.verbose),
     )?;
     let folder_arg = args.source_dir.as_deref().unwrap_or(&args.output_dir);
     let plan = CrawlPlan {
@@ -62,7 +63,11 @@ pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
         strict: args.crawl.strict_search,
     };
     let outcome = crawl::run(rest, plan).await?;
-    common::report_crawl(&outcome, args.crawl.allow_incomplete)?;
+    common::report_crawl(
+        &outcome,
+        args.crawl.allow_incomplete,
+        &crate::report::Reporter::console(general.verbose),
+    )?;
     let mut metadata = outcome.metadata;
     if args.bundle {
         // Overwrites an earlier Bundle; a folder with nothing to bundle is fine here.

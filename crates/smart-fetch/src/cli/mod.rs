@@ -14,6 +14,7 @@ pub mod hydrate;
 pub mod reset_symlinks;
 pub mod single;
 
+use crate::cancel::Cancel;
 use crate::error::AppError;
 use args::{Cli, Command};
 use clap::Parser;
@@ -48,22 +49,15 @@ where
 }
 
 /// Layer the config file (for the subcommands that read it), then run the subcommand.
-/// Ctrl-C ends the run with `AppError::Interrupted`: committed work is safe on disk.
+/// Ctrl-C and SIGTERM end the run with `AppError::Interrupted` (exit 130) through one
+/// cancellation token: committed work is safe on disk.
 pub async fn run(cli: Cli) -> Result<(), AppError> {
-    let interrupted = async {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => (),
-            // No signal handling available: never report an interruption.
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        result = dispatch(cli) => result,
-        () = interrupted => Err(AppError::Interrupted),
-    }
+    let cancel = Cancel::new();
+    cancel.on_signals();
+    cancel.guard(dispatch(cli, &cancel)).await
 }
 
-async fn dispatch(cli: Cli) -> Result<(), AppError> {
+async fn dispatch(cli: Cli, cancel: &Cancel) -> Result<(), AppError> {
     let Cli {
         general,
         mut command,
@@ -75,7 +69,7 @@ async fn dispatch(cli: Cli) -> Result<(), AppError> {
         config::apply(&mut command, &table)?;
     }
     match command {
-        Command::Export(args) => export::run(args, &general).await,
+        Command::Export(args) => export::run(args, &general, cancel).await,
         Command::Crawl(args) => crawl::run(args, &general).await,
         Command::Single(args) => single::run(args, &general).await,
         Command::ResetSymlinks(args) => reset_symlinks::run(args, &general).await,

@@ -250,6 +250,8 @@ struct Inner {
     failures_in_a_row: std::sync::atomic::AtomicU32,
     /// The types this run will read (`set_scope_types`); `None` = every type we know.
     scope_types: RwLock<Option<Vec<ResourceType>>>,
+    /// Set once `open_once` has succeeded: the groups of a batch share one discovery.
+    opened: tokio::sync::Mutex<bool>,
 }
 
 /// Makes the form body of one attempt.
@@ -350,8 +352,20 @@ impl FhirClient {
                 read_timeout: options.read_timeout,
                 failures_in_a_row: std::sync::atomic::AtomicU32::new(0),
                 scope_types: RwLock::new(None),
+                opened: tokio::sync::Mutex::new(false),
             }),
         })
+    }
+
+    /// `open` unless a clone of this client has opened it already (a batch's groups share one
+    /// CapabilityStatement and one token). Concurrent callers wait for the first.
+    pub async fn open_once(&self) -> Result<(), FhirError> {
+        let mut opened = self.inner.opened.lock().await;
+        if !*opened {
+            self.open().await?;
+            *opened = true;
+        }
+        Ok(())
     }
 
     /// Read the CapabilityStatement and authorize (spec §7.1). May be called again: each call

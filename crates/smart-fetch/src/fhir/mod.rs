@@ -6,6 +6,7 @@ mod auth;
 pub mod budget;
 pub mod capabilities;
 pub mod client;
+pub mod clients;
 pub mod error;
 pub mod keys;
 pub mod retry;
@@ -16,5 +17,6 @@ pub use capabilities::{Capabilities, Vendor};
 pub use client::{
     AuthOptions, ClientOptions, FhirClient, FhirResponse, Request, RequestObserver, StreamResponse,
 };
+pub use clients::Clients;
 pub use error::FhirError;
 pub use retry::RetryPolicy;
