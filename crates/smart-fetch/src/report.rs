@@ -31,6 +31,10 @@ struct Console;
 impl Sink for Console {
     #[allow(clippy::print_stdout, clippy::print_stderr)]
     fn line(&self, kind: Kind, scope: Option<&str>, text: &str) {
+        // A group of a batch is one export among many: no rule lines between its messages.
+        if kind == Kind::Rule && scope.is_some() {
+            return;
+        }
         let text = match scope {
             Some(scope) => format!("[{scope}] {text}"),
             None => text.to_string(),

@@ -126,14 +126,17 @@ pub async fn download_all(
         );
     }
     let parallel = client.budget().max().max(1);
-    let mut running = futures_util::stream::iter(todo.into_iter().map(|entry| {
-        let waited = &waited;
-        async move {
+    // Collected first: a stream over a closure that borrows would make this future not
+    // `Send` for every lifetime (a rustc limitation), and a batch spawns exports as tasks.
+    let waited = &waited;
+    let downloads: Vec<_> = todo
+        .into_iter()
+        .map(|entry| async move {
             let result = download_one(client, log, workdir, entry, trust, stall, waited).await;
             (entry, result)
-        }
-    }))
-    .buffer_unordered(parallel);
+        })
+        .collect();
+    let mut running = futures_util::stream::iter(downloads).buffer_unordered(parallel);
 
     let mut report = Report::default();
     while let Some((entry, result)) = running.next().await {

@@ -70,6 +70,8 @@ pub enum Command {
     /// reset managed export symlinks (not normally needed)
     #[command(name = "reset-symlinks")]
     ResetSymlinks(ResetSymlinksArgs),
+    /// export every group file of a folder, each into its own managed folder, in one process
+    Batch(BatchArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -235,6 +237,63 @@ pub struct ExportArgs {
 
 /// How a crawl treats searches that failed or a server that bends the rules (ours; the
 /// Python tool has neither).
+#[derive(Args, Debug, Clone)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+pub struct BatchArgs {
+    /// folder holding one managed folder per group (created if missing)
+    #[arg(value_name = "OUTPUT_ROOT", help_heading = "positional arguments")]
+    pub output_root: String,
+    /// folder of group files (one ID a line, e.g. MRN-000, MRN-001, ...)
+    #[arg(long, value_name = "DIR")]
+    pub groups: Option<PathBuf>,
+    /// nickname of this export in every group (e.g. 2026-03)
+    #[arg(long, value_name = "NAME")]
+    pub nickname: Option<String>,
+    /// how many groups are exported at once (they share --max-connections)
+    #[arg(long, value_name = "K", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub parallel_groups: u16,
+    /// export only shard I of N of the groups (default: the Slurm array task's, else all); --max-connections is then the total of all shards
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// how to export the data
+    #[arg(long, value_enum, default_value_t = ExportMode::Auto, value_name = "MODE")]
+    pub export_mode: ExportMode,
+    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h, 90m, 600s)
+    #[arg(long, value_name = "DURATION")]
+    pub bulk_timeout: Option<String>,
+    /// only get data since this date (or 'auto' to use the previous export's time)
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub since: Option<String>,
+    /// how to interpret --since
+    #[arg(long, value_enum, default_value_t = SinceModeArg::Auto, value_name = "MODE")]
+    pub since_mode: SinceModeArg,
+    /// which hydration tasks to run (comma separated, default is all; use 'help' to list them)
+    #[arg(long, value_name = "NAMES")]
+    pub hydration_tasks: Option<String>,
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    #[arg(long)]
+    pub no_compression: bool,
+    /// the system of the IDs in the group files (e.g. your MRN system); without it they are Patient IDs
+    #[arg(
+        long,
+        alias = "mrn-system",
+        value_name = "SYSTEM",
+        help_heading = "cohort selection"
+    )]
+    pub id_system: Option<String>,
+    #[command(flatten)]
+    pub crawl: CrawlChecks,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct CrawlChecks {
     /// accept searches that failed after retries: their types are marked done anyway and the run exits 0 (a summary is still printed)

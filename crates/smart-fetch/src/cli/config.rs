@@ -5,8 +5,8 @@
 //! keys (including the deprecated `mrn-file`/`mrn-system`) are ignored.
 
 use super::args::{
-    AuthArgs, BulkArgs, CohortArgs, Command, CrawlArgs, ExportArgs, HydrateArgs, ResourceArgs,
-    SingleArgs,
+    AuthArgs, BatchArgs, BulkArgs, CohortArgs, Command, CrawlArgs, ExportArgs, HydrateArgs,
+    ResourceArgs, SingleArgs,
 };
 use crate::error::AppError;
 use std::path::{Path, PathBuf};
@@ -67,6 +67,7 @@ pub fn apply(command: &mut Command, config: &Table) -> Result<(), AppError> {
         Command::Crawl(args) => layer.crawl(args),
         Command::Hydrate(args) => layer.hydrate(args),
         Command::Single(args) => layer.single(args),
+        Command::Batch(args) => layer.batch(args),
         Command::Bundle(_) | Command::ResetSymlinks(_) => Ok(()),
     }
 }
@@ -86,6 +87,18 @@ impl Layer<'_> {
         self.string("hydration-tasks", &mut args.hydration_tasks)?;
         self.auth(&mut args.auth)?;
         self.cohort(&mut args.cohort)?;
+        self.resources(&mut args.resources)
+    }
+
+    fn batch(&self, args: &mut BatchArgs) -> Result<(), AppError> {
+        self.string("nickname", &mut args.nickname)?;
+        self.path("groups", &mut args.groups)?;
+        self.string("shard", &mut args.shard)?;
+        self.string("bulk-timeout", &mut args.bulk_timeout)?;
+        self.string("since", &mut args.since)?;
+        self.string("hydration-tasks", &mut args.hydration_tasks)?;
+        self.string("id-system", &mut args.id_system)?;
+        self.auth(&mut args.auth)?;
         self.resources(&mut args.resources)
     }
 

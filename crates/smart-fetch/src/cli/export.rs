@@ -17,6 +17,7 @@ pub async fn run(args: ExportArgs, general: &General, cancel: &Cancel) -> Result
     reporter.rule();
     let (plan, clients) = prepare(args, general)?;
     export::run(plan, &clients, &reporter, cancel).await?;
+    reporter.done();
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! and an exit code. `main.rs` only builds the runtime around `parse`, `run` and `finish`.
 
 pub mod args;
+pub mod batch;
 pub mod bulk;
 pub mod bundle;
 pub mod clients;
@@ -54,8 +55,21 @@ where
 pub async fn run(cli: Cli) -> Result<(), AppError> {
     let cancel = Cancel::new();
     cancel.on_signals();
-    cancel.guard(dispatch(cli, &cancel)).await
+    let work = dispatch(cli, &cancel);
+    tokio::pin!(work);
+    tokio::select! {
+        result = &mut work => result,
+        () = cancel.cancelled() => {
+            // Every command stops its work on the token at once; a batch then writes its
+            // summary. Give that a moment, but the exit status is 130 whatever it returns.
+            let _ = tokio::time::timeout(STOP_GRACE, &mut work).await;
+            Err(AppError::Interrupted)
+        }
+    }
 }
+
+/// How long a cancelled command may take to leave its records in order.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn dispatch(cli: Cli, cancel: &Cancel) -> Result<(), AppError> {
     let Cli {
@@ -70,12 +84,13 @@ async fn dispatch(cli: Cli, cancel: &Cancel) -> Result<(), AppError> {
     }
     match command {
         Command::Export(args) => export::run(args, &general, cancel).await,
-        Command::Crawl(args) => crawl::run(args, &general).await,
-        Command::Single(args) => single::run(args, &general).await,
-        Command::ResetSymlinks(args) => reset_symlinks::run(args, &general).await,
-        Command::Bulk(args) => bulk::run(args, &general).await,
-        Command::Hydrate(args) => hydrate::run(args, &general).await,
+        Command::Crawl(args) => cancel.guard(crawl::run(args, &general)).await,
+        Command::Single(args) => cancel.guard(single::run(args, &general)).await,
+        Command::ResetSymlinks(args) => cancel.guard(reset_symlinks::run(args, &general)).await,
+        Command::Bulk(args) => cancel.guard(bulk::run(args, &general)).await,
+        Command::Hydrate(args) => cancel.guard(hydrate::run(args, &general)).await,
         Command::Bundle(args) => bundle::run(args),
+        Command::Batch(args) => batch::run(args, &general, cancel).await,
     }
 }
 
@@ -264,7 +279,8 @@ mod tests {
                 "hydrate",
                 "single",
                 "bundle",
-                "reset-symlinks"
+                "reset-symlinks",
+                "batch"
             ]
         );
         for name in names {

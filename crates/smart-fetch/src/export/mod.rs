@@ -74,7 +74,7 @@ pub struct ExportOutcome {
     pub workdir: PathBuf,
 }
 
-/// Run one managed export to its end (the caller draws the opening rule line, if any), or until `cancel` fires (`AppError::Interrupted`;
+/// Run one managed export to its end (the caller draws the opening rule and the done line), or until `cancel` fires (`AppError::Interrupted`;
 /// the same plan resumes it).
 pub async fn run(
     plan: ExportPlan,
@@ -233,7 +233,6 @@ async fn run_export(
         reporter.warn(summary);
     }
     metadata.mark_complete()?;
-    reporter.done();
     Ok(ExportOutcome { workdir })
 }
 

@@ -90,19 +90,39 @@ pub fn spawn(args: &[&str]) -> Child {
 }
 
 pub fn wait(mut child: Child, limit: Duration) -> Output {
+    // Read both pipes while waiting: a child that writes more than a pipe holds (64 KiB)
+    // would otherwise block on its next line and never exit.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     let start = Instant::now();
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break status,
             Ok(None) if start.elapsed() > limit => {
                 let _ = child.kill();
-                break;
+                match child.wait() {
+                    Ok(status) => break status,
+                    Err(e) => panic!("waiting for smart-fetch: {e}"),
+                }
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("waiting for smart-fetch: {e}"),
         }
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     }
-    child.wait_with_output().expect("collect output")
 }
 
 pub fn text(bytes: &[u8]) -> String {
