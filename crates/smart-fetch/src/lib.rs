@@ -10,6 +10,7 @@ pub mod error;
 pub mod fhir;
 pub mod filters;
 pub mod folder;
+pub mod groups;
 pub mod hydrate;
 pub mod json;
 pub mod json_fields;

@@ -10,6 +10,7 @@ pub mod common;
 pub mod config;
 pub mod crawl;
 pub mod export;
+pub mod groups;
 pub mod hydrate;
 pub mod reset_symlinks;
 pub mod single;
@@ -82,6 +83,7 @@ async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Bulk(args) => bulk::run(args, &general).await,
         Command::Hydrate(args) => hydrate::run(args, &general).await,
         Command::Bundle(args) => bundle::run(args),
+        Command::Groups(args) => groups::run(args),
     }
 }
 
@@ -270,7 +272,8 @@ mod tests {
                 "hydrate",
                 "single",
                 "bundle",
-                "reset-symlinks"
+                "reset-symlinks",
+                "groups"
             ]
         );
         for name in names {
