@@ -24,6 +24,8 @@ pub enum AppError {
     Bulk(#[from] BulkError),
     #[error(transparent)]
     Hydrate(#[from] HydrateError),
+    #[error(transparent)]
+    Groups(#[from] crate::groups::GroupsError),
     /// A fatal message worded at the point of failure (spec §19.3).
     #[error("{0}")]
     Message(String),
@@ -52,6 +54,7 @@ impl AppError {
             | AppError::Bulk(BulkError::Incomplete(_))
             | AppError::Crawl(CrawlError::Bulk(BulkError::Incomplete(_))) => 3,
             AppError::NotYet(_) | AppError::Crawl(CrawlError::NotYet(_)) => 2,
+            AppError::Groups(err) if err.is_usage() => 2,
             _ => 1,
         }
     }

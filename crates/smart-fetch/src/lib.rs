@@ -13,6 +13,7 @@ pub mod export;
 pub mod fhir;
 pub mod filters;
 pub mod folder;
+pub mod groups;
 pub mod hydrate;
 pub mod json;
 pub mod json_fields;

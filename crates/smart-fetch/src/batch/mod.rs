@@ -43,8 +43,9 @@ pub enum BatchError {
     Summary(PathBuf, std::io::Error),
 }
 
-/// The group files of `dir`, in name order: every regular file (or link to one) whose name
-/// does not start with `.` (hidden files are a tool's bookkeeping, not groups).
+/// The group files of `dir`, in name order: every regular file (or link to one) directly in
+/// it, except hidden files, unfinished writes (`*.tmp`) and the lists of removed MRNs that
+/// `groups split` leaves there.
 pub fn list_groups(dir: &Path) -> Result<Vec<Group>, BatchError> {
     let entries = std::fs::read_dir(dir).map_err(|e| BatchError::GroupsDir(dir.into(), e))?;
     let mut groups: Vec<Group> = entries
@@ -52,7 +53,10 @@ pub fn list_groups(dir: &Path) -> Result<Vec<Group>, BatchError> {
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let path = entry.path();
-            (!name.starts_with('.') && std::fs::metadata(&path).is_ok_and(|m| m.is_file()))
+            let bookkeeping = name.starts_with('.')
+                || name.ends_with(".tmp")
+                || crate::groups::is_removed_list(&name);
+            (!bookkeeping && std::fs::metadata(&path).is_ok_and(|m| m.is_file()))
                 .then_some(Group { name, file: path })
         })
         .collect();

@@ -70,6 +70,8 @@ pub enum Command {
     /// reset managed export symlinks (not normally needed)
     #[command(name = "reset-symlinks")]
     ResetSymlinks(ResetSymlinksArgs),
+    /// split a full MRN list into stable group files, one per managed export
+    Groups(GroupsArgs),
     /// export every group file of a folder, each into its own managed folder, in one process
     Batch(BatchArgs),
 }
@@ -459,4 +461,66 @@ pub struct ResetSymlinksArgs {
     /// folder holding a managed export
     #[arg(value_name = "OUTPUT_DIR", help_heading = "positional arguments")]
     pub output_dir: String,
+}
+
+/// `groups` (ours, not the Python tool's): MRN group files for sites that export their
+/// patients in groups. A parent command so that later group chores fit beside `split`.
+#[derive(Args, Debug, Clone)]
+#[command(
+    subcommand_required = true,
+    subcommand_help_heading = "commands",
+    next_help_heading = "options",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+pub struct GroupsArgs {
+    #[command(subcommand)]
+    pub command: GroupsCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum GroupsCommand {
+    /// split an MRN list into group files; later runs keep every MRN in its group
+    Split(GroupsSplitArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+pub struct GroupsSplitArgs {
+    /// folder of group files, made on the first run
+    #[arg(value_name = "GROUPS_DIR", help_heading = "positional arguments")]
+    pub groups_dir: PathBuf,
+    /// the full MRN list: a text file with one MRN a line, or a .csv file with an 'mrn' column
+    #[arg(long, value_name = "PATH")]
+    pub mrns: PathBuf,
+    /// most MRNs in one group file, like 10000
+    #[arg(long, value_name = "N")]
+    pub size: usize,
+    /// start of the group file names (default MRN-)
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "MRN-",
+        hide_default_value = true
+    )]
+    pub prefix: String,
+    /// digits of the group number, zero-padded (default 3; larger numbers get more digits)
+    #[arg(
+        long,
+        value_name = "DIGITS",
+        default_value_t = 3,
+        hide_default_value = true
+    )]
+    pub width: usize,
+    /// print what would change and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// also print every removed MRN with its group (they are always listed in a removed-*.csv file)
+    #[arg(long)]
+    pub show_removed: bool,
 }

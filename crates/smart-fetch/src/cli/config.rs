@@ -68,13 +68,17 @@ pub fn apply(command: &mut Command, config: &Table) -> Result<(), AppError> {
         Command::Hydrate(args) => layer.hydrate(args),
         Command::Single(args) => layer.single(args),
         Command::Batch(args) => layer.batch(args),
-        Command::Bundle(_) | Command::ResetSymlinks(_) => Ok(()),
+        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Groups(_) => Ok(()),
     }
 }
 
-/// Whether a subcommand reads the config file at all (spec §3: not `bundle`/`reset-symlinks`).
+/// Whether a subcommand reads the config file at all (spec §3: not `bundle`/`reset-symlinks`;
+/// nor `groups`, ours, which talks to no server and has no keys of its own there).
 pub fn applies_to(command: &Command) -> bool {
-    !matches!(command, Command::Bundle(_) | Command::ResetSymlinks(_))
+    !matches!(
+        command,
+        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Groups(_)
+    )
 }
 
 struct Layer<'a>(&'a Table);
@@ -425,6 +429,9 @@ mod tests {
 
         assert!(!applies_to(&command(&["bundle", "dir"])));
         assert!(!applies_to(&command(&["reset-symlinks", "dir"])));
+        assert!(!applies_to(&command(&[
+            "groups", "split", "--mrns", "m.txt", "--size", "5", "dir"
+        ])));
         assert!(applies_to(&command(&["single", "Patient/x"])));
     }
 

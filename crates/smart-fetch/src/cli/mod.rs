@@ -11,6 +11,7 @@ pub mod common;
 pub mod config;
 pub mod crawl;
 pub mod export;
+pub mod groups;
 pub mod hydrate;
 pub mod reset_symlinks;
 pub mod single;
@@ -90,6 +91,7 @@ async fn dispatch(cli: Cli, cancel: &Cancel) -> Result<(), AppError> {
         Command::Bulk(args) => cancel.guard(bulk::run(args, &general)).await,
         Command::Hydrate(args) => cancel.guard(hydrate::run(args, &general)).await,
         Command::Bundle(args) => bundle::run(args),
+        Command::Groups(args) => groups::run(args),
         Command::Batch(args) => batch::run(args, &general, cancel).await,
     }
 }
@@ -280,6 +282,7 @@ mod tests {
                 "single",
                 "bundle",
                 "reset-symlinks",
+                "groups",
                 "batch"
             ]
         );
