@@ -61,7 +61,15 @@ SCENARIOS = {
                   kind="hydrate"),
     "resume": Scenario("resume", "Resume waste: killed (SIGKILL) at 50% of requests, resumed",
                        2000, 0, kind="resume"),
+    # Issue 12: a quarter's groups in one process. Ours: one `batch` over 40 group files
+    # sharing 20 connections; the Python tool: 40 `export` processes, 8 at a time (what a
+    # site's Slurm glue does today), each with its own connections.
+    "batch": Scenario("batch", "(batch) 20,000 patients in 40 groups, 20 ms latency, Epic",
+                      20000, 20, connections=20, kind="batch"),
 }
+
+BATCH_GROUPS = 40
+PYTHON_AT_ONCE = 8
 
 
 def log(message):
@@ -390,6 +398,131 @@ def resume_runs(scenario, bins, work, mrn_file):
 # Figures and the table
 
 
+def write_group_files(bins, scenario, groups_dir):
+    groups_dir.mkdir(parents=True, exist_ok=True)
+    per_group = -(-scenario.patients // BATCH_GROUPS)
+    for g in range(BATCH_GROUPS):
+        start = g * per_group
+        count = min(per_group, scenario.patients - start)
+        if count <= 0:
+            break
+        with open(groups_dir / f"MRN-{g:03d}", "w") as f:
+            subprocess.run([str(bins / "fake-ehr"), "mrns", "--from", str(start),
+                            "--patients", str(count)], stdout=f, check=True)
+
+
+def batch_runs(scenario, bins, work, python_tool, with_python):
+    """Ours: one batch process. Python: one export per group, PYTHON_AT_ONCE at a time."""
+    groups_dir = work / f"{scenario.key}-groups"
+    shutil.rmtree(groups_dir, ignore_errors=True)
+    write_group_files(bins, scenario, groups_dir)
+    groups = sorted(p for p in groups_dir.iterdir())
+    summary = {}
+
+    run_dir = work / f"{scenario.key}-rust"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    out = run_dir / "out"
+    with Server(bins / "fake-ehr", scenario, run_dir) as server:
+        before = server.counts()
+        args = [str(bins / "smart-fetch"), "batch", "--fhir-url", server.url, "--id-system",
+                ID_SYSTEM, "--groups", str(groups_dir), "--nickname", "bench",
+                "--hydration-tasks", "none", "--max-connections", str(scenario.connections),
+                "--log-format", "plain", str(out)]
+        log(f"  rust: {' '.join(args)}")
+        result = run_measured(args, run_dir / "tool.log")
+        after = server.counts()
+    if result["exit"] != 0:
+        tail = (run_dir / "tool.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"batch exited with {result['exit']}:\n{tail}")
+    result["requests"] = after["requests"] - before["requests"]
+    result["max_in_flight"] = after["max_in_flight"]
+    result.update(scan_output(out))
+    result["bound"] = result["requests"] * scenario.latency_ms / 1000 / scenario.connections
+    result["efficiency"] = result["bound"] / result["wall"]
+    log(f"    {result['wall']:.1f} s wall, {result['cpu']:.2f} s CPU, "
+        f"{result['rss'] / MIB:.1f} MiB, {result['requests']} requests, "
+        f"efficiency {result['efficiency']:.2f}")
+    shutil.rmtree(out, ignore_errors=True)
+    summary["rust"] = result
+
+    if not with_python:
+        return summary
+    run_dir = work / f"{scenario.key}-python"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    out = run_dir / "out"
+    with Server(bins / "fake-ehr", scenario, run_dir) as server:
+        before = server.counts()
+        start = time.monotonic()
+        pending = list(groups)
+        running = {}
+        cpu = 0.0
+        rss = 0
+        failures = 0
+        while pending or running:
+            while pending and len(running) < PYTHON_AT_ONCE:
+                group = pending.pop(0)
+                args = [python_tool, "export", "--fhir-url", server.url, "--id-system", ID_SYSTEM,
+                        "--id-file", str(group), "--nickname", "bench", "--hydration-tasks",
+                        "none", str(out / group.name)]
+                log_file = open(run_dir / f"{group.name}.log", "w")
+                proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+                running[proc.pid] = (proc, log_file)
+            pid, status, usage = os.wait4(-1, 0)
+            if pid not in running:
+                continue
+            proc, log_file = running.pop(pid)
+            log_file.close()
+            cpu += usage.ru_utime + usage.ru_stime
+            rss = max(rss, usage.ru_maxrss * 1024)
+            failures += os.waitstatus_to_exitcode(status) != 0
+        wall = time.monotonic() - start
+        after = server.counts()
+    python = {"wall": wall, "cpu": cpu, "rss": rss, "failures": failures,
+              "requests": after["requests"] - before["requests"],
+              "max_in_flight": after["max_in_flight"], "rss_source": "wait4"}
+    python.update(scan_output(out))
+    log(f"    python: {wall:.1f} s wall, {cpu:.2f} s CPU, {rss / MIB:.1f} MiB peak per process, "
+        f"{python['requests']} requests, {failures} failed exports")
+    shutil.rmtree(out, ignore_errors=True)
+    summary["python"] = python
+    return summary
+
+
+def batch_table(scenario, summary):
+    rust, python = summary["rust"], summary.get("python")
+    lines = [f"| {scenario.title} | Wall time | {fmt_value('wall', rust['wall'])} | "
+             f"{fmt_value('wall', python['wall']) if python else 'not run'} | "
+             f"{rust['wall'] / python['wall']:.2f} |" if python else
+             f"| {scenario.title} | Wall time | {fmt_value('wall', rust['wall'])} | not run | |"]
+
+    def row(label, key, note_python=""):
+        ours = fmt_value(key, rust.get(key))
+        theirs = fmt_value(key, python.get(key)) + note_python if python else ""
+        ratio = (f"{rust[key] / python[key]:.2f}"
+                 if python and python.get(key) and rust.get(key) is not None else "")
+        lines.append(f"| | {label} | {ours} | {theirs} | {ratio} |")
+
+    row("CPU time (user+sys, all processes)", "cpu")
+    row("Peak RSS (ours: the one process; Python: the largest of its processes)", "rss")
+    row("Requests", "requests")
+    row("Resources written", "resources")
+    row("Most requests in flight (server)", "max_in_flight")
+    lines.append(f"| | Connections | {scenario.connections}, shared by all groups | "
+                 f"5 per process × {PYTHON_AT_ONCE} processes | |")
+    lines.append(f"| | Efficiency (requests × latency ÷ connections ÷ wall) | "
+                 f"{rust['efficiency']:.2f} | | |")
+    if python:
+        same = rust["types"] == {t: v for t, v in python["types"].items()}
+        counts = ({t: v["count"] for t, v in rust["types"].items()} ==
+                  {t: v["count"] for t, v in python["types"].items()})
+        lines.append(f"| | Same resources | {'yes' if same else 'same counts' if counts else 'NO'}"
+                     f" | | |")
+    return lines
+
+
 def mean(results, key):
     values = [r[key] for r in results if r.get(key) is not None]
     return statistics.mean(values) if values else None
@@ -466,6 +599,9 @@ def table(results, python_notes):
              "|---|---|---:|---:|---:|"]
     for key, summary in results.items():
         scenario = SCENARIOS[key]
+        if scenario.kind == "batch":
+            lines.extend(batch_table(scenario, summary))
+            continue
         if scenario.kind == "resume":
             r = summary
             lines.append(f"| {scenario.title} | Requests: uninterrupted / killed + resumed | "
@@ -568,6 +704,12 @@ def targets(results):
             check(ours <= theirs and same,
                   f"({key}) requests per patient ≤ the Python tool's, same output: "
                   f"{ours:.2f} vs {theirs:.2f}, {'same' if same else 'DIFFERENT'} resources")
+    if "batch" in results:
+        rust = results["batch"]["rust"]
+        check(rust["efficiency"] >= 0.9,
+              f"(batch) efficiency ≥ 0.9: {rust['efficiency']:.2f}")
+        check(rust["rss"] <= 64 * MIB,
+              f"(batch) peak RSS ≤ 64 MB for the whole batch: {rust['rss'] / MIB:.1f} MiB")
     if "resume" in results:
         r = results["resume"]
         check(r["extra"] <= 0.05 and r["same_output"],
@@ -586,7 +728,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*",
-                        help="a b c d e resume, or all (default: a b resume)")
+                        help="a b c d e resume batch, or all (default: a b resume)")
     parser.add_argument("--bin", required=True, type=Path, help="folder with smart-fetch and fake-ehr")
     parser.add_argument("--python-tool", required=True, help="the Python smart-fetch executable")
     parser.add_argument("--work", required=True, type=Path, help="work folder")
@@ -628,6 +770,10 @@ def main():
                            stdout=f, check=True)
         if scenario.kind == "resume":
             results[key] = resume_runs(scenario, bins, work, mrn_file)
+            raw[key] = results[key]
+            continue
+        if scenario.kind == "batch":
+            results[key] = batch_runs(scenario, bins, work, args.python_tool, not args.no_python)
             raw[key] = results[key]
             continue
         with_python = not args.no_python and not (key == "c" and not args.python_c)

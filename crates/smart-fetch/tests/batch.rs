@@ -355,6 +355,7 @@ fn rerun_after_kills_ends_like_an_uninterrupted_batch() {
         );
         assert_eq!(metadata_keys(&a), metadata_keys(&b), "{name}");
     }
+    eprintln!("{killed_requests} requests with kills at {kills:?} vs {whole_requests} uninterrupted");
     assert!(
         killed_requests as f64 <= whole_requests as f64 * 1.05,
         "{killed_requests} requests with kills at {kills:?} vs {whole_requests} uninterrupted"
