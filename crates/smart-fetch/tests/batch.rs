@@ -355,7 +355,9 @@ fn rerun_after_kills_ends_like_an_uninterrupted_batch() {
         );
         assert_eq!(metadata_keys(&a), metadata_keys(&b), "{name}");
     }
-    eprintln!("{killed_requests} requests with kills at {kills:?} vs {whole_requests} uninterrupted");
+    eprintln!(
+        "{killed_requests} requests with kills at {kills:?} vs {whole_requests} uninterrupted"
+    );
     assert!(
         killed_requests as f64 <= whole_requests as f64 * 1.05,
         "{killed_requests} requests with kills at {kills:?} vs {whole_requests} uninterrupted"
@@ -459,5 +461,119 @@ fn bad_batch_arguments_say_what_to_fix() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+}
+
+/// The quarterly cycle: split, batch, then next quarter split again (old MRNs stay in their
+/// groups, new ones get new groups), batch again, and `status --leaf-folders` names exactly
+/// the quarter's folders: `002.q2` for old groups, `001.q2` for the new one.
+#[test]
+fn second_quarter_adds_groups_and_status_lists_its_folders() {
+    const N: usize = 40;
+    let dir = temp_dir("batch-quarters");
+    let ehr = server(Flavor::Epic, N, AuthMode::Open);
+    let url = ehr.base_url();
+    let groups = dir.join("groups");
+    let out = dir.join("out");
+    let (groups_s, out_s) = (
+        groups.to_string_lossy().into_owned(),
+        out.to_string_lossy().into_owned(),
+    );
+    let split = |mrns: &[String], name: &str| {
+        let source = dir.join(name);
+        std::fs::write(&source, mrns.join("\n") + "\n").expect("source list");
+        let result = run(&[
+            "groups",
+            "split",
+            "--mrns",
+            &source.to_string_lossy(),
+            "--size",
+            "15",
+            &groups_s,
+        ]);
+        assert_success(&result);
+    };
+    let batch = |nick: &str| {
+        let result = run(&[
+            "batch",
+            "--fhir-url",
+            &url,
+            "--id-system",
+            fake_ehr::data::MRN_SYSTEM,
+            "--groups",
+            &groups_s,
+            "--nickname",
+            nick,
+            "--hydration-tasks",
+            "none",
+            &out_s,
+        ]);
+        assert_success(&result);
+    };
+
+    let q1: Vec<String> = (0..N).map(fake_ehr::data::mrn).collect();
+    split(&q1, "q1.txt");
+    batch("q1");
+    let old_groups = ["MRN-000", "MRN-001", "MRN-002"];
+    assert_eq!(
+        file_names(&groups)
+            .into_iter()
+            .filter(|n| n.starts_with("MRN-"))
+            .collect::<Vec<_>>(),
+        old_groups
+    );
+    let members = |g: &str| -> BTreeSet<String> {
+        std::fs::read_to_string(groups.join(g))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let before: BTreeMap<&str, BTreeSet<String>> =
+        old_groups.iter().map(|g| (*g, members(g))).collect();
+
+    // Quarter 2: patients whose index ends in 3 are gone from the hospital's list; the
+    // newcomers follow the old patients.
+    ehr.set_quarter(2).expect("quarter 2");
+    let new_count = fake_ehr::data::new_patient_count(N);
+    let q2: Vec<String> = (0..N + new_count)
+        .filter(|i| *i >= N || i % 10 != 3)
+        .map(fake_ehr::data::mrn)
+        .collect();
+    split(&q2, "q2.txt");
+    for g in old_groups {
+        let expected: BTreeSet<String> = before[g]
+            .iter()
+            .filter(|m| q2.contains(m))
+            .cloned()
+            .collect();
+        assert_eq!(members(g), expected, "{g} keeps its MRNs still in the list");
+    }
+    assert_eq!(
+        members("MRN-003"),
+        (N..N + new_count).map(fake_ehr::data::mrn).collect(),
+        "the new MRNs form a new group"
+    );
+    batch("q2");
+
+    let mut expected: Vec<String> = old_groups
+        .iter()
+        .map(|g| out.join(g).join("002.q2").to_string_lossy().into_owned())
+        .collect();
+    expected.push(
+        out.join("MRN-003")
+            .join("001.q2")
+            .to_string_lossy()
+            .into_owned(),
+    );
+    let listed = run(&["status", &out_s, "--nickname", "q2", "--leaf-folders"]);
+    assert_success(&listed);
+    let mut lines: Vec<String> = text(&listed.stdout).lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines, expected);
+    // The old groups' quarter-2 folders name the patients that left in deleted/.
+    for g in old_groups {
+        let deleted = out.join(g).join("002.q2").join("deleted");
+        assert!(deleted.is_dir(), "{}", deleted.display());
     }
 }
