@@ -134,13 +134,29 @@ fn groups_share_one_budget_and_match_separate_exports() {
     let out = dir.join("out");
     let (groups_s, out_s) = (groups.to_string_lossy(), out.to_string_lossy());
     let started = Instant::now();
-    let result = run(&batch_args(
-        &url,
-        &groups_s,
-        &out_s,
-        &["--parallel-groups", "6", "--max-connections", "8"],
-    ));
+    let result = run_with_env(
+        &batch_args(
+            &url,
+            &groups_s,
+            &out_s,
+            &["--parallel-groups", "6", "--max-connections", "8"],
+        ),
+        &[("SMART_FETCH_PROGRESS_SECS", "1")],
+    );
     assert_success(&result);
+    // Progress lines while it runs: groups done of the total, connections of the budget.
+    let stdout = text(&result.stdout);
+    let progress: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Groups: "))
+        .collect();
+    assert!(!progress.is_empty(), "{stdout}");
+    assert!(
+        progress.iter().all(|l| l.contains(" of 20 done")
+            && l.contains("connections ")
+            && l.contains(" of 8")),
+        "{progress:?}"
+    );
     let batch_secs = started.elapsed().as_secs_f64();
     let stats = ehr.stats();
     assert_eq!(

@@ -5,6 +5,7 @@
 //! fails does not stop the others; a group already complete for the nickname is skipped, so
 //! rerunning the same command continues where the last run stopped.
 
+pub mod progress;
 pub mod shard;
 pub mod summary;
 
@@ -17,6 +18,7 @@ use crate::report::Reporter;
 pub use shard::{Shard, ShardError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 pub use summary::{GroupRow, GroupState, Summary};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -77,6 +79,8 @@ pub struct BatchPlan {
     pub shard: Option<Shard>,
     /// The export of one group, less what differs per group (folder, IDs, group name).
     pub template: ExportPlan,
+    /// How often a progress line is written (`None`: never).
+    pub progress_every: Option<std::time::Duration>,
 }
 
 /// The leaf folder of `nickname` in a group's managed folder, and whether its export
@@ -130,6 +134,20 @@ pub async fn run(
         plan.parallel.max(1)
     ));
 
+    let tally = progress::Tally::new(plan.groups.len());
+    let ticker = plan.progress_every.map(|every| {
+        let mut view = progress::View::new(tally.clone(), clients.budget.clone());
+        let reporter = reporter.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                reporter.info(view.line());
+            }
+        })
+    });
+
     // A fatal server problem (unreachable, refused credentials) ends the batch: every
     // further group would fail the same way.
     let stop = Cancel::new();
@@ -154,8 +172,10 @@ pub async fn run(
                 row.skipped = true;
                 row.folder = Some(folder);
                 finished += 1;
+                tally.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            tally.running.fetch_add(1, Ordering::Relaxed);
             let template = template.clone();
             let clients = clients.clone();
             let reporter = reporter.scoped(&group.name);
@@ -174,7 +194,12 @@ pub async fn run(
             break;
         };
         finished += 1;
+        tally.running.fetch_sub(1, Ordering::Relaxed);
         if let Ok((index, row)) = joined {
+            match row.state {
+                GroupState::Complete => tally.completed.fetch_add(1, Ordering::Relaxed),
+                _ => tally.failed.fetch_add(1, Ordering::Relaxed),
+            };
             reporter.info(format!(
                 "{} {} ({finished} of {total} groups done).",
                 row.group,
@@ -185,6 +210,9 @@ pub async fn run(
         summary
             .write(&summary_path)
             .map_err(|e| BatchError::Summary(summary_path.clone(), e))?;
+    }
+    if let Some(ticker) = ticker {
+        ticker.abort();
     }
     summary
         .write(&summary_path)

@@ -81,6 +81,7 @@ pub async fn run(args: BatchArgs, general: &General, cancel: &Cancel) -> Result<
         parallel: usize::from(args.parallel_groups),
         shard,
         template,
+        progress_every: Some(progress_every()),
     };
     let summary = batch::run(plan, &clients, &reporter, cancel)
         .await
@@ -107,4 +108,19 @@ pub async fn run(args: BatchArgs, general: &General, cancel: &Cancel) -> Result<
         summary.groups.len(),
         not_complete.join(", ")
     )))
+}
+
+/// Environment variable that sets the seconds between progress lines (default 60), for
+/// tests and for sites whose scheduler logs want more or fewer lines.
+pub const PROGRESS_SECS_ENV: &str = "SMART_FETCH_PROGRESS_SECS";
+
+fn progress_every() -> std::time::Duration {
+    std::env::var(PROGRESS_SECS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.1 && *s <= 86_400.0)
+        .map_or(
+            crate::batch::progress::PLAIN_EVERY,
+            std::time::Duration::from_secs_f64,
+        )
 }

@@ -79,6 +79,19 @@ pub fn run_quick_retries(args: &[&str]) -> Output {
     wait(child, Duration::from_secs(120))
 }
 
+/// Like [`run`], with these environment variables set for the child.
+pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let child = Command::new(bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smart-fetch");
+    wait(child, Duration::from_secs(120))
+}
+
 pub fn spawn(args: &[&str]) -> Child {
     Command::new(bin())
         .args(args)
