@@ -24,6 +24,8 @@ pub enum AppError {
     Bulk(#[from] BulkError),
     #[error(transparent)]
     Hydrate(#[from] HydrateError),
+    #[error(transparent)]
+    Status(#[from] crate::status::StatusError),
     /// A fatal message worded at the point of failure (spec §19.3).
     #[error("{0}")]
     Message(String),

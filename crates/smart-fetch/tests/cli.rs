@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-const SUBCOMMANDS: [&str; 7] = [
+const SUBCOMMANDS: [&str; 8] = [
     "export",
     "bulk",
     "crawl",
@@ -12,6 +12,7 @@ const SUBCOMMANDS: [&str; 7] = [
     "single",
     "bundle",
     "reset-symlinks",
+    "status",
 ];
 
 /// Nothing listens here, so any accidental request fails at once instead of hanging.

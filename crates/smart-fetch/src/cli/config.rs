@@ -67,13 +67,17 @@ pub fn apply(command: &mut Command, config: &Table) -> Result<(), AppError> {
         Command::Crawl(args) => layer.crawl(args),
         Command::Hydrate(args) => layer.hydrate(args),
         Command::Single(args) => layer.single(args),
-        Command::Bundle(_) | Command::ResetSymlinks(_) => Ok(()),
+        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Status(_) => Ok(()),
     }
 }
 
-/// Whether a subcommand reads the config file at all (spec §3: not `bundle`/`reset-symlinks`).
+/// Whether a subcommand reads the config file at all (spec §3: not `bundle`/`reset-symlinks`;
+/// nor `status`, which only reads folders).
 pub fn applies_to(command: &Command) -> bool {
-    !matches!(command, Command::Bundle(_) | Command::ResetSymlinks(_))
+    !matches!(
+        command,
+        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Status(_)
+    )
 }
 
 struct Layer<'a>(&'a Table);
@@ -412,6 +416,7 @@ mod tests {
 
         assert!(!applies_to(&command(&["bundle", "dir"])));
         assert!(!applies_to(&command(&["reset-symlinks", "dir"])));
+        assert!(!applies_to(&command(&["status", "dir"])));
         assert!(applies_to(&command(&["single", "Patient/x"])));
     }
 

@@ -166,6 +166,7 @@ pub async fn run(args: ExportArgs, general: &General) -> Result<(), AppError> {
         eprintln!("{summary}");
     }
     metadata.mark_complete()?;
+    metadata.mark_export_complete(&hydrator.failed_reads())?;
     console::print_done();
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod export;
 pub mod hydrate;
 pub mod reset_symlinks;
 pub mod single;
+pub mod status;
 
 use crate::error::AppError;
 use args::{Cli, Command};
@@ -82,6 +83,7 @@ async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Bulk(args) => bulk::run(args, &general).await,
         Command::Hydrate(args) => hydrate::run(args, &general).await,
         Command::Bundle(args) => bundle::run(args),
+        Command::Status(args) => status::run(args),
     }
 }
 
@@ -270,7 +272,8 @@ mod tests {
                 "hydrate",
                 "single",
                 "bundle",
-                "reset-symlinks"
+                "reset-symlinks",
+                "status"
             ]
         );
         for name in names {
