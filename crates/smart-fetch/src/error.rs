@@ -26,6 +26,8 @@ pub enum AppError {
     Hydrate(#[from] HydrateError),
     #[error(transparent)]
     Groups(#[from] crate::groups::GroupsError),
+    #[error(transparent)]
+    Status(#[from] crate::status::StatusError),
     /// A fatal message worded at the point of failure (spec §19.3).
     #[error("{0}")]
     Message(String),

@@ -21,6 +21,7 @@ pub mod ndjson;
 pub mod report;
 pub mod resources;
 pub mod safe_file;
+pub mod status;
 pub mod text;
 pub mod timestamp;
 

@@ -214,7 +214,7 @@ pub fn line_count(path: &Path) -> io::Result<u64> {
         if chunk.is_empty() {
             break;
         }
-        count += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        count += memchr::memchr_iter(b'\n', chunk).count() as u64;
         last = chunk.last().copied();
         let n = chunk.len();
         reader.consume(n);

@@ -284,6 +284,16 @@ fn a_failing_group_does_not_stop_the_others() {
             .unwrap_or_default()
     };
     assert!(error_of("MRN-004").contains("MRN-004"), "{rows}");
+    let figure = |g: &str, key: &str| {
+        rows.as_array()
+            .and_then(|a| a.iter().find(|r| r["group"] == g))
+            .map(|r| r[key].clone())
+            .unwrap_or_default()
+    };
+    // Four MRNs a group, each one patient; the failed group names its one failed search.
+    assert_eq!(figure("MRN-000", "patients"), 4);
+    assert_eq!(figure("MRN-002", "failed_searches"), 1);
+    assert_eq!(figure("MRN-004", "folder"), Value::Null);
     assert!(error_of("MRN-002").contains("Condition"), "{rows}");
     for g in ["MRN-000", "MRN-001", "MRN-003"] {
         let leaf = out.join(g).join(format!("001.{NICK}"));

@@ -13,8 +13,8 @@ use crate::cancel::Cancel;
 use crate::error::AppError;
 use crate::export::{self, Cohort, ExportPlan};
 use crate::fhir::{Clients, FhirError};
-use crate::folder::workdir;
 use crate::report::Reporter;
+use crate::status;
 pub use shard::{Shard, ShardError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,17 +83,30 @@ pub struct BatchPlan {
     pub progress_every: Option<std::time::Duration>,
 }
 
-/// The leaf folder of `nickname` in a group's managed folder, and whether its export
-/// finished (read only, from `.metadata`'s `complete`).
-pub fn leaf_folder(group_dir: &Path, nickname: &str) -> Option<(PathBuf, bool)> {
-    let leaf = workdir::list(group_dir)
+/// The leaf folder of `nickname` in a group's managed folder, as `status` reads it (only
+/// reads): whether its whole export finished, and what it holds.
+pub fn leaf_status(group_dir: &Path, nickname: &str) -> Option<status::Leaf> {
+    if !group_dir.is_dir() {
+        return None;
+    }
+    status::read(group_dir, Some(nickname))
+        .ok()?
+        .groups
         .into_iter()
-        .find(|w| w.nickname == nickname)?;
-    let complete = std::fs::read(leaf.path.join(".metadata"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .is_some_and(|v| v.get("complete") == Some(&serde_json::Value::Bool(true)));
-    Some((leaf.path, complete))
+        .next()?
+        .leaf
+}
+
+/// Fill a summary row's figures from what the group's leaf folder holds.
+fn note_counts(row: &mut GroupRow, leaf: &status::Leaf) {
+    row.folder = Some(leaf.path.clone());
+    row.patients = Some(leaf.counts.patients);
+    row.resources = Some(leaf.counts.resources_total());
+    row.failed_searches = Some(match &leaf.state {
+        status::LeafState::Failed(f) => f.searches().values().sum(),
+        status::LeafState::Complete(c) => c.accepted_failed_searches().values().sum(),
+        _ => 0,
+    });
 }
 
 /// Run the batch until every group has had its turn, or `cancel` fires. Always returns the
@@ -166,11 +179,13 @@ pub async fn run(
             next += 1;
             let group = plan.groups[index].clone();
             let group_dir = plan.output_root.join(&group.name);
-            if let Some((folder, true)) = leaf_folder(&group_dir, &plan.nickname) {
+            if let Some(leaf) = leaf_status(&group_dir, &plan.nickname)
+                .filter(|l| l.state.state() == status::State::Complete)
+            {
                 let row = &mut summary.groups[index];
                 row.state = GroupState::Complete;
                 row.skipped = true;
-                row.folder = Some(folder);
+                note_counts(row, &leaf);
                 finished += 1;
                 tally.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -265,7 +280,9 @@ async fn run_group(
     }
     .await;
     row.wall_seconds = started.elapsed().as_secs_f64();
-    row.folder = leaf_folder(&group_dir, nickname).map(|(path, _)| path);
+    if let Some(leaf) = leaf_status(&group_dir, nickname) {
+        note_counts(&mut row, &leaf);
+    }
     match result {
         Ok(outcome) => {
             row.state = GroupState::Complete;

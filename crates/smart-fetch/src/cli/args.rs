@@ -74,6 +74,8 @@ pub enum Command {
     Groups(GroupsArgs),
     /// export every group file of a folder, each into its own managed folder, in one process
     Batch(BatchArgs),
+    /// show the state of every group's export under an output folder (reads only)
+    Status(StatusArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -523,4 +525,29 @@ pub struct GroupsSplitArgs {
     /// also print every removed MRN with its group (they are always listed in a removed-*.csv file)
     #[arg(long)]
     pub show_removed: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+pub struct StatusArgs {
+    /// folder holding one managed export folder per group (or one managed export folder)
+    #[arg(value_name = "OUTPUT_ROOT", help_heading = "positional arguments")]
+    pub output_root: String,
+    /// the export to report: each group's leaf folder of this nickname (default: the newest)
+    #[arg(long, value_name = "NAME")]
+    pub nickname: Option<String>,
+    /// print the report as JSON (for scripts)
+    #[arg(long, conflicts_with = "leaf_folders")]
+    pub json: bool,
+    /// print only the paths of complete leaf folders, one per line
+    #[arg(long)]
+    pub leaf_folders: bool,
+    /// exit with status 3 unless every group is complete
+    #[arg(long)]
+    pub check: bool,
 }

@@ -68,16 +68,19 @@ pub fn apply(command: &mut Command, config: &Table) -> Result<(), AppError> {
         Command::Hydrate(args) => layer.hydrate(args),
         Command::Single(args) => layer.single(args),
         Command::Batch(args) => layer.batch(args),
-        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Groups(_) => Ok(()),
+        Command::Bundle(_)
+        | Command::ResetSymlinks(_)
+        | Command::Groups(_)
+        | Command::Status(_) => Ok(()),
     }
 }
 
 /// Whether a subcommand reads the config file at all (spec §3: not `bundle`/`reset-symlinks`;
-/// nor `groups`, ours, which talks to no server and has no keys of its own there).
+/// nor `groups` and `status`, ours, which talk to no server and have no keys of their own there).
 pub fn applies_to(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Groups(_)
+        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Groups(_) | Command::Status(_)
     )
 }
 
@@ -432,6 +435,7 @@ mod tests {
         assert!(!applies_to(&command(&[
             "groups", "split", "--mrns", "m.txt", "--size", "5", "dir"
         ])));
+        assert!(!applies_to(&command(&["status", "dir"])));
         assert!(applies_to(&command(&["single", "Patient/x"])));
     }
 

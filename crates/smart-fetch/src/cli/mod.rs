@@ -15,6 +15,7 @@ pub mod groups;
 pub mod hydrate;
 pub mod reset_symlinks;
 pub mod single;
+pub mod status;
 
 use crate::cancel::Cancel;
 use crate::error::AppError;
@@ -93,6 +94,7 @@ async fn dispatch(cli: Cli, cancel: &Cancel) -> Result<(), AppError> {
         Command::Bundle(args) => bundle::run(args),
         Command::Groups(args) => groups::run(args),
         Command::Batch(args) => batch::run(args, &general, cancel).await,
+        Command::Status(args) => status::run(args),
     }
 }
 
@@ -283,7 +285,8 @@ mod tests {
                 "bundle",
                 "reset-symlinks",
                 "groups",
-                "batch"
+                "batch",
+                "status"
             ]
         );
         for name in names {

@@ -78,7 +78,8 @@ pub struct CrawlOutcome {
     pub report: CrawlReport,
     /// Every selected type is done (none left unfinished by failures or a stop).
     pub finished: bool,
-    /// Types marked done although some of their searches failed (`--allow-incomplete`):
+    /// Types marked done although some of their searches failed (`--allow-incomplete`), in
+    /// this run or an earlier one of the workdir (`.metadata` `acceptedFailedSearches`):
     /// not a whole export of the cohort, so no `deleted/` may be derived from them.
     pub accepted: BTreeSet<ResourceType>,
 }
@@ -175,11 +176,19 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
     let failed_types = report.failed_types();
     // With a failed lookup the cohort itself is not whole: every type is short of data.
     let lookups_failed = failed_types.contains(&ResourceType::Patient);
-    let accepted: BTreeSet<ResourceType> = done
+    let mut accepted: BTreeSet<ResourceType> = done
         .keys()
         .filter(|t| lookups_failed || failed_types.contains(t))
         .copied()
         .collect();
+    // Recorded before the types are marked done (their journals go then): a resumed export
+    // skips done types yet must still treat them as not whole, and `status` reports them.
+    let accepted_counts: BTreeMap<ResourceType, u64> = report
+        .failed_by_type()
+        .into_iter()
+        .filter(|(t, _)| accepted.contains(t))
+        .collect();
+    metadata.note_accepted_failed_searches(&accepted_counts)?;
     let finished = sink_types.iter().all(|t| done.contains_key(t));
     let patient = done.remove_entry(&ResourceType::Patient);
     let looked_up_patients = patient.is_some();
@@ -187,6 +196,16 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
         metadata.mark_done(t, &when)?;
         Sink::clear_state(&plan.workdir, t);
     }
+    // Types an earlier run of this workdir accepted incomplete are still not whole; with
+    // failed ID lookups accepted, no type is.
+    let earlier = metadata.accepted_failed_searches();
+    let cohort_short = earlier.contains_key(ResourceType::Patient.as_str());
+    accepted.extend(
+        ResourceType::SCOPE_TYPES
+            .into_iter()
+            .filter(|t| metadata.is_done(*t))
+            .filter(|t| cohort_short || earlier.contains_key(t.as_str())),
+    );
     if looked_up_patients {
         // ID lookups fetch the whole cohort, so deletions are real; unless some failed
         // (accepted with --allow-incomplete): their patients would look deleted.

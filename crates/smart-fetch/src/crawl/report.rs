@@ -140,6 +140,17 @@ impl CrawlReport {
             .collect()
     }
 
+    /// Failed chains per type, whatever the kind (Patient: failed ID lookups).
+    pub fn failed_by_type(&self) -> BTreeMap<ResourceType, u64> {
+        let mut totals = BTreeMap::new();
+        for by_type in self.failed.values() {
+            for (t, n) in by_type {
+                *totals.entry(*t).or_default() += n;
+            }
+        }
+        totals
+    }
+
     pub fn is_stopped(&self, t: ResourceType) -> bool {
         self.stopped.contains_key(&t)
     }
@@ -294,6 +305,14 @@ mod tests {
             ]
         );
         assert!(report.failure_lines(true)[3].ends_with("marked done without them"));
+        assert_eq!(
+            report.failed_by_type().into_iter().collect::<Vec<_>>(),
+            [
+                (ResourceType::Patient, 1),
+                (ResourceType::Condition, 2),
+                (ResourceType::Observation, 1)
+            ]
+        );
         assert_eq!(
             report.failed_types().into_iter().collect::<Vec<_>>(),
             [

@@ -225,6 +225,29 @@ fn writer_loop(
     Ok(done)
 }
 
+/// Per type, the searches (chains) that failed and wait for the next run, as the journals
+/// of unfinished types list them. Reads only, for `status`; a journal that cannot be read
+/// lists none, as it would for a resuming crawl.
+pub fn journaled_failures(workdir: &Path) -> BTreeMap<ResourceType, u64> {
+    let state_dir = workdir.join(STATE_DIR);
+    let mut out = BTreeMap::new();
+    for t in ResourceType::SCOPE_TYPES {
+        let path = state_dir.join(journal_name(t));
+        if !path.is_file() {
+            continue;
+        }
+        let journal = [true, false].into_iter().find_map(|compress| {
+            read_journal(&path, &crate::ndjson::file_name(t.as_str(), compress))
+        });
+        if let Some(journal) = journal
+            && !journal.failed.is_empty()
+        {
+            out.insert(t, journal.failed.len() as u64);
+        }
+    }
+    out
+}
+
 fn journal_name(t: ResourceType) -> String {
     format!("{t}.journal")
 }
@@ -670,6 +693,10 @@ mod tests {
         drop(state);
         let (mut state, _) = TypeState::open(&dir, t, true).expect("reopen");
         assert_eq!(state.failed.len(), 1, "failed twice, listed once");
+        assert_eq!(
+            journaled_failures(&dir).into_iter().collect::<Vec<_>>(),
+            [(t, 1)]
+        );
         assert_eq!(state.error_lines(true).len(), 2);
         state
             .commit(vec![result("p2", ChainOutcome::Complete)])
@@ -682,6 +709,7 @@ mod tests {
             HashSet::from(["p1".to_string(), "p2".to_string()])
         );
         assert!(state.failed.is_empty());
+        assert!(journaled_failures(&dir).is_empty());
         assert_eq!(
             state.error_lines(true).len(),
             2,

@@ -233,6 +233,7 @@ async fn run_export(
         reporter.warn(summary);
     }
     metadata.mark_complete()?;
+    metadata.mark_export_complete(&hydrator.failed_reads())?;
     Ok(ExportOutcome { workdir })
 }
 

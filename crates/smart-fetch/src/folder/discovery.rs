@@ -18,13 +18,28 @@ const MAX_LINK_HOPS: usize = 40;
 /// Files whose first line is an object without `resourceType` (like `log.ndjson`) come back
 /// with type `None`; files that are empty, unreadable or not objects are left out.
 pub fn list(dir: &Path) -> Vec<(PathBuf, Option<String>)> {
+    let (found, problems) = list_quietly(dir);
+    for problem in problems {
+        println!("{problem}");
+    }
+    found
+}
+
+/// [`list`] without printing: the files, and the lines `list` would print about files it
+/// left out (for `status`, which must keep stdout to its own report).
+pub fn list_quietly(dir: &Path) -> (Vec<(PathBuf, Option<String>)>, Vec<String>) {
+    let mut problems = Vec::new();
     let mut found: Vec<(PathBuf, Option<String>)> = candidate_files(dir)
         .into_iter()
         .filter(|p| has_ndjson_ending(p))
         .filter_map(|p| match sniff_type(&p) {
-            Sniffed::Typed(t) => Some((p, Some(t))),
-            Sniffed::Untyped => Some((p, None)),
-            Sniffed::Ignored => None,
+            Ok(Sniffed::Typed(t)) => Some((p, Some(t))),
+            Ok(Sniffed::Untyped) => Some((p, None)),
+            Ok(Sniffed::Ignored) => None,
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
         })
         .collect();
     // Byte order of the path string, as Python sorts `str` paths.
@@ -33,7 +48,7 @@ pub fn list(dir: &Path) -> Vec<(PathBuf, Option<String>)> {
             .as_encoded_bytes()
             .cmp(b.0.as_os_str().as_encoded_bytes())
     });
-    found
+    (found, problems)
 }
 
 /// Files whose type is `resource_type`.
@@ -96,28 +111,26 @@ enum Sniffed {
     Ignored,
 }
 
-fn sniff_type(path: &Path) -> Sniffed {
+/// The file's type, or the line to print about a file that is left out because its first
+/// line cannot be read.
+fn sniff_type(path: &Path) -> Result<Sniffed, String> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if let Some(t) = type_from_name(&name) {
-        return Sniffed::Typed(t.to_string());
+        return Ok(Sniffed::Typed(t.to_string()));
     }
     let mut line = Vec::new();
     let read = ndjson::open_decompressed(path)
         .and_then(|mut r| ndjson::read_line_capped(&mut r, &mut line, ndjson::MAX_LINE));
     match read {
-        Err(e) => {
-            println!("Could not read from '{}': {e}", path.display());
-            return Sniffed::Ignored;
-        }
+        Err(e) => return Err(format!("Could not read from '{}': {e}", path.display())),
         Ok(ndjson::Line::TooLong) => {
-            println!(
+            return Err(format!(
                 "Could not read from '{}': its first line is too long",
                 path.display()
-            );
-            return Sniffed::Ignored;
+            ));
         }
         Ok(_) => {}
     }
@@ -125,18 +138,15 @@ fn sniff_type(path: &Path) -> Sniffed {
         line.pop();
     }
     if line.is_empty() {
-        return Sniffed::Ignored;
+        return Ok(Sniffed::Ignored);
     }
     match serde_json::from_slice::<serde_json::Value>(&line) {
         Ok(serde_json::Value::Object(map)) => match map.get("resourceType") {
-            Some(serde_json::Value::String(t)) => Sniffed::Typed(t.clone()),
-            _ => Sniffed::Untyped,
+            Some(serde_json::Value::String(t)) => Ok(Sniffed::Typed(t.clone())),
+            _ => Ok(Sniffed::Untyped),
         },
-        Ok(_) => Sniffed::Ignored,
-        Err(e) => {
-            println!("Could not read from '{}': {e}", path.display());
-            Sniffed::Ignored
-        }
+        Ok(_) => Ok(Sniffed::Ignored),
+        Err(e) => Err(format!("Could not read from '{}': {e}", path.display())),
     }
 }
 

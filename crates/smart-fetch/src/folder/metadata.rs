@@ -24,6 +24,37 @@ const KIND_MANAGED: &str = "managed";
 /// every reference answered (spec §14.8 compares hydrated files only between exports that
 /// ran the same ones). Absent = unknown, so hydrated files are not comparable.
 const HYDRATION_TASKS: &str = "hydrationTasks";
+/// Ours: the whole managed export (searches, hydration, `deleted/`, symlinks) finished, with
+/// a summary of what the workdir holds, so `status` need not read gigabytes. Valid only
+/// while its `finished` equals the file's `timestamp`: every later write of `.metadata` (the
+/// Python tool's too, which keeps keys it does not know) refreshes `timestamp`, so a marker
+/// that no longer describes the files is recognisably stale. Our own writes also drop it.
+const EXPORT_COMPLETE: &str = "exportComplete";
+/// Ours: per type, the failed searches a crawl accepted with `--allow-incomplete` when it
+/// marked the type done. The journal that listed them is gone once the type is done, and a
+/// resumed export must still know those types are not whole.
+const ACCEPTED_FAILED_SEARCHES: &str = "acceptedFailedSearches";
+/// Who wrote the marker: this tool, not the Python one whose version `.metadata` carries.
+pub const TOOL: &str = concat!("smart-fetch (Rust) ", env!("CARGO_PKG_VERSION"));
+
+/// The summary recorded when a whole managed export finished (`exportComplete`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportCompletion {
+    /// When it finished (isoformat, the `.metadata` timestamp of that write).
+    pub finished: String,
+    /// `smart-fetch (Rust) <version>`.
+    pub tool: String,
+    /// Lines of the workdir's Patient files.
+    pub patients: u64,
+    /// Lines of the workdir's NDJSON files by type (`folder::contents`).
+    pub resources: BTreeMap<String, u64>,
+    /// Entries in `deleted/` by type.
+    pub deleted: BTreeMap<String, u64>,
+    /// Failed searches accepted with `--allow-incomplete`, by type (Patient = ID lookups).
+    pub accepted_failed_searches: BTreeMap<String, u64>,
+    /// Hydration reads still failing, accepted with `--allow-incomplete`, by what they fetch.
+    pub accepted_failed_reads: BTreeMap<String, u64>,
+}
 
 /// What a crawl or bulk run is exporting, compared against a workdir's stored context.
 #[derive(Clone, Debug, Default)]
@@ -70,11 +101,18 @@ fn load_map(dir: &Path, expected_kind: &'static str) -> Result<Map<String, Value
 
 /// Refresh `kind`/`timestamp`/`version` and replace `<dir>/.metadata` atomically.
 fn write_map(dir: &Path, data: &mut Map<String, Value>, kind: &str) -> Result<(), FolderError> {
+    write_map_at(dir, data, kind, timestamp::isoformat(&timestamp::now()))
+}
+
+/// [`write_map`] with the `timestamp` to write (the completion marker repeats it).
+fn write_map_at(
+    dir: &Path,
+    data: &mut Map<String, Value>,
+    kind: &str,
+    stamp: String,
+) -> Result<(), FolderError> {
     data.insert("kind".into(), Value::String(kind.into()));
-    data.insert(
-        "timestamp".into(),
-        Value::String(timestamp::isoformat(&timestamp::now())),
-    );
+    data.insert("timestamp".into(), Value::String(stamp));
     data.insert(
         "version".into(),
         Value::String(crate::COMPAT_VERSION.into()),
@@ -186,7 +224,10 @@ impl OutputMetadata {
         self.data.is_empty()
     }
 
+    /// Every write but the marker's own drops the completion marker: whatever changes
+    /// `.metadata` after an export finished may change the files too.
     fn write(&mut self) -> Result<(), FolderError> {
+        self.data.shift_remove(EXPORT_COMPLETE);
         write_map(&self.dir, &mut self.data, KIND_OUTPUT)
     }
 
@@ -391,6 +432,118 @@ impl OutputMetadata {
         self.data.get("complete") == Some(&Value::Bool(true))
     }
 
+    /// Record that the whole managed export finished (`complete` too), with a summary of
+    /// what the workdir holds now, counted from its files. `accepted_failed_reads`: the
+    /// hydration reads this run could not get and `--allow-incomplete` accepted (hydration
+    /// runs in full on every export, so this run's failures are the workdir's). A file that
+    /// cannot be read is an error: the summary would be wrong.
+    pub fn mark_export_complete(
+        &mut self,
+        accepted_failed_reads: &BTreeMap<String, u64>,
+    ) -> Result<(), FolderError> {
+        let contents = super::contents::count(&self.dir);
+        if let Some(problem) = contents.problems.first() {
+            return Err(FolderError::Corrupt {
+                path: self.dir.display().to_string(),
+                message: problem.clone(),
+            });
+        }
+        let finished = timestamp::isoformat(&timestamp::now());
+        let counts = |map: &BTreeMap<String, u64>| {
+            Value::Object(
+                map.iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(t, n)| (t.clone(), Value::from(*n)))
+                    .collect(),
+            )
+        };
+        let mut marker = Map::new();
+        marker.insert("finished".into(), Value::String(finished.clone()));
+        marker.insert("tool".into(), Value::String(TOOL.into()));
+        marker.insert("patients".into(), Value::from(contents.patients()));
+        marker.insert("resources".into(), counts(&contents.resources));
+        marker.insert("deleted".into(), counts(&contents.deleted));
+        marker.insert(
+            "acceptedFailedSearches".into(),
+            counts(&self.accepted_failed_searches()),
+        );
+        marker.insert("acceptedFailedReads".into(), counts(accepted_failed_reads));
+        self.data.insert("complete".into(), Value::Bool(true));
+        self.data.shift_remove(EXPORT_COMPLETE);
+        self.data
+            .insert(EXPORT_COMPLETE.into(), Value::Object(marker));
+        write_map_at(&self.dir, &mut self.data, KIND_OUTPUT, finished)
+    }
+
+    /// The completion summary, when there is one that still describes the folder: written
+    /// by `mark_export_complete` and no write of `.metadata` since (see `EXPORT_COMPLETE`).
+    /// `None` for the Python tool's folders, older versions', unfinished or changed ones.
+    pub fn export_completion(&self) -> Option<ExportCompletion> {
+        if !self.is_complete() {
+            return None;
+        }
+        let marker = self.data.get(EXPORT_COMPLETE)?.as_object()?;
+        let finished = marker.get("finished")?.as_str()?;
+        if self.data.get("timestamp").and_then(Value::as_str) != Some(finished) {
+            return None;
+        }
+        let counts = |key: &str| -> Option<BTreeMap<String, u64>> {
+            marker
+                .get(key)?
+                .as_object()?
+                .iter()
+                .map(|(t, n)| Some((t.clone(), n.as_u64()?)))
+                .collect()
+        };
+        Some(ExportCompletion {
+            finished: finished.to_string(),
+            tool: marker.get("tool")?.as_str()?.to_string(),
+            patients: marker.get("patients")?.as_u64()?,
+            resources: counts("resources")?,
+            deleted: counts("deleted")?,
+            accepted_failed_searches: counts("acceptedFailedSearches")?,
+            accepted_failed_reads: counts("acceptedFailedReads")?,
+        })
+    }
+
+    /// Failed searches accepted with `--allow-incomplete` in this workdir so far, by type.
+    pub fn accepted_failed_searches(&self) -> BTreeMap<String, u64> {
+        let Some(map) = self
+            .data
+            .get(ACCEPTED_FAILED_SEARCHES)
+            .and_then(Value::as_object)
+        else {
+            return BTreeMap::new();
+        };
+        map.iter()
+            .filter_map(|(t, n)| Some((t.clone(), n.as_u64()?)))
+            .collect()
+    }
+
+    /// Add a crawl's accepted failures (types it marks done with failed searches). A type
+    /// is done once, so its count is set, not added to.
+    pub fn note_accepted_failed_searches(
+        &mut self,
+        failed: &BTreeMap<ResourceType, u64>,
+    ) -> Result<(), FolderError> {
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let entry = self
+            .data
+            .entry(ACCEPTED_FAILED_SEARCHES)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        if let Value::Object(map) = entry {
+            for (t, n) in failed {
+                map.insert(t.as_str().to_string(), Value::from(*n));
+            }
+        }
+        self.write()
+    }
+
     /// Status URL of an in-progress bulk export (spec §10.2 `bulk-status`).
     pub fn bulk_status(&self) -> Option<&str> {
         self.data.get("bulk-status").and_then(Value::as_str)
@@ -430,11 +583,14 @@ impl OutputMetadata {
 /// writes to `dir`: a run that stops halfway (or a `hydrate` into a workdir) must not leave
 /// a record that no longer describes the files. Folders without an output `.metadata`, or
 /// whose `.metadata` cannot be read (then no record can be read either), are left alone.
+/// The completion marker goes too: the files it counted are about to change.
 pub fn forget_hydration_tasks(dir: &Path) -> Result<(), FolderError> {
     let Ok(mut data) = load_map(dir, KIND_OUTPUT) else {
         return Ok(());
     };
-    if data.shift_remove(HYDRATION_TASKS).is_none() {
+    let tasks = data.shift_remove(HYDRATION_TASKS);
+    let marker = data.shift_remove(EXPORT_COMPLETE);
+    if tasks.is_none() && marker.is_none() {
         return Ok(());
     }
     let path = dir.join(FILE_NAME);
@@ -630,6 +786,78 @@ mod tests {
             r#"{"kind": "output", "hydrationTasks": [1]}"#,
         );
         assert_eq!(ok(OutputMetadata::load(&work)).hydration_tasks(), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn completion_marker_holds_only_until_the_next_write() {
+        let dir = temp_dir("meta-marker");
+        let work = dir.join("001.x");
+        write(
+            &work.join("Patient.ndjson"),
+            "{\"resourceType\":\"Patient\",\"id\":\"1\"}\n",
+        );
+        let mut m = ok(OutputMetadata::load(&work));
+        ok(m.note_accepted_failed_searches(&[(ResourceType::Condition, 2)].into()));
+        assert_eq!(m.export_completion(), None);
+        ok(m.mark_export_complete(&[("Observation".to_string(), 1)].into()));
+        let again = ok(OutputMetadata::load(&work));
+        assert!(again.is_complete());
+        let Some(c) = again.export_completion() else {
+            panic!("a marker")
+        };
+        let named = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+        };
+        assert_eq!(c.patients, 1);
+        assert_eq!(c.resources, named(&[("Patient", 1)]));
+        assert!(c.deleted.is_empty());
+        assert_eq!(c.accepted_failed_searches, named(&[("Condition", 2)]));
+        assert_eq!(c.accepted_failed_reads, named(&[("Observation", 1)]));
+        assert_eq!(c.tool, TOOL);
+        assert_eq!(
+            again.raw().get("timestamp").and_then(Value::as_str),
+            Some(c.finished.as_str())
+        );
+
+        // Any later write of ours drops it, on disk too.
+        let mut m = again;
+        ok(m.mark_done(ResourceType::Patient, &ts("2024-10-16T12:00:00Z")));
+        assert_eq!(m.export_completion(), None);
+        assert!(
+            !ok(OutputMetadata::load(&work))
+                .raw()
+                .contains_key(EXPORT_COMPLETE)
+        );
+
+        // Another tool's write keeps the key but refreshes `timestamp`: stale.
+        ok(m.mark_export_complete(&BTreeMap::new()));
+        let text = ok(fs::read_to_string(work.join(FILE_NAME)));
+        let mut value: Value = ok(serde_json::from_str(&text));
+        value["timestamp"] = Value::String("2099-01-01T00:00:00+00:00".into());
+        write(&work.join(FILE_NAME), &value.to_string());
+        let rewritten = ok(OutputMetadata::load(&work));
+        assert!(rewritten.is_complete());
+        assert!(rewritten.raw().contains_key(EXPORT_COMPLETE));
+        assert_eq!(rewritten.export_completion(), None);
+
+        // Hydration starting again removes it.
+        let mut m = rewritten;
+        ok(m.mark_export_complete(&BTreeMap::new()));
+        assert!(
+            ok(OutputMetadata::load(&work))
+                .export_completion()
+                .is_some()
+        );
+        ok(forget_hydration_tasks(&work));
+        let forgot = ok(OutputMetadata::load(&work));
+        assert!(!forgot.raw().contains_key(EXPORT_COMPLETE));
+        assert!(forgot.is_complete());
+
+        // A file that cannot be read makes no summary.
+        ok(fs::write(work.join("Condition.ndjson.gz"), b"not gzip"));
+        let mut m = forgot;
+        assert!(m.mark_export_complete(&BTreeMap::new()).is_err());
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -2,6 +2,7 @@
 //! discovery and symlinks. Everything that touches the folder layout goes through here; it
 //! never talks to the server and never prints fatal errors itself (it returns them).
 
+pub mod contents;
 pub mod discovery;
 pub mod error;
 pub mod history;
@@ -11,7 +12,7 @@ pub mod symlinks;
 pub mod workdir;
 
 pub use error::FolderError;
-pub use metadata::{ExportContext, ManagedMetadata, OutputMetadata};
+pub use metadata::{ExportCompletion, ExportContext, ManagedMetadata, OutputMetadata};
 
 use std::path::Path;
 

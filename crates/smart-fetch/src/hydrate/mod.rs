@@ -132,6 +132,22 @@ impl Hydrator {
         ))
     }
 
+    /// Reads that still failed after their retries, by what they fetch (the output type,
+    /// or Binary for note inlining).
+    pub fn failed_reads(&self) -> std::collections::BTreeMap<String, u64> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Leave the workdir's record of reads this hydration could not get (removed when all
+    /// were answered), so `status` can tell a failed export from one still running.
+    fn record_failed_reads(&self) -> Result<(), HydrateError> {
+        crate::folder::contents::record_failed_reads(&self.options.workdir, &self.failed_reads())?;
+        Ok(())
+    }
+
     /// What this run's tasks tell deleted-resource detection, for the `selected` tasks it
     /// was asked to run (call after `run_export`).
     pub fn deletion_evidence(&self, selected: &[&'static Task]) -> evidence::HydrationReport {
@@ -141,11 +157,12 @@ impl Hydrator {
     /// `hydrate`: each task once, in registry order, a rule line before each (§15.9).
     pub async fn run_each(&self, tasks: &[&Task]) -> Result<(), HydrateError> {
         crate::folder::metadata::forget_hydration_tasks(&self.options.workdir)?;
+        crate::folder::contents::forget_failed_reads(&self.options.workdir)?;
         for task in tasks {
             console::rule();
             self.run_task(task).await?;
         }
-        Ok(())
+        self.record_failed_reads()
     }
 
     /// `export`: passes over the selected types, then over the types the previous pass
@@ -169,6 +186,7 @@ impl Hydrator {
         // The files change from here on: the workdir's record of complete tasks no longer
         // holds until `export` writes a new one.
         crate::folder::metadata::forget_hydration_tasks(&self.options.workdir)?;
+        crate::folder::contents::forget_failed_reads(&self.options.workdir)?;
         for round in 0..=MAX_ROUNDS {
             let due: Vec<&Task> = tasks
                 .iter()
@@ -206,7 +224,7 @@ impl Hydrator {
                 }
             }
         }
-        Ok(())
+        self.record_failed_reads()
     }
 
     /// One task: its header line, then the skip message or its statistics table.

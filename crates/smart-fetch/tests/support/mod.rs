@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+pub mod python;
 
 use fake_ehr::{AuthMode, Config, Flavor, Server};
 use flate2::read::MultiGzDecoder;

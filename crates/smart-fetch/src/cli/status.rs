@@ -1,0 +1,404 @@
+//! `status OUTPUT_ROOT [--nickname NAME] [--json | --leaf-folders] [--check]`: prints what
+//! `crate::status` read, as a table for a person (default), JSON for scripts (schema in the
+//! README), or the complete leaf folders' paths alone, one per line, as the input list of
+//! Cumulus ETL or an archive job. The report is the answer, so its exit status is 0 whatever
+//! the groups' states; `--check` turns it into a gate for scripts (3 unless all complete).
+//! No server, no config file, no writes.
+
+use super::args::StatusArgs;
+use crate::console::thousands;
+use crate::error::AppError;
+use crate::status::{self, Completion, Group, Leaf, LeafState, Report, State};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+pub fn run(args: StatusArgs) -> Result<(), AppError> {
+    let report = status::read(Path::new(&args.output_root), args.nickname.as_deref())?;
+    let text = if args.leaf_folders {
+        report
+            .complete_leaf_folders()
+            .iter()
+            .map(|p| format!("{}\n", p.display()))
+            .collect()
+    } else if args.json {
+        format!("{}\n", json_text(&report))
+    } else {
+        table(&report)
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| AppError::Message(format!("Could not write the report: {e}")))?;
+    if args.check && !report.all_complete() {
+        return Err(AppError::Incomplete(check_line(&report)));
+    }
+    Ok(())
+}
+
+/// Why `--check` fails, in one line.
+fn check_line(report: &Report) -> String {
+    let totals = report.totals();
+    if totals.groups == 0 {
+        return format!("No group folders found in {}.", report.root.display());
+    }
+    let not_complete: Vec<String> = State::ALL
+        .into_iter()
+        .filter(|s| *s != State::Complete)
+        .filter_map(|s| {
+            let n = totals.by_state.get(&s).copied().unwrap_or(0);
+            (n > 0).then(|| format!("{n} {}", label(s)))
+        })
+        .collect();
+    format!(
+        "Not every group is complete: {} of {} groups ({}).",
+        totals.groups - totals.by_state.get(&State::Complete).copied().unwrap_or(0),
+        totals.groups,
+        not_complete.join(", ")
+    )
+}
+
+fn label(state: State) -> &'static str {
+    match state {
+        State::Complete => "complete",
+        State::Failed => "failed",
+        State::InProgress => "in progress",
+        State::NotStarted => "not started",
+        State::Unknown => "unknown",
+    }
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn counts_json(map: &BTreeMap<String, u64>) -> Value {
+    Value::Object(
+        map.iter()
+            .map(|(t, n)| (t.clone(), Value::from(*n)))
+            .collect(),
+    )
+}
+
+fn json_text(report: &Report) -> String {
+    let totals = report.totals();
+    let states: serde_json::Map<String, Value> = totals
+        .by_state
+        .iter()
+        .map(|(s, n)| (s.as_str().to_string(), Value::from(*n)))
+        .collect();
+    let value = json!({
+        "root": path_text(&report.root),
+        "nickname": report.nickname,
+        "singleGroup": report.single_group,
+        "groups": report.groups.iter().map(group_json).collect::<Vec<_>>(),
+        "otherFolders": report.other_folders.iter().map(|o| json!({
+            "name": o.name,
+            "path": path_text(&o.path),
+            "reason": o.reason,
+        })).collect::<Vec<_>>(),
+        "totals": {
+            "groups": totals.groups,
+            "states": states,
+            "complete": {
+                "patients": totals.patients,
+                "resources": counts_json(&totals.resources),
+                "resourcesTotal": totals.resources.values().sum::<u64>(),
+                "deleted": counts_json(&totals.deleted),
+                "deletedTotal": totals.deleted.values().sum::<u64>(),
+            },
+        },
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+fn group_json(group: &Group) -> Value {
+    json!({
+        "name": group.name,
+        "path": path_text(&group.path),
+        "state": group.state().as_str(),
+        "managedMetadata": group.managed_metadata,
+        "leafFolders": group.leaf_folders,
+        "leaf": group.leaf.as_ref().map(leaf_json),
+    })
+}
+
+fn leaf_json(leaf: &Leaf) -> Value {
+    let empty = BTreeMap::new();
+    let (finished, tool, accepted_searches, accepted_reads) = match &leaf.state {
+        LeafState::Complete(c) => (
+            c.finished(),
+            c.tool(),
+            c.accepted_failed_searches().clone(),
+            c.accepted_failed_reads(),
+        ),
+        _ => (None, None, BTreeMap::new(), BTreeMap::new()),
+    };
+    let (failed_searches, failed_reads) = match &leaf.state {
+        LeafState::Failed(f) => (f.searches(), f.reads()),
+        _ => (&empty, &empty),
+    };
+    let unreadable = match &leaf.state {
+        LeafState::Unknown(why) => Some(why.as_str()),
+        _ => None,
+    };
+    json!({
+        "name": leaf.name,
+        "path": path_text(&leaf.path),
+        "finished": finished,
+        "tool": tool,
+        "countedFrom": if leaf.counts.from_marker { "summary" } else { "files" },
+        "patients": leaf.counts.patients,
+        "resources": counts_json(&leaf.counts.resources),
+        "resourcesTotal": leaf.counts.resources_total(),
+        "deleted": counts_json(&leaf.counts.deleted),
+        "deletedTotal": leaf.counts.deleted_total(),
+        "failedSearches": counts_json(failed_searches),
+        "failedReads": counts_json(failed_reads),
+        "acceptedFailedSearches": counts_json(&accepted_searches),
+        "acceptedFailedReads": counts_json(&accepted_reads),
+        "unreadable": unreadable,
+        "problems": leaf.problems,
+    })
+}
+
+/// `Condition 2, Observation 1`.
+fn breakdown(map: &BTreeMap<String, u64>) -> String {
+    map.iter()
+        .map(|(t, n)| format!("{t} {}", thousands(*n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
+/// `2 searches (Condition 2)`.
+fn tally(map: &BTreeMap<String, u64>, one: &str, many: &str) -> Option<String> {
+    let n: u64 = map.values().sum();
+    (n > 0).then(|| format!("{} ({})", plural(n, one, many), breakdown(map)))
+}
+
+/// The NOTES column: what a person should know about the row.
+fn notes(group: &Group, nickname: Option<&str>) -> String {
+    let mut notes = Vec::new();
+    match &group.leaf {
+        None => match (group.leaf_folders.last(), nickname) {
+            (None, _) => notes.push("no leaf folders".to_string()),
+            (Some(newest), Some(nick)) => {
+                notes.push(format!("no leaf folder for '{nick}' (newest: {newest})"))
+            }
+            (Some(_), None) => {}
+        },
+        Some(leaf) => {
+            match &leaf.state {
+                LeafState::Complete(c) => {
+                    let accepted: Vec<String> = [
+                        tally(
+                            c.accepted_failed_searches(),
+                            "failed search",
+                            "failed searches",
+                        ),
+                        tally(&c.accepted_failed_reads(), "failed read", "failed reads"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    if !accepted.is_empty() {
+                        notes.push(format!(
+                            "accepted with --allow-incomplete: {}",
+                            accepted.join(", ")
+                        ));
+                    }
+                    if matches!(c, Completion::Flagged { .. }) {
+                        notes.push("no summary recorded: counted from the files".into());
+                    }
+                }
+                LeafState::Failed(f) => {
+                    let failed: Vec<String> = [
+                        tally(f.searches(), "search", "searches"),
+                        tally(f.reads(), "read", "reads"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    notes.push(format!(
+                        "failed: {}; rerun the same export to retry",
+                        failed.join(", ")
+                    ));
+                }
+                LeafState::InProgress => {}
+                LeafState::Unknown(why) => notes.push(crate::text::printable(why).into_owned()),
+            }
+            if !leaf.problems.is_empty() {
+                notes.push(format!(
+                    "{} unreadable (see below)",
+                    plural(leaf.problems.len() as u64, "file", "files")
+                ));
+            }
+        }
+    }
+    if !group.managed_metadata && !group.leaf_folders.is_empty() {
+        notes.push("no managed .metadata".into());
+    }
+    notes.join("; ")
+}
+
+/// `2026-03-05T10:11:12.123456-05:00` → `2026-03-05 10:11` (its own offset).
+fn short_time(iso: &str) -> String {
+    match (iso.get(..10), iso.get(11..16)) {
+        (Some(day), Some(time)) => format!("{day} {time}"),
+        _ => iso.to_string(),
+    }
+}
+
+fn table(report: &Report) -> String {
+    let mut out = String::new();
+    let about = match &report.nickname {
+        Some(nick) => format!("leaf folders '{nick}'"),
+        None => "newest leaf folders".to_string(),
+    };
+    out.push_str(&format!(
+        "Status of {} ({about}):\n\n",
+        crate::text::printable(&path_text(&report.root))
+    ));
+    if report.groups.is_empty() {
+        out.push_str("No group folders found.\n");
+    } else {
+        let header = [
+            "GROUP",
+            "STATE",
+            "LEAF FOLDER",
+            "PATIENTS",
+            "RESOURCES",
+            "DELETED",
+            "FINISHED",
+            "NOTES",
+        ];
+        let mut rows: Vec<[String; 8]> = vec![header.map(str::to_string)];
+        for group in &report.groups {
+            let number = |f: &dyn Fn(&Leaf) -> u64| {
+                group
+                    .leaf
+                    .as_ref()
+                    .map_or("-".to_string(), |l| thousands(f(l)))
+            };
+            let finished = match group.leaf.as_ref().map(|l| &l.state) {
+                Some(LeafState::Complete(c)) => c.finished().map_or("-".into(), short_time),
+                _ => "-".into(),
+            };
+            rows.push([
+                crate::text::printable(&group.name).into_owned(),
+                label(group.state()).to_string(),
+                group
+                    .leaf
+                    .as_ref()
+                    .map_or("-".into(), |l| crate::text::printable(&l.name).into_owned()),
+                number(&|l| l.counts.patients),
+                number(&|l| l.counts.resources_total()),
+                number(&|l| l.counts.deleted_total()),
+                finished,
+                notes(group, report.nickname.as_deref()),
+            ]);
+        }
+        let mut widths = [0usize; 8];
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        // Numbers right-aligned, text left; no padding after the last column.
+        for row in &rows {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                let pad = widths[i] - cell.chars().count();
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                if (3..6).contains(&i) {
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(cell);
+                } else if i + 1 < row.len() {
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(pad));
+                } else {
+                    line.push_str(cell);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+
+    let totals = report.totals();
+    let states: Vec<String> = State::ALL
+        .into_iter()
+        .filter(|s| *s != State::Unknown || totals.by_state.get(s).is_some_and(|n| *n > 0))
+        .map(|s| {
+            format!(
+                "{} {}",
+                totals.by_state.get(&s).copied().unwrap_or(0),
+                label(s)
+            )
+        })
+        .collect();
+    out.push_str(&format!(
+        "\n{}: {}.\n",
+        plural(totals.groups as u64, "group", "groups"),
+        states.join(", ")
+    ));
+    let resources: u64 = totals.resources.values().sum();
+    let deleted: u64 = totals.deleted.values().sum();
+    out.push_str(&format!(
+        "Complete leaf folders hold {} and {}, and name {} as deleted.\n",
+        plural(totals.patients, "patient", "patients"),
+        plural(resources, "resource", "resources"),
+        plural(deleted, "resource", "resources"),
+    ));
+    if !totals.resources.is_empty() {
+        out.push_str(&format!("  Resources: {}.\n", breakdown(&totals.resources)));
+    }
+    if !totals.deleted.is_empty() {
+        out.push_str(&format!("  Deleted: {}.\n", breakdown(&totals.deleted)));
+    }
+
+    if !report.other_folders.is_empty() {
+        out.push_str("\nNot group folders (left out):\n");
+        for other in &report.other_folders {
+            out.push_str(&format!(
+                "  {}: {}\n",
+                crate::text::printable(&path_text(&other.path)),
+                crate::text::printable(&other.reason)
+            ));
+        }
+    }
+    let problems: Vec<&String> = report
+        .groups
+        .iter()
+        .filter_map(|g| g.leaf.as_ref())
+        .flat_map(|l| &l.problems)
+        .collect();
+    if !problems.is_empty() {
+        out.push_str("\nCould not read (left out of the counts):\n");
+        for problem in problems {
+            out.push_str(&format!("  {}\n", crate::text::printable(problem)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_times_keep_their_offset() {
+        assert_eq!(
+            short_time("2026-03-05T10:11:12.123456-05:00"),
+            "2026-03-05 10:11"
+        );
+        assert_eq!(short_time("soon"), "soon");
+    }
+}
