@@ -294,6 +294,19 @@ fn a_failing_group_does_not_stop_the_others() {
     assert_eq!(figure("MRN-000", "patients"), 4);
     assert_eq!(figure("MRN-002", "failed_searches"), 1);
     assert_eq!(figure("MRN-004", "folder"), Value::Null);
+    // `status` sees the same: the group whose file could not be read has not started.
+    let report = run(&["status", &out_s, "--nickname", NICK, "--json"]);
+    assert_success(&report);
+    let report: Value = serde_json::from_slice(&report.stdout).expect("status JSON");
+    let state_of = |g: &str| {
+        report["groups"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["name"] == g))
+            .map(|r| r["state"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(state_of("MRN-004"), "not-started", "{report}");
+    assert_eq!(state_of("MRN-002"), "failed", "{report}");
     assert!(error_of("MRN-002").contains("Condition"), "{rows}");
     for g in ["MRN-000", "MRN-001", "MRN-003"] {
         let leaf = out.join(g).join(format!("001.{NICK}"));

@@ -259,6 +259,11 @@ async fn run_group(
         error: None,
     };
     let result = async {
+        // The group's folder first, so `status` lists a group that failed before its export
+        // began (an unreadable group file) as not started rather than not at all.
+        std::fs::create_dir_all(&group_dir).map_err(|e| {
+            AppError::Message(format!("Could not create {}: {e}", group_dir.display()))
+        })?;
         let ids = crate::crawl::cohort::read_ids(None, Some(&group.file))?;
         if ids.is_empty() {
             return Err(AppError::Message(format!(
