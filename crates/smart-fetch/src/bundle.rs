@@ -13,6 +13,7 @@
 use crate::folder::discovery;
 use crate::json;
 use crate::ndjson;
+use crate::report::Reporter;
 use crate::text::printable;
 use crate::timestamp;
 use flate2::Compression;
@@ -91,7 +92,13 @@ pub enum Outcome {
 }
 
 /// `Bundle.json[.gz]` in `dir`. With `overwrite` false an existing file is an error.
-pub fn bundle_folder(dir: &Path, compress: bool, overwrite: bool) -> Result<Outcome, BundleError> {
+/// `reporter` hears about files whose type cannot be read (they are not bundled).
+pub fn bundle_folder(
+    dir: &Path,
+    compress: bool,
+    overwrite: bool,
+    reporter: &Reporter,
+) -> Result<Outcome, BundleError> {
     let name = if compress {
         "Bundle.json.gz"
     } else {
@@ -101,7 +108,7 @@ pub fn bundle_folder(dir: &Path, compress: bool, overwrite: bool) -> Result<Outc
     if !overwrite && target.exists() {
         return Err(BundleError::Exists(target.display().to_string()));
     }
-    let inputs: Vec<PathBuf> = discovery::list(dir)
+    let inputs: Vec<PathBuf> = discovery::list(dir, reporter)
         .into_iter()
         .filter_map(|(path, t)| t.map(|_| path))
         .collect();

@@ -1,10 +1,12 @@
 //! What the user sees on stdout: rule lines, the done line, human sizes and durations,
-//! thousands separators (spec §19.1). No logic about exports, no progress bars.
+//! thousands separators (spec §19.1). Pure formatting: what is printed, and where, is
+//! `report`'s business.
 
 use std::io::IsTerminal;
 
 /// Width of the rule line: the terminal's (from `COLUMNS`, which shells export) when stdout
 /// is a terminal, else 80 like the Python tool's `rich` console.
+#[allow(clippy::disallowed_methods)] // asks whether stdout is a terminal; writes nothing
 pub fn terminal_width() -> usize {
     if !std::io::stdout().is_terminal() {
         return 80;
@@ -19,17 +21,6 @@ pub fn terminal_width() -> usize {
 /// The rule line text for a given width.
 pub fn rule_line(width: usize) -> String {
     "─".repeat(width)
-}
-
-/// Full-width rule (80 columns when stdout is not a terminal).
-pub fn rule() {
-    println!("{}", rule_line(terminal_width()));
-}
-
-/// Rule line then `✨ Done ✨`.
-pub fn print_done() {
-    rule();
-    println!("✨ Done ✨");
 }
 
 /// Python's `f"{x:.1f}".rstrip("0").rstrip(".")`.

@@ -5,10 +5,10 @@
 
 use crate::error::AppError;
 use crate::fhir::Capabilities;
+use crate::report::Reporter;
 use crate::resources::{ResourceType, default_observation_filter};
 use crate::timestamp::{Timestamp, isoformat};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 
 /// Type → set of search-parameter strings (ORed). An empty set means "no filter".
 pub type Filters = BTreeMap<ResourceType, BTreeSet<String>>;
@@ -92,31 +92,33 @@ pub fn type_help() -> String {
     lines.join("\n")
 }
 
-/// `parse_types` plus its printing and exit codes, as every command needs it: `help` prints
-/// the listing and ends with `AppError::Exit(0)`; an unknown token prints
-/// `Unknown resource type provided: <t>` on stderr, then a blank line and the listing on
-/// stdout (the Python tool put all three on stdout), and ends with `AppError::Exit(2)`.
-pub fn select_types(values: &[String]) -> Result<Vec<ResourceType>, AppError> {
+/// `parse_types` plus its messages and exit codes, as every command needs it: `help`
+/// reports the listing and ends with `AppError::Exit(0)`; an unknown token reports
+/// `Unknown resource type provided: <t>` as an error (stderr in the text format), then a
+/// blank line and the listing as regular output (stdout; the Python tool put all three on
+/// stdout), and ends with `AppError::Exit(2)`.
+pub fn select_types(values: &[String], reporter: &Reporter) -> Result<Vec<ResourceType>, AppError> {
     match parse_types(values) {
         TypeSelection::Selected(types) => Ok(types),
         TypeSelection::Help => {
-            say(&type_help());
+            reporter.info(type_help());
             Err(AppError::Exit(0))
         }
         TypeSelection::Unknown(token) => {
-            // The complaint is an error (stderr); the listing that helps is regular output.
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "Unknown resource type provided: {token}");
-            drop(err);
-            say(&format!("\n{}", type_help()));
+            reporter.error(format!("Unknown resource type provided: {token}"));
+            reporter.info(format!("\n{}", type_help()));
             Err(AppError::Exit(2))
         }
     }
 }
 
-/// Spec §6.2; prints `Skipping <Type> because the server does not support it.` for each
+/// Spec §6.2; reports `Skipping <Type> because the server does not support it.` for each
 /// dropped type, alphabetically.
-pub fn limit_to_server(types: Vec<ResourceType>, caps: &Capabilities) -> Vec<ResourceType> {
+pub fn limit_to_server(
+    types: Vec<ResourceType>,
+    caps: &Capabilities,
+    reporter: &Reporter,
+) -> Vec<ResourceType> {
     let Some(supported) = caps.supported_types() else {
         return types;
     };
@@ -126,7 +128,7 @@ pub fn limit_to_server(types: Vec<ResourceType>, caps: &Capabilities) -> Vec<Res
     let mut dropped: Vec<&str> = dropped.iter().map(|t| t.as_str()).collect();
     dropped.sort_unstable();
     for name in dropped {
-        say(&format!(
+        reporter.info(format!(
             "Skipping {name} because the server does not support it."
         ));
     }
@@ -160,12 +162,13 @@ pub fn build_filters(
     Ok(filters)
 }
 
-/// Spec §6.4 (`auto` prints the fallback message when it picks `created`). `requested` is
+/// Spec §6.4 (`auto` reports the fallback message when it picks `created`). `requested` is
 /// `None` for `--since-mode=auto`; the result is `None` when there is no `--since`.
 pub fn since_mode(
     requested: Option<SinceMode>,
     since: Option<&str>,
     caps: &Capabilities,
+    reporter: &Reporter,
 ) -> Option<SinceMode> {
     since?;
     if let Some(mode) = requested {
@@ -174,7 +177,8 @@ pub fn since_mode(
     if caps.supports_search_param("Patient", "_lastUpdated") {
         Some(SinceMode::Updated)
     } else {
-        say("Server doesn't support 'updated' since mode, defaulting to 'created' instead.");
+        reporter
+            .info("Server doesn't support 'updated' since mode, defaulting to 'created' instead.");
         Some(SinceMode::Created)
     }
 }
@@ -287,13 +291,6 @@ pub fn bulk_since(
     }
 }
 
-/// A line on stdout; a closed pipe is not worth a panic.
-fn say(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,15 +400,15 @@ mod tests {
     #[test]
     fn select_types_exit_codes() {
         assert!(matches!(
-            select_types(&strings(&["help"])),
+            select_types(&strings(&["help"]), &Reporter::silent()),
             Err(AppError::Exit(0))
         ));
         assert!(matches!(
-            select_types(&strings(&["bogus"])),
+            select_types(&strings(&["bogus"]), &Reporter::silent()),
             Err(AppError::Exit(2))
         ));
         assert_eq!(
-            select_types(&strings(&["Device"])).ok(),
+            select_types(&strings(&["Device"]), &Reporter::silent()).ok(),
             Some(vec![T::Device])
         );
     }
@@ -420,13 +417,17 @@ mod tests {
     fn server_limits_types() {
         let c = caps(&[("Patient", &[]), ("Condition", &[])]);
         assert_eq!(
-            limit_to_server(vec![T::Patient, T::Condition, T::Device], &c),
+            limit_to_server(
+                vec![T::Patient, T::Condition, T::Device],
+                &c,
+                &Reporter::silent()
+            ),
             vec![T::Patient, T::Condition]
         );
         // No CapabilityStatement: keep everything.
         let empty = Capabilities::default();
         assert_eq!(
-            limit_to_server(vec![T::Patient, T::Device], &empty),
+            limit_to_server(vec![T::Patient, T::Device], &empty, &Reporter::silent()),
             vec![T::Patient, T::Device]
         );
         // A server entry without `resource` is skipped in favour of one with it.
@@ -436,7 +437,7 @@ mod tests {
             {"mode": "server", "resource": [{"type": "Device"}]}
         ]}));
         assert_eq!(
-            limit_to_server(vec![T::Patient, T::Device], &c),
+            limit_to_server(vec![T::Patient, T::Device], &c, &Reporter::silent()),
             vec![T::Device]
         );
     }
@@ -511,29 +512,52 @@ mod tests {
     fn since_mode_rules() {
         let with_updated = caps(&[("Patient", &["_lastUpdated"])]);
         let without = caps(&[("Patient", &["name"])]);
-        assert_eq!(since_mode(None, None, &with_updated), None);
         assert_eq!(
-            since_mode(Some(SinceMode::Created), None, &with_updated),
+            since_mode(None, None, &with_updated, &Reporter::silent()),
             None
         );
         assert_eq!(
-            since_mode(Some(SinceMode::Created), Some("2020"), &with_updated),
+            since_mode(
+                Some(SinceMode::Created),
+                None,
+                &with_updated,
+                &Reporter::silent()
+            ),
+            None
+        );
+        assert_eq!(
+            since_mode(
+                Some(SinceMode::Created),
+                Some("2020"),
+                &with_updated,
+                &Reporter::silent()
+            ),
             Some(SinceMode::Created)
         );
         assert_eq!(
-            since_mode(Some(SinceMode::Updated), Some("2020"), &without),
+            since_mode(
+                Some(SinceMode::Updated),
+                Some("2020"),
+                &without,
+                &Reporter::silent()
+            ),
             Some(SinceMode::Updated)
         );
         assert_eq!(
-            since_mode(None, Some("2020"), &with_updated),
+            since_mode(None, Some("2020"), &with_updated, &Reporter::silent()),
             Some(SinceMode::Updated)
         );
         assert_eq!(
-            since_mode(None, Some("2020"), &without),
+            since_mode(None, Some("2020"), &without, &Reporter::silent()),
             Some(SinceMode::Created)
         );
         assert_eq!(
-            since_mode(None, Some("2020"), &Capabilities::default()),
+            since_mode(
+                None,
+                Some("2020"),
+                &Capabilities::default(),
+                &Reporter::silent()
+            ),
             Some(SinceMode::Created)
         );
         assert_eq!(SinceMode::Created.as_str(), "created");

@@ -1,10 +1,16 @@
 //! smart-fetch: pull FHIR data out of an EHR (crawl, bulk export, hydration) into folders that
 //! SMART Fetch 1.0.3 and Cumulus ETL read. The binary in `main.rs` is a thin shell over `cli`.
+//!
+//! Library modules never print: every message goes through a `report::Reporter` value, so
+//! one run can be shown as console text, log lines or JSON, and many exports can share one
+//! process. Only `cli` (and the reporter's own sinks) may write to stdout or stderr.
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
 pub mod batch;
 pub mod bulk;
 pub mod bundle;
 pub mod cancel;
+#[allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 pub mod cli;
 pub mod console;
 pub mod crawl;

@@ -3,6 +3,7 @@
 //! writer (§9.2: `<target>.tmp`, fsync, rename; commit only on success) and whole-file
 //! atomic writes. Must not know about workdirs, metadata or resource types.
 
+use crate::report::Reporter;
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
@@ -103,15 +104,20 @@ pub fn open_decompressed(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
 }
 
 /// Every JSON value of a file, skipping blank lines; undecodable lines and unreadable files
-/// print the spec's warning and are skipped.
-pub fn read_values(path: &Path) -> impl Iterator<Item = Value> + use<> {
-    ValueReader::new(path, None)
+/// are skipped with the spec's warning to `reporter`, at the moment they are met (the
+/// text format keeps them in their place among the other lines).
+pub fn read_values(path: &Path, reporter: &Reporter) -> impl Iterator<Item = Value> + use<> {
+    ValueReader::new(path, None, reporter)
 }
 
 /// Like [`read_values`], but each object holds only its top-level `fields` (see
 /// [`crate::json_fields`]): for readers that look at a few keys of every resource.
-pub fn read_fields(path: &Path, fields: &[&'static str]) -> impl Iterator<Item = Value> + use<> {
-    ValueReader::new(path, Some(fields.to_vec()))
+pub fn read_fields(
+    path: &Path,
+    fields: &[&'static str],
+    reporter: &Reporter,
+) -> impl Iterator<Item = Value> + use<> {
+    ValueReader::new(path, Some(fields.to_vec()), reporter)
 }
 
 /// Lazily opened so that a caller that never iterates costs nothing.
@@ -123,10 +129,11 @@ struct ValueReader {
     buf: Vec<u8>,
     /// Only these top-level fields are built; `None` builds whole values.
     fields: Option<Vec<&'static str>>,
+    reporter: Reporter,
 }
 
 impl ValueReader {
-    fn new(path: &Path, fields: Option<Vec<&'static str>>) -> Self {
+    fn new(path: &Path, fields: Option<Vec<&'static str>>, reporter: &Reporter) -> Self {
         ValueReader {
             path: path.to_path_buf(),
             reader: None,
@@ -134,11 +141,15 @@ impl ValueReader {
             line_no: 0,
             buf: Vec::new(),
             fields,
+            reporter: reporter.clone(),
         }
     }
 
     fn fail(&mut self, err: impl std::fmt::Display) -> Option<Value> {
-        println!("Could not read from '{}': {err}", self.path.display());
+        self.reporter.warn_on_stdout(format!(
+            "Could not read from '{}': {err}",
+            self.path.display()
+        ));
         self.reader = None;
         None
     }
@@ -165,12 +176,12 @@ impl Iterator for ValueReader {
                 Ok(Line::Read) => {}
                 Ok(Line::TooLong) => {
                     self.line_no += 1;
-                    println!(
+                    self.reporter.warn_on_stdout(format!(
                         "Could not decode '{}:{}': the line is longer than {} MiB",
                         self.path.display(),
                         self.line_no,
                         MAX_LINE / (1024 * 1024)
-                    );
+                    ));
                     continue;
                 }
                 Err(e) => return self.fail(e),
@@ -194,11 +205,11 @@ impl Iterator for ValueReader {
             };
             match parsed {
                 Ok(v) => return Some(v),
-                Err(e) => println!(
+                Err(e) => self.reporter.warn_on_stdout(format!(
                     "Could not decode '{}:{}': {e}",
                     self.path.display(),
                     self.line_no
-                ),
+                )),
             }
         }
     }
@@ -539,7 +550,7 @@ mod tests {
         ok(w.write(&json!({"id": 2})));
         ok(w.commit());
         assert_eq!(read_text(&gz), "{\"id\":1}\n{\"id\":2}\n");
-        let ids: Vec<Value> = read_values(&gz).collect();
+        let ids: Vec<Value> = read_values(&gz, &Reporter::silent()).collect();
         assert_eq!(ids, vec![json!({"id": 1}), json!({"id": 2})]);
 
         // Already ends with a newline: nothing inserted. Empty file: nothing inserted.
@@ -630,15 +641,18 @@ mod tests {
         bytes.extend(gz_bytes("not json\r\n{\"a\":2}\r\n"));
         bytes.extend(gz_bytes("[3]"));
         ok(fs::write(&gz, bytes));
-        let values: Vec<Value> = read_values(&gz).collect();
+        let values: Vec<Value> = read_values(&gz, &Reporter::silent()).collect();
         assert_eq!(values, vec![json!({"a": 1}), json!({"a": 2}), json!([3])]);
         assert_eq!(ok(line_count(&gz)), 5);
 
-        assert_eq!(read_values(&dir.join("missing.ndjson")).count(), 0);
+        assert_eq!(
+            read_values(&dir.join("missing.ndjson"), &Reporter::silent()).count(),
+            0
+        );
         let plain = dir.join("p.ndjson");
         ok(fs::write(&plain, "{\"b\":1.50}\n"));
         assert_eq!(ok(line_count(&plain)), 1);
-        let values: Vec<String> = read_values(&plain)
+        let values: Vec<String> = read_values(&plain, &Reporter::silent())
             .map(|v| crate::json::to_ndjson_line(&v))
             .collect();
         assert_eq!(values, vec!["{\"b\":1.50}".to_string()]);

@@ -24,6 +24,7 @@ use super::trust::{FileTrust, Refusal};
 use crate::console;
 use crate::fhir::{FhirClient, FhirError, Request, StreamResponse};
 use crate::ndjson;
+use crate::report::Reporter;
 use crate::text::printable;
 use bytes::{Bytes, BytesMut};
 use flate2::Compression;
@@ -102,7 +103,9 @@ impl From<crate::folder::FolderError> for Missing {
 }
 
 /// Download every file of `files` not already in the journal, `stall` being the longest
-/// silence a download may meet (see `stall`).
+/// silence a download may meet (see `stall`). Each finished file is reported to
+/// `reporter`, and its lines counted in the run's resources.
+#[allow(clippy::too_many_arguments)]
 pub async fn download_all(
     client: &FhirClient,
     log: &BulkLog,
@@ -111,6 +114,7 @@ pub async fn download_all(
     trust: &FileTrust,
     stall: Duration,
     journal: &mut Journal,
+    reporter: &Reporter,
 ) -> Result<Report, BulkError> {
     let waited = AtomicU64::new(0);
     let todo: Vec<&FileEntry> = files
@@ -119,11 +123,11 @@ pub async fn download_all(
         .collect();
     let skipped = files.len() - todo.len();
     if skipped > 0 {
-        println!(
+        reporter.info(format!(
             "  Skipping {} already downloaded file{}.",
             console::thousands(skipped as u64),
             if skipped == 1 { "" } else { "s" }
-        );
+        ));
     }
     let parallel = client.budget().max().max(1);
     // Collected first: a stream over a closure that borrows would make this future not
@@ -132,7 +136,8 @@ pub async fn download_all(
     let downloads: Vec<_> = todo
         .into_iter()
         .map(|entry| async move {
-            let result = download_one(client, log, workdir, entry, trust, stall, waited).await;
+            let result =
+                download_one(client, log, workdir, entry, trust, stall, waited, reporter).await;
             (entry, result)
         })
         .collect();
@@ -159,11 +164,12 @@ pub async fn download_all(
                 workdir.display()
             ))
         })?;
-        println!(
+        reporter.counters().add_resources(stats.lines);
+        reporter.info(format!(
             "  Downloaded {} ({})",
             entry.rel_path,
             console::human_file_size(stats.bytes)
-        );
+        ));
         report.totals.files += 1;
         report.totals.resources += stats.lines;
         report.totals.chars += stats.chars;
@@ -192,6 +198,7 @@ fn seconds_text(d: Duration) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn download_one(
     client: &FhirClient,
     log: &BulkLog,
@@ -200,6 +207,7 @@ async fn download_one(
     trust: &FileTrust,
     stall: Duration,
     waited: &AtomicU64,
+    reporter: &Reporter,
 ) -> Result<FileStats, Missing> {
     let refuse = |refusal: Refusal| -> Result<FileStats, Missing> {
         let detail = ErrorDetail::without_response(format!("Not downloaded: {refusal}"));
@@ -296,15 +304,15 @@ async fn download_one(
         }
         // Never longer than the stall limit itself: shortening one shortens both.
         let pause = Duration::from_secs(1u64 << attempt.min(5)).min(stall);
-        if client.verbose() {
-            eprintln!(
+        reporter.verbose(|| {
+            format!(
                 "Downloading {} again in {}s (attempt {}/{STREAM_ATTEMPTS}): {}",
                 printable(&entry.url),
                 seconds_text(pause),
                 attempt + 1,
                 printable(&failure)
-            );
-        }
+            )
+        });
         tokio::time::sleep(pause).await;
         attempt += 1;
     }

@@ -22,10 +22,10 @@ use super::manifest;
 use super::messages;
 use super::trust::{self, FileTrust, ForeignStatus};
 use super::wait::{self, WaitError, Waiting};
-use crate::console;
 use crate::fhir::{FhirClient, FhirError, Request};
 use crate::filters::{self, Filters, Since};
 use crate::folder::{ExportContext, OutputMetadata, log as folder_log};
+use crate::report::Reporter;
 use crate::resources::ResourceType;
 use crate::text::printable;
 use crate::timestamp::{self, Timestamp};
@@ -51,6 +51,8 @@ pub struct Export<'a> {
     /// Gzip the downloaded files.
     pub compress: bool,
     pub max_wait: Duration,
+    /// Where its lines and progress go; its counters count the resources downloaded.
+    pub reporter: &'a Reporter,
 }
 
 /// What a finished export tells its caller.
@@ -66,14 +68,15 @@ pub async fn export(
     job: &Export<'_>,
     metadata: &mut OutputMetadata,
 ) -> Result<Exported, BulkError> {
-    console::rule();
+    let reporter = job.reporter;
+    reporter.rule();
     let client = job.client;
     let workdir = job.workdir;
     let stall = client.read_timeout();
     // Before anything reaches the server: a kickoff the log cannot record must not happen.
     folder_log::check_writable(workdir)?;
     let fhir_origin = client.resolve("")?;
-    let mut waiting = Waiting::new(job.max_wait);
+    let mut waiting = Waiting::new(job.max_wait, reporter);
     let resumed = metadata.bulk_status().map(str::to_string);
     let log = BulkLog::new(workdir, resumed.as_deref());
 
@@ -92,13 +95,13 @@ pub async fn export(
                     foreign.fhir_origin
                 )));
             }
-            println!("Resuming bulk FHIR export…");
+            reporter.info("Resuming bulk FHIR export…");
             url
         }
         None => {
             let url = kickoff(job, &log, &mut waiting).await?;
             metadata.set_bulk_status(&url)?;
-            println!("Starting bulk FHIR export…");
+            reporter.info("Starting bulk FHIR export…");
             url
         }
     };
@@ -132,11 +135,11 @@ pub async fn export(
     let manifest = manifest::parse(&body, job.compress)?;
     let trust = FileTrust::new(&fhir_origin, &response.url, manifest.requires_access_token);
     if !trust.manifest_trusted() {
-        eprintln!(
+        reporter.warn(format!(
             "The bulk export manifest came from '{}', not from the FHIR server; none of its \
              files get our credentials.",
             printable(&response.url)
-        );
+        ));
     }
     log.manifest(
         &manifest.transaction_time,
@@ -154,11 +157,14 @@ pub async fn export(
                 Value::Null => "None".to_string(),
                 other => other.to_string(),
             };
-            println!("Could not parse transactionTime: {}", printable(&raw));
+            reporter.warn_on_stdout(format!(
+                "Could not parse transactionTime: {}",
+                printable(&raw)
+            ));
             timestamp::now()
         });
 
-    println!("Bulk FHIR export finished, now downloading resources…");
+    reporter.info("Bulk FHIR export finished, now downloading resources…");
     let mut journal = Journal::open(workdir, &status_url);
     let report = download::download_all(
         client,
@@ -168,6 +174,7 @@ pub async fn export(
         &trust,
         stall,
         &mut journal,
+        reporter,
     )
     .await?;
     if !report.failures.is_empty() {
@@ -180,13 +187,13 @@ pub async fn export(
     let totals = report.totals;
     log.export_complete(totals.files, totals.resources, totals.chars)?;
 
-    delete_job(client, &status_url).await;
+    delete_job(client, &status_url, reporter).await;
     metadata.clear_bulk_status()?;
     journal::remove(workdir);
 
-    let (notes, errors) = messages::gather(workdir);
+    let (notes, errors) = messages::gather(workdir, reporter);
     if let Some(text) = messages::messages_text(&notes) {
-        println!("{text}");
+        reporter.info(text);
     }
     if let Some(text) = messages::errors_text(&errors) {
         return Err(BulkError::Message(text));
@@ -274,16 +281,20 @@ async fn kickoff(
 
 /// DELETE the job on the server (spec §11.5). Not fatal: a 404 means the server already
 /// forgot it; anything else is a warning.
-async fn delete_job(client: &FhirClient, status_url: &str) -> Option<FhirError> {
+async fn delete_job(
+    client: &FhirClient,
+    status_url: &str,
+    reporter: &Reporter,
+) -> Option<FhirError> {
     let request = Request::new(Method::DELETE, status_url, FHIR_JSON);
     match client.request(request).await {
         Ok(_) => None,
         Err(FhirError::Http { status: 404, .. }) => None,
         Err(error) => {
-            println!(
+            reporter.warn_on_stdout(format!(
                 "Failed to clean up export job on the server side: {}",
                 printable(&error.to_string())
-            );
+            ));
             Some(error)
         }
     }
@@ -363,6 +374,7 @@ pub struct BulkPlan {
     pub max_wait: Duration,
     /// The managed folder of an `export` (for new patients); `None` for `bulk`.
     pub managed_dir: Option<PathBuf>,
+    pub reporter: Reporter,
 }
 
 pub struct BulkOutcome {
@@ -394,7 +406,7 @@ pub async fn run(client: &FhirClient, plan: BulkPlan) -> Result<BulkOutcome, Bul
         types.retain(|t| {
             let done = metadata.is_done(*t);
             if done {
-                println!("Skipping {t}, already done.");
+                plan.reporter.info(format!("Skipping {t}, already done."));
             }
             !done
         });
@@ -417,11 +429,13 @@ pub async fn run(client: &FhirClient, plan: BulkPlan) -> Result<BulkOutcome, Bul
         since: since.as_deref(),
         compress: plan.compress,
         max_wait: plan.max_wait,
+        reporter: &plan.reporter,
     };
     let exported = export(&job, &mut metadata).await?;
     if let Some(managed) = &plan.managed_dir
         && types.contains(&ResourceType::Patient)
-        && let Some(new) = super::patients::new_patients(managed, &plan.workdir, &plan.context)
+        && let Some(new) =
+            super::patients::new_patients(managed, &plan.workdir, &plan.context, &plan.reporter)
         && !new.is_empty()
     {
         metadata.set_new_patients(&new)?;
@@ -438,7 +452,12 @@ pub async fn run(client: &FhirClient, plan: BulkPlan) -> Result<BulkOutcome, Bul
 
 /// `bulk --cancel` (spec §11.5): DELETE the saved export, then forget it here (unlike the
 /// Python tool, which kept trying to resume it).
-pub async fn cancel(client: &FhirClient, workdir: &Path, folder: &str) -> Result<(), BulkError> {
+pub async fn cancel(
+    client: &FhirClient,
+    workdir: &Path,
+    folder: &str,
+    reporter: &Reporter,
+) -> Result<(), BulkError> {
     let mut metadata = OutputMetadata::load(workdir)?;
     let Some(status_url) = metadata.bulk_status().map(str::to_string) else {
         return Err(BulkError::Message(format!(
@@ -448,14 +467,14 @@ pub async fn cancel(client: &FhirClient, workdir: &Path, folder: &str) -> Result
     let fhir = client.resolve("")?;
     match saved_status_check(client, &fhir, &status_url) {
         Ok(()) => {
-            delete_job(client, &status_url).await;
+            delete_job(client, &status_url, reporter).await;
         }
         // Our credentials do not go there, so neither does a DELETE: only forget it here.
-        Err(foreign) => println!(
+        Err(foreign) => reporter.warn_on_stdout(format!(
             "Not asking {} to delete the export at '{}': it is not the FHIR server ({}). \
              Forgetting it here only.",
             foreign.origin, foreign.url, foreign.fhir_origin
-        ),
+        )),
     }
     journal::discard_export(workdir, &status_url);
     metadata.clear_bulk_status()?;

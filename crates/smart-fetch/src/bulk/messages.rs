@@ -5,17 +5,18 @@
 
 use crate::folder::discovery;
 use crate::ndjson;
+use crate::report::Reporter;
 use crate::text::printable;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 
 /// `(messages, errors)` from `<workdir>/error/`.
-pub fn gather(workdir: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
+pub fn gather(workdir: &Path, reporter: &Reporter) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut messages = BTreeSet::new();
     let mut errors = BTreeSet::new();
-    for (path, _) in discovery::list(&workdir.join("error")) {
-        for outcome in ndjson::read_values(&path) {
+    for (path, _) in discovery::list(&workdir.join("error"), reporter) {
+        for outcome in ndjson::read_values(&path, reporter) {
             if outcome.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") {
                 continue;
             }
@@ -85,7 +86,7 @@ mod tests {
             error_dir.join("OperationOutcome.001.ndjson"),
             lines.join("\n"),
         );
-        let (messages, errors) = gather(&dir);
+        let (messages, errors) = gather(&dir, &Reporter::silent());
         assert_eq!(
             messages_text(&messages).as_deref(),
             Some("Messages from server:\n - info\n - warning1")
@@ -94,7 +95,7 @@ mod tests {
             errors_text(&errors).as_deref(),
             Some("Errors occurred during export:\n - error1")
         );
-        assert_eq!(gather(&dir.join("nothing")).0.len(), 0);
+        assert_eq!(gather(&dir.join("nothing"), &Reporter::silent()).0.len(), 0);
         let hostile: BTreeSet<String> = ["clear\u{1b}[2Jscreen".to_string()].into();
         assert_eq!(
             errors_text(&hostile).as_deref(),

@@ -6,16 +6,17 @@
 
 use crate::folder::{ExportContext, OutputMetadata, discovery, workdir};
 use crate::ndjson;
+use crate::report::Reporter;
 use crate::resources::ResourceType;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 /// Patient id → ids it replaces, for every Patient in `dir`.
-fn patient_map(dir: &Path) -> HashMap<String, BTreeSet<String>> {
+fn patient_map(dir: &Path, reporter: &Reporter) -> HashMap<String, BTreeSet<String>> {
     let mut map: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for path in discovery::files_of_type(dir, "Patient") {
-        for patient in ndjson::read_values(&path) {
+    for path in discovery::files_of_type(dir, "Patient", reporter) {
+        for patient in ndjson::read_values(&path, reporter) {
             let Some(id) = patient.get("id").and_then(Value::as_str) else {
                 continue;
             };
@@ -45,6 +46,7 @@ pub fn new_patients(
     managed_dir: &Path,
     current: &Path,
     ctx: &ExportContext,
+    reporter: &Reporter,
 ) -> Option<BTreeSet<String>> {
     let previous = workdir::list(managed_dir).into_iter().find(|w| {
         !same_dir(&w.path, current)
@@ -53,8 +55,8 @@ pub fn new_patients(
                     .contains_key(&ResourceType::Patient)
             })
     })?;
-    let before = patient_map(&previous.path);
-    let now = patient_map(current);
+    let before = patient_map(&previous.path, reporter);
+    let now = patient_map(current, reporter);
     let mut new = BTreeSet::new();
     for (id, replaces) in &now {
         match before.get(id) {
@@ -114,14 +116,17 @@ mod tests {
             ],
         );
         // No earlier export of Patient yet.
-        assert_eq!(new_patients(&managed, &current, &ctx), None);
+        assert_eq!(
+            new_patients(&managed, &current, &ctx, &Reporter::silent()),
+            None
+        );
         let mut meta = OutputMetadata::load(&first).unwrap_or_else(|e| panic!("{e}"));
         assert!(meta.note_context(&ctx).is_ok());
         assert!(
             meta.mark_done(ResourceType::Patient, &timestamp::now())
                 .is_ok()
         );
-        let new = new_patients(&managed, &current, &ctx);
+        let new = new_patients(&managed, &current, &ctx, &Reporter::silent());
         let want: BTreeSet<String> = ["pat2", "pat3"].iter().map(|s| s.to_string()).collect();
         assert_eq!(new, Some(want));
         let _ = std::fs::remove_dir_all(&managed);

@@ -13,8 +13,8 @@ use super::BulkError;
 use super::events::Watch;
 use crate::console;
 use crate::fhir::{FhirClient, FhirError, FhirResponse, Request};
+use crate::report::{Progress, Reporter};
 use reqwest::header::RETRY_AFTER;
-use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -115,21 +115,22 @@ pub struct Waiting {
     total: Duration,
     /// Retry pauses, added by the request observers (milliseconds).
     retried_ms: Arc<AtomicU64>,
-    terminal: bool,
-    /// The progress text last printed (non-terminal output prints only changes).
+    reporter: Reporter,
+    /// The progress text last reported (without live progress only changes are reported).
     last_progress: Option<String>,
-    status_shown: bool,
+    /// The live status line while we wait.
+    status: Option<Progress>,
 }
 
 impl Waiting {
-    pub fn new(limit: Duration) -> Self {
+    pub fn new(limit: Duration, reporter: &Reporter) -> Self {
         Waiting {
             limit,
             total: Duration::ZERO,
             retried_ms: Arc::new(AtomicU64::new(0)),
-            terminal: std::io::stdout().is_terminal(),
+            reporter: reporter.clone(),
             last_progress: None,
-            status_shown: false,
+            status: None,
         }
     }
 
@@ -145,9 +146,9 @@ impl Waiting {
         ms > 0
     }
 
-    /// `<X-Progress or waiting…> (<so far> so far, waiting for <delay> more)`: redrawn in
-    /// place on a terminal; elsewhere printed as a line whenever the progress text changes,
-    /// so logs of unattended runs still show how the export went.
+    /// `<X-Progress or waiting…> (<so far> so far, waiting for <delay> more)`: a live
+    /// status line on a terminal; otherwise reported as a line whenever the progress text
+    /// changes, so logs of unattended runs still show how the export went.
     fn show(&mut self, progress: Option<&str>, delay: Duration) {
         let text = progress.unwrap_or("waiting…");
         let line = format!(
@@ -155,33 +156,28 @@ impl Waiting {
             console::human_duration(self.total.as_secs()),
             console::human_duration(delay.as_secs_f64().ceil() as u64)
         );
-        let mut out = std::io::stdout().lock();
-        if self.terminal {
-            let _ = write!(out, "\r\x1b[2K{line}");
-            self.status_shown = true;
+        let status = self
+            .status
+            .get_or_insert_with(|| self.reporter.progress_bar(""));
+        if status.is_live() {
+            status.set_message(line);
         } else if self.last_progress.as_deref() != Some(text) {
-            let _ = writeln!(out, "{line}");
+            self.reporter.info(line);
         }
-        let _ = out.flush();
         self.last_progress = Some(text.to_string());
     }
 
     fn clear_status(&mut self) {
-        if self.status_shown {
-            let mut out = std::io::stdout().lock();
-            let _ = write!(out, "\r\x1b[2K");
-            let _ = out.flush();
-            self.status_shown = false;
-        }
+        self.status = None;
     }
 
     /// `  Waited for a total of <total>` (after a call during which we waited).
     fn report_total(&mut self) {
         self.clear_status();
-        println!(
+        self.reporter.info(format!(
             "  Waited for a total of {}",
             console::human_duration(self.total.as_secs())
-        );
+        ));
     }
 }
 

@@ -44,6 +44,30 @@ pub struct General {
     /// show more output (like network errors)
     #[arg(short = 'v', long = "verbose", action = ArgAction::SetTrue, global = true)]
     pub verbose: bool,
+    /// how messages are printed: text (the console, default), plain (timestamped lines for log files) or json (one JSON object a line)
+    #[arg(long = "log-format", value_enum, value_name = "FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl General {
+    /// `--log-format`, text when not given. Not read from the config file: like the other
+    /// choice options it comes from the command line only, which also lets a config file
+    /// that cannot be read be reported in the format asked for.
+    pub fn log_format(&self) -> crate::report::Format {
+        match self.log_format.unwrap_or_default() {
+            LogFormat::Text => crate::report::Format::Text,
+            LogFormat::Plain => crate::report::Format::Plain,
+            LogFormat::Json => crate::report::Format::Json,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Plain,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]

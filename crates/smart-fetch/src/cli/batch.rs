@@ -2,7 +2,7 @@
 //! `batch::BatchPlan`; one set of clients over the shard's share of `--max-connections`;
 //! the per-group table at the end and the exit status (0 only when every group is complete).
 
-use super::args::{BatchArgs, CohortArgs, ExportArgs, General};
+use super::args::{BatchArgs, CohortArgs, ExportArgs};
 use super::clients;
 use crate::batch::{self, BatchPlan, GroupState, Shard};
 use crate::cancel::Cancel;
@@ -10,8 +10,7 @@ use crate::error::AppError;
 use crate::fhir::Budget;
 use crate::report::Reporter;
 
-pub async fn run(args: BatchArgs, general: &General, cancel: &Cancel) -> Result<(), AppError> {
-    let reporter = Reporter::console(general.verbose);
+pub async fn run(args: BatchArgs, reporter: &Reporter, cancel: &Cancel) -> Result<(), AppError> {
     let nickname = args
         .nickname
         .clone()
@@ -43,7 +42,7 @@ pub async fn run(args: BatchArgs, general: &General, cancel: &Cancel) -> Result<
 
     let total_connections = args.auth.max_connections();
     let connections = shard.map_or(total_connections, |s| s.share(total_connections));
-    let clients = clients::prepare_with_budget(&args.auth, general, Budget::new(connections))?;
+    let clients = clients::prepare_with_budget(&args.auth, Budget::new(connections), reporter)?;
     let export_args = ExportArgs {
         output_dir: args.output_root.clone(),
         nickname: Some(nickname.clone()),
@@ -62,7 +61,7 @@ pub async fn run(args: BatchArgs, general: &General, cancel: &Cancel) -> Result<
         },
         resources: args.resources.clone(),
     };
-    let mut template = super::export::plan(export_args, &clients)?;
+    let mut template = super::export::plan(export_args, &clients, reporter)?;
     template.workers = super::common::worker_count(connections);
     if let Some(s) = shard {
         reporter.info(format!(
@@ -83,7 +82,7 @@ pub async fn run(args: BatchArgs, general: &General, cancel: &Cancel) -> Result<
         template,
         progress_every: Some(progress_every()),
     };
-    let summary = batch::run(plan, &clients, &reporter, cancel)
+    let summary = batch::run(plan, &clients, reporter, cancel)
         .await
         .map_err(|e| AppError::Message(e.to_string()))?;
     for line in summary.table() {

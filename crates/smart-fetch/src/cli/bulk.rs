@@ -2,13 +2,13 @@
 //! hydration, no symlinks. `--bundle` turns the folder into one Bundle file afterwards;
 //! `--cancel` deletes the server's job and forgets it here.
 
-use super::args::{BulkArgs, General};
+use super::args::BulkArgs;
 use super::{clients, common};
 use crate::bulk::{self, BulkPlan, Level};
-use crate::console;
 use crate::error::AppError;
 use crate::fhir::Vendor;
 use crate::filters::Since;
+use crate::report::Reporter;
 use std::time::Duration;
 
 /// `--bulk-timeout`, or the 30-day default.
@@ -28,18 +28,18 @@ pub fn level(group: Option<&str>, patient_level: bool) -> Level {
     }
 }
 
-pub async fn run(args: BulkArgs, general: &General) -> Result<(), AppError> {
-    console::rule();
+pub async fn run(args: BulkArgs, reporter: &Reporter) -> Result<(), AppError> {
+    reporter.rule();
     let output_dir = clients::check_output_folder(&args.output_dir)?;
     let max_wait = wait_limit(args.bulk_timeout.as_deref())?;
-    let clients = clients::prepare(&args.auth, general)?;
+    let clients = clients::prepare(&args.auth, reporter)?;
     let client = clients.bulk.clone();
     if args.cancel {
         client.open().await?;
-        bulk::cancel(&client, &output_dir, &args.output_dir).await?;
+        bulk::cancel(&client, &output_dir, &args.output_dir, reporter).await?;
         return Ok(());
     }
-    let types = crate::filters::select_types(&args.resources.types)?;
+    let types = crate::filters::select_types(&args.resources.types, reporter)?;
     clients.read_scope(&types, &[]);
 
     client.open().await?;
@@ -56,7 +56,7 @@ pub async fn run(args: BulkArgs, general: &General) -> Result<(), AppError> {
             managed_dir: None,
             bulk: true,
         },
-        &crate::report::Reporter::console(general.verbose),
+        reporter,
     )?;
     let plan = BulkPlan {
         workdir: output_dir,
@@ -71,14 +71,15 @@ pub async fn run(args: BulkArgs, general: &General) -> Result<(), AppError> {
         compress: !args.no_compression,
         max_wait,
         managed_dir: None,
+        reporter: reporter.clone(),
     };
     let outcome = bulk::run(&client, plan).await?;
     let mut metadata = outcome.metadata;
     if args.bundle {
         // Spec §11.0 step 6: overwrites an earlier Bundle; nothing to bundle is fine here.
-        crate::bundle::bundle_folder(metadata.dir(), !args.no_compression, true)?;
+        crate::bundle::bundle_folder(metadata.dir(), !args.no_compression, true, reporter)?;
     }
     metadata.mark_complete()?;
-    console::print_done();
+    reporter.done();
     Ok(())
 }

@@ -3,13 +3,13 @@
 use super::args::BundleArgs;
 use super::clients;
 use crate::bundle::{self, Outcome};
-use crate::console;
 use crate::error::AppError;
+use crate::report::Reporter;
 
-pub fn run(args: BundleArgs) -> Result<(), AppError> {
-    console::rule();
+pub fn run(args: BundleArgs, reporter: &Reporter) -> Result<(), AppError> {
+    reporter.rule();
     let dir = clients::check_input_folder(&args.dir)?;
-    match bundle::bundle_folder(&dir, !args.no_compression, false)? {
+    match bundle::bundle_folder(&dir, !args.no_compression, false, reporter)? {
         Outcome::NoInputs => Err(AppError::Message(format!(
             "No FHIR files found in '{}'.",
             args.dir
@@ -17,7 +17,7 @@ pub fn run(args: BundleArgs) -> Result<(), AppError> {
         Outcome::Written(path, _) => {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
             let shown = std::path::Path::new(&args.dir).join(name.unwrap_or_default());
-            println!("Bundle file '{}' created.", shown.display());
+            reporter.info(format!("Bundle file '{}' created.", shown.display()));
             Ok(())
         }
     }

@@ -3,11 +3,12 @@
 //! `FhirClient`s are built over one connection budget. No network happens here: sessions are
 //! opened later by the commands. Also the local-folder checks of spec §4.2.
 
-use super::args::{AuthArgs, General};
+use super::args::AuthArgs;
 use crate::error::AppError;
 use crate::fhir::client::{DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT};
 use crate::fhir::{AuthOptions, Budget, ClientOptions, FhirClient, RetryPolicy};
 use crate::folder::FolderError;
+use crate::report::Reporter;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,9 +61,10 @@ pub fn fallback_credentials(auth: &AuthArgs) -> (SmartCredentials, SmartCredenti
 }
 
 /// The options each client is built with, as (REST, bulk). Fails without `--fhir-url`.
+/// The clients report (verbose retries, token renewals, connection changes) to `reporter`.
 pub fn client_options(
     auth: &AuthArgs,
-    general: &General,
+    reporter: &Reporter,
 ) -> Result<(ClientOptions, ClientOptions), AppError> {
     let fhir_url = auth
         .fhir_url
@@ -82,7 +84,7 @@ pub fn client_options(
         token_url: auth.token_url.clone(),
         smart_jku: auth.smart_jku.clone(),
         ca_file: auth.ca_file.clone(),
-        verbose: general.verbose,
+        reporter: reporter.clone(),
         read_timeout: auth
             .request_timeout
             .map_or(DEFAULT_READ_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
@@ -118,18 +120,18 @@ fn data_retry_policy() -> RetryPolicy {
 }
 
 /// Prepare clients with a fresh budget of `--max-connections` (default 5).
-pub fn prepare(auth: &AuthArgs, general: &General) -> Result<Clients, AppError> {
-    prepare_with_budget(auth, general, Budget::new(auth.max_connections()))
+pub fn prepare(auth: &AuthArgs, reporter: &Reporter) -> Result<Clients, AppError> {
+    prepare_with_budget(auth, Budget::new(auth.max_connections()), reporter)
 }
 
 /// Prepare clients drawing from an existing budget (several export groups in one process).
 /// Validates the auth combination and loads secrets; opens no session.
 pub fn prepare_with_budget(
     auth: &AuthArgs,
-    general: &General,
     budget: Budget,
+    reporter: &Reporter,
 ) -> Result<Clients, AppError> {
-    let (rest_options, bulk_options) = client_options(auth, general)?;
+    let (rest_options, bulk_options) = client_options(auth, reporter)?;
     let rest = FhirClient::new(rest_options, budget.clone())?;
     let bulk = FhirClient::new(bulk_options, budget.clone())?;
     Ok(Clients { rest, bulk, budget })
@@ -246,11 +248,12 @@ mod tests {
         a.basic_user = Some("u".into());
         a.token_url = Some("https://token/".into());
         a.smart_jku = Some("https://jku/".into());
-        let general = General {
-            verbose: true,
-            ..General::default()
-        };
-        let (rest, bulk) = client_options(&a, &general).unwrap_or_else(|e| panic!("{e}"));
+        let reporter = Reporter::to_writer(
+            crate::report::Format::Plain,
+            true,
+            Box::new(std::io::sink()),
+        );
+        let (rest, bulk) = client_options(&a, &reporter).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(rest.fhir_url, "http://example.invalid/R4");
         assert_eq!(bulk.fhir_url, "http://example.invalid/R4");
         assert_eq!(rest.auth.smart_client_id.as_deref(), Some("rid"));
@@ -258,13 +261,13 @@ mod tests {
         assert_eq!(bulk.auth.basic_user.as_deref(), Some("u"));
         assert_eq!(bulk.token_url.as_deref(), Some("https://token/"));
         assert_eq!(rest.smart_jku.as_deref(), Some("https://jku/"));
-        assert!(rest.verbose && bulk.verbose);
+        assert!(rest.reporter.is_verbose() && bulk.reporter.is_verbose());
     }
 
     #[test]
     fn fhir_url_is_required() {
         let a = AuthArgs::default();
-        let err = client_options(&a, &General::default()).err();
+        let err = client_options(&a, &Reporter::silent()).err();
         assert_eq!(
             err.map(|e| e.to_string()).as_deref(),
             Some("--fhir-url is required")

@@ -2,23 +2,23 @@
 //! symlinks, no hydration. A crawl with failed searches (or a type stopped on other
 //! patients' data) leaves the folder incomplete and exits 3 (`AppError::Incomplete`).
 
-use super::args::{CrawlArgs, General};
+use super::args::CrawlArgs;
 use super::{clients, common};
-use crate::console;
 use crate::crawl::{self, BulkPatients, CrawlPlan};
 use crate::error::AppError;
 use crate::fhir::Vendor;
+use crate::report::Reporter;
 
-pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
-    console::rule();
+pub async fn run(args: CrawlArgs, reporter: &Reporter) -> Result<(), AppError> {
+    reporter.rule();
     let output_dir = clients::check_output_folder(&args.output_dir)?;
     let source_dir = match &args.source_dir {
         Some(dir) => clients::check_input_folder(dir)?,
         None => output_dir.clone(),
     };
     let max_wait = super::bulk::wait_limit(args.bulk_timeout.as_deref())?;
-    let clients = clients::prepare(&args.auth, general)?;
-    let types = crate::filters::select_types(&args.resources.types)?;
+    let clients = clients::prepare(&args.auth, reporter)?;
+    let types = crate::filters::select_types(&args.resources.types, reporter)?;
     clients.read_scope(&types, &[]);
     let ids = common::read_cohort_ids(&args.cohort)?;
 
@@ -37,7 +37,7 @@ pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
             managed_dir: None,
             bulk: false,
         },
-        &crate::report::Reporter::console(general.verbose),
+        reporter,
     )?;
     let folder_arg = args.source_dir.as_deref().unwrap_or(&args.output_dir);
     let plan = CrawlPlan {
@@ -61,19 +61,16 @@ pub async fn run(args: CrawlArgs, general: &General) -> Result<(), AppError> {
         }),
         allow_incomplete: args.crawl.allow_incomplete,
         strict: args.crawl.strict_search,
+        reporter: reporter.clone(),
     };
     let outcome = crawl::run(rest, plan).await?;
-    common::report_crawl(
-        &outcome,
-        args.crawl.allow_incomplete,
-        &crate::report::Reporter::console(general.verbose),
-    )?;
+    common::report_crawl(&outcome, args.crawl.allow_incomplete, reporter)?;
     let mut metadata = outcome.metadata;
     if args.bundle {
         // Overwrites an earlier Bundle; a folder with nothing to bundle is fine here.
-        crate::bundle::bundle_folder(metadata.dir(), !args.no_compression, true)?;
+        crate::bundle::bundle_folder(metadata.dir(), !args.no_compression, true, reporter)?;
     }
     metadata.mark_complete()?;
-    console::print_done();
+    reporter.done();
     Ok(())
 }

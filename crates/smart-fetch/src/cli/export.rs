@@ -1,7 +1,7 @@
 //! `export`: parse the managed export's arguments into an `export::ExportPlan` and run it
-//! with this process's clients, a console reporter and the run's cancellation token.
+//! with this process's clients, the run's reporter and its cancellation token.
 
-use super::args::{ExportArgs, ExportMode, General};
+use super::args::{ExportArgs, ExportMode};
 use super::{clients, common};
 use crate::cancel::Cancel;
 use crate::error::AppError;
@@ -11,29 +11,34 @@ use crate::fhir::Clients;
 use crate::hydrate::tasks;
 use crate::report::Reporter;
 
-pub async fn run(args: ExportArgs, general: &General, cancel: &Cancel) -> Result<(), AppError> {
-    let reporter = Reporter::console(general.verbose);
+pub async fn run(args: ExportArgs, reporter: &Reporter, cancel: &Cancel) -> Result<(), AppError> {
     // The rule line comes first, like the Python tool's, even when an argument is refused.
     reporter.rule();
-    let (plan, clients) = prepare(args, general)?;
-    export::run(plan, &clients, &reporter, cancel).await?;
+    let (plan, clients) = prepare(args, reporter)?;
+    export::run(plan, &clients, reporter, cancel).await?;
     reporter.done();
     Ok(())
 }
 
-/// Validate the arguments (before any request) into a plan and its clients.
-pub fn prepare(args: ExportArgs, general: &General) -> Result<(ExportPlan, Clients), AppError> {
+/// Validate the arguments (before any request) into a plan and its clients (which report
+/// to `reporter`).
+pub fn prepare(args: ExportArgs, reporter: &Reporter) -> Result<(ExportPlan, Clients), AppError> {
     clients::check_output_folder(&args.output_dir)?;
-    let clients = clients::prepare(&args.auth, general)?;
-    let plan = plan(args, &clients)?;
+    let clients = clients::prepare(&args.auth, reporter)?;
+    let plan = plan(args, &clients, reporter)?;
     Ok((plan, clients))
 }
 
 /// The plan of one managed export from its arguments; names the SMART scopes on `clients`.
-pub fn plan(args: ExportArgs, clients: &Clients) -> Result<ExportPlan, AppError> {
+/// `--type help` and `--hydration-tasks help` print their listing through `reporter`.
+pub fn plan(
+    args: ExportArgs,
+    clients: &Clients,
+    reporter: &Reporter,
+) -> Result<ExportPlan, AppError> {
     let output_dir = clients::check_output_folder(&args.output_dir)?;
-    let types = crate::filters::select_types(&args.resources.types)?;
-    let hydration_tasks = tasks::select(args.hydration_tasks.as_deref())?;
+    let types = crate::filters::select_types(&args.resources.types, reporter)?;
+    let hydration_tasks = tasks::select(args.hydration_tasks.as_deref(), reporter)?;
     clients.read_scope(&types, &hydration_tasks);
     let ids = common::read_cohort_ids(&args.cohort)?;
     let max_wait = super::bulk::wait_limit(args.bulk_timeout.as_deref())?;

@@ -2,20 +2,20 @@
 //! (spec §15.9). Outputs and the "already have" pool use OUTPUT_DIR; reference tasks read
 //! their inputs from `--source-dir` when given.
 
-use super::args::{General, HydrateArgs};
+use super::args::HydrateArgs;
 use super::clients;
-use crate::console;
 use crate::error::AppError;
 use crate::hydrate::{HydrateOptions, Hydrator, mime, tasks};
+use crate::report::Reporter;
 
-pub async fn run(args: HydrateArgs, general: &General) -> Result<(), AppError> {
+pub async fn run(args: HydrateArgs, reporter: &Reporter) -> Result<(), AppError> {
     let output_dir = clients::check_output_folder(&args.output_dir)?;
     let source_dir = match &args.source_dir {
         Some(dir) => clients::check_input_folder(dir)?,
         None => output_dir.clone(),
     };
-    let clients = clients::prepare(&args.auth, general)?;
-    let tasks = tasks::select(args.tasks.as_deref())?;
+    let clients = clients::prepare(&args.auth, reporter)?;
+    let tasks = tasks::select(args.tasks.as_deref(), reporter)?;
     clients.read_scope(&[], &tasks);
 
     let rest = clients.rest.clone();
@@ -27,12 +27,13 @@ pub async fn run(args: HydrateArgs, general: &General) -> Result<(), AppError> {
             source_dir,
             compress: !args.no_compression,
             mimetypes: mime::allowed(args.mimetypes.as_deref()),
+            reporter: reporter.clone(),
         },
     );
     hydrator.run_each(&tasks).await?;
     if let Some(summary) = hydrator.failure_summary() {
         return Err(AppError::Incomplete(summary));
     }
-    console::print_done();
+    reporter.done();
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod status;
 
 use crate::cancel::Cancel;
 use crate::error::AppError;
+use crate::report::Reporter;
 use args::{Cli, Command};
 use clap::Parser;
 use clap::error::ErrorKind;
@@ -51,13 +52,14 @@ where
     }
 }
 
-/// Layer the config file (for the subcommands that read it), then run the subcommand.
-/// Ctrl-C and SIGTERM end the run with `AppError::Interrupted` (exit 130) through one
-/// cancellation token: committed work is safe on disk.
-pub async fn run(cli: Cli) -> Result<(), AppError> {
+/// Layer the config file (for the subcommands that read it), then run the subcommand,
+/// reporting through `reporter`. Ctrl-C and SIGTERM end the run with
+/// `AppError::Interrupted` (exit 130) through one cancellation token: committed work is
+/// safe on disk.
+pub async fn run(cli: Cli, reporter: &Reporter) -> Result<(), AppError> {
     let cancel = Cancel::new();
     cancel.on_signals();
-    let work = dispatch(cli, &cancel);
+    let work = dispatch(cli, reporter, &cancel);
     tokio::pin!(work);
     tokio::select! {
         result = &mut work => result,
@@ -73,7 +75,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 /// How long a cancelled command may take to leave its records in order.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn dispatch(cli: Cli, cancel: &Cancel) -> Result<(), AppError> {
+async fn dispatch(cli: Cli, reporter: &Reporter, cancel: &Cancel) -> Result<(), AppError> {
     let Cli {
         general,
         mut command,
@@ -85,30 +87,30 @@ async fn dispatch(cli: Cli, cancel: &Cancel) -> Result<(), AppError> {
         config::apply(&mut command, &table)?;
     }
     match command {
-        Command::Export(args) => export::run(args, &general, cancel).await,
-        Command::Crawl(args) => cancel.guard(crawl::run(args, &general)).await,
-        Command::Single(args) => cancel.guard(single::run(args, &general)).await,
-        Command::ResetSymlinks(args) => cancel.guard(reset_symlinks::run(args, &general)).await,
-        Command::Bulk(args) => cancel.guard(bulk::run(args, &general)).await,
-        Command::Hydrate(args) => cancel.guard(hydrate::run(args, &general)).await,
-        Command::Bundle(args) => bundle::run(args),
+        Command::Export(args) => export::run(args, reporter, cancel).await,
+        Command::Crawl(args) => cancel.guard(crawl::run(args, reporter)).await,
+        Command::Single(args) => cancel.guard(single::run(args, reporter)).await,
+        Command::ResetSymlinks(args) => cancel.guard(reset_symlinks::run(args, reporter)).await,
+        Command::Bulk(args) => cancel.guard(bulk::run(args, reporter)).await,
+        Command::Hydrate(args) => cancel.guard(hydrate::run(args, reporter)).await,
+        Command::Bundle(args) => bundle::run(args, reporter),
         Command::Groups(args) => groups::run(args),
-        Command::Batch(args) => batch::run(args, &general, cancel).await,
+        Command::Batch(args) => batch::run(args, reporter, cancel).await,
         Command::Status(args) => status::run(args),
     }
 }
 
-/// Print a failed run's message (one line; the spec's multi-line messages as they are) on
-/// stderr and pick the exit code. `AppError::Exit` prints nothing.
-pub fn finish(result: Result<(), AppError>) -> ExitCode {
+/// Report a failed run's message (one line; the spec's multi-line messages as they are)
+/// through `reporter` (stderr in every format) and pick the exit code. `AppError::Exit`
+/// prints nothing.
+pub fn finish(result: Result<(), AppError>, reporter: &Reporter) -> ExitCode {
     let _ = std::io::stdout().lock().flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if !matches!(err, AppError::Exit(_)) {
-                let mut stderr = std::io::stderr().lock();
                 // Messages often quote the server (a URL it sent, its error text).
-                let _ = writeln!(stderr, "{}", crate::text::printable(&err.to_string()));
+                reporter.error(crate::text::printable(&err.to_string()));
             }
             ExitCode::from(err.exit_code())
         }
@@ -125,6 +127,7 @@ where
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    let reporter = Reporter::new(cli.general.log_format(), cli.general.verbose);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -133,15 +136,18 @@ where
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            return finish(Err(AppError::Message(format!(
-                "Could not start the async runtime: {e}"
-            ))));
+            return finish(
+                Err(AppError::Message(format!(
+                    "Could not start the async runtime: {e}"
+                ))),
+                &reporter,
+            );
         }
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(run(cli, &reporter));
     // Do not wait for stray blocking tasks (e.g. a file write cut short by Ctrl-C).
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    finish(result)
+    finish(result, &reporter)
 }
 
 #[cfg(test)]
@@ -179,6 +185,20 @@ mod tests {
         let parsed = cli(&["export", "out"]).unwrap_or_else(|e| panic!("{e}"));
         assert!(!parsed.general.verbose);
         assert!(parsed.general.config.is_none());
+    }
+
+    #[test]
+    fn log_format_in_either_position() {
+        use crate::report::Format;
+        let parsed =
+            cli(&["--log-format", "json", "export", "out"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.general.log_format(), Format::Json);
+        let parsed = cli(&["crawl", "out", "--log-format=plain"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.general.log_format(), Format::Plain);
+        let parsed = cli(&["bundle", "dir"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.general.log_format(), Format::Text);
+        let err = cli(&["export", "out", "--log-format", "x"]).err();
+        assert_eq!(err.map(|e| e.exit_code()), Some(2));
     }
 
     #[test]
@@ -301,6 +321,7 @@ mod tests {
             assert!(!text.contains("Arguments:"), "{name}: {text}");
             assert!(text.contains("--config"), "{name}: {text}");
             assert!(text.contains("--verbose"), "{name}: {text}");
+            assert!(text.contains("--log-format"), "{name}: {text}");
         }
     }
 }

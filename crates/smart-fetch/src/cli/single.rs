@@ -1,23 +1,25 @@
 //! `single`: fetch one resource (or one search page) and print it (spec §16): pretty JSON by
 //! default, one compact line with `--compact`, raw decoded bytes for a Binary with `--binary`.
 
-use super::args::{General, SingleArgs};
+use super::args::SingleArgs;
 use super::clients;
 use crate::error::AppError;
 use crate::fhir::FhirError;
+use crate::report::Reporter;
 use base64::Engine;
 use serde_json::Value;
 use std::io::Write;
 
-pub async fn run(args: SingleArgs, general: &General) -> Result<(), AppError> {
-    let clients = clients::prepare(&args.auth, general)?;
+pub async fn run(args: SingleArgs, reporter: &Reporter) -> Result<(), AppError> {
+    let clients = clients::prepare(&args.auth, reporter)?;
     clients.rest.open().await?;
     let response = match clients.rest.get(&args.path, "application/fhir+json").await {
         Ok(response) => response,
-        Err(err) => return Err(request_error(err, general.verbose)),
+        Err(err) => return Err(request_error(err, reporter.is_verbose())),
     };
     let value = response.json()?;
     let output = render(&value, args.binary, args.compact)?;
+    // The data itself, not a message: stdout in every log format.
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is the reader's choice, not an error worth reporting.
     let _ = stdout.write_all(&output).and_then(|()| stdout.flush());

@@ -5,6 +5,7 @@
 use super::CrawlError;
 use super::membership::linked_patients;
 use crate::folder::discovery;
+use crate::report::Reporter;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
@@ -16,11 +17,11 @@ pub struct FolderCohort {
 }
 
 /// Reads only `resourceType`, `id` and `link` of each Patient line.
-pub fn folder_patients(dir: &Path) -> FolderCohort {
+pub fn folder_patients(dir: &Path, reporter: &Reporter) -> FolderCohort {
     let mut ids = HashSet::new();
     let mut links: HashMap<String, Vec<String>> = HashMap::new();
-    for path in discovery::files_of_type(dir, "Patient") {
-        for value in crate::ndjson::read_fields(&path, &["resourceType", "id", "link"]) {
+    for path in discovery::files_of_type(dir, "Patient", reporter) {
+        for value in crate::ndjson::read_fields(&path, &["resourceType", "id", "link"], reporter) {
             let other_type = value
                 .get("resourceType")
                 .and_then(|t| t.as_str())

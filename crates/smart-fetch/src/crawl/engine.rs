@@ -20,6 +20,7 @@ use crate::fhir::FhirClient;
 use crate::filters::{self, Filters, Since};
 use crate::folder::{ExportContext, OutputMetadata, log};
 use crate::folder::{discovery, history};
+use crate::report::{Counters, Reporter};
 use crate::resources::ResourceType;
 use crate::timestamp;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -59,6 +60,8 @@ pub struct CrawlPlan {
     pub allow_incomplete: bool,
     /// `--strict-search`: searches ask for `Prefer: handling=strict`.
     pub strict: bool,
+    /// Where the crawl's lines and progress go; its counters count patients and resources.
+    pub reporter: Reporter,
 }
 
 /// A bulk export of just the Patients, for a crawl without ID lists.
@@ -95,11 +98,12 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
     let mut lookup_ids: Option<Vec<String>> = None;
     let mut cohort_dir: Option<PathBuf> = None;
     let patient_selected = plan.types.contains(&ResourceType::Patient);
+    let reporter = &plan.reporter;
     if patient_selected && metadata.is_done(ResourceType::Patient) {
-        println!("Skipping Patient, already done.");
+        reporter.info("Skipping Patient, already done.");
         cohort_dir = Some(plan.workdir.clone());
     } else if let Some(ids) = &plan.ids {
-        println!("Fetching Patients for the provided IDs.");
+        reporter.info("Fetching Patients for the provided IDs.");
         if metadata.is_done(ResourceType::Patient) {
             // Unlike the Python tool, a resumed crawl does not look the IDs up again.
             cohort_dir = Some(plan.workdir.clone());
@@ -131,11 +135,11 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
             continue;
         }
         if metadata.is_done(t) {
-            println!("Skipping {t}, already done.");
+            reporter.info(format!("Skipping {t}, already done."));
         } else if plan.epic && matches!(t, ResourceType::EpisodeOfCare | ResourceType::Specimen) {
-            println!(
+            reporter.info(format!(
                 "Skipping {t}, Epic does not support searching by patient, so they will have to be hydrated instead."
-            );
+            ));
             epic_skipped.push((t, timestamp::now()));
         } else {
             search_types.push(t);
@@ -152,7 +156,7 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
     if !sink_types.is_empty() {
         let cohort = match &cohort_dir {
             Some(dir) => {
-                let cohort = cohort::folder_patients(dir);
+                let cohort = cohort::folder_patients(dir, reporter);
                 if cohort.ids.is_empty() && !search_types.is_empty() {
                     return Err(CrawlError::NoCohort(dir.display().to_string()));
                 }
@@ -213,7 +217,7 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
     }
     if !search_types.is_empty()
         && metadata.is_done(ResourceType::Patient)
-        && discovery::ids_of_type(&plan.workdir, "Patient").is_empty()
+        && discovery::ids_of_type(&plan.workdir, "Patient", reporter).is_empty()
     {
         return Err(CrawlError::NoCohort(plan.workdir.display().to_string()));
     }
@@ -246,15 +250,16 @@ fn note_patient_changes(
     let Some(previous) = history::previous_patient_export(managed, &plan.workdir, filter) else {
         return Ok(());
     };
+    let reporter = &plan.reporter;
     let (new, deleted) = history::new_and_deleted_patients(
-        &history::patient_map(&previous),
-        &history::patient_map(&plan.workdir),
+        &history::patient_map(&previous, reporter),
+        &history::patient_map(&plan.workdir, reporter),
     );
     metadata.set_new_patients(&new)?;
-    println!(
+    reporter.info(format!(
         "Count of new patients: {}.",
         crate::console::thousands(new.len() as u64)
-    );
+    ));
     if full_list {
         history::write_deleted(
             &plan.workdir,
@@ -262,10 +267,10 @@ fn note_patient_changes(
             &deleted,
             plan.compress,
         )?;
-        println!(
+        reporter.info(format!(
             "Count of deleted patients: {}.",
             crate::console::thousands(deleted.len() as u64)
-        );
+        ));
     }
     Ok(())
 }
@@ -307,6 +312,7 @@ async fn bulk_patients(
         since: since_value.as_deref(),
         compress: plan.compress,
         max_wait: bulk.max_wait,
+        reporter: &plan.reporter,
     };
     Ok(bulk::export(&job, metadata).await?.transaction_time)
 }
@@ -486,6 +492,8 @@ struct Planner {
     /// Patient → the records its `Patient.link` names (only patients with links), whose
     /// data that patient's searches accept too. Lookups add to it as they return.
     links: Mutex<HashMap<String, Vec<String>>>,
+    /// Run-wide: every patient queued for searching counts once.
+    counters: Counters,
 }
 
 impl Planner {
@@ -561,6 +569,7 @@ impl Planner {
         if !s.enqueued.insert(patient.to_string()) {
             return;
         }
+        self.counters.add_patients(1);
         let chains = self.searches(patient, full_history);
         s.queued += chains.len();
         s.chains.extend(chains);
@@ -573,6 +582,7 @@ impl Planner {
         if !s.enqueued.insert(patient.to_string()) {
             return;
         }
+        self.counters.add_patients(1);
         s.queued += self
             .search_types
             .iter()
@@ -597,7 +607,12 @@ async fn crawl(
     lookup_ids: Option<Vec<String>>,
     cohort: cohort::FolderCohort,
 ) -> Result<(BTreeMap<ResourceType, timestamp::Timestamp>, CrawlReport), CrawlError> {
-    let (sink, mut resumed) = Sink::open(&plan.workdir, sink_types, plan.compress)?;
+    let (sink, mut resumed) = Sink::open(
+        &plan.workdir,
+        sink_types,
+        plan.compress,
+        plan.reporter.clone(),
+    )?;
     let mut links = std::mem::take(&mut resumed.links);
     links.extend(cohort.links);
     let since_export = plan.effective != plan.context.filters;
@@ -607,7 +622,7 @@ async fn crawl(
         let patient_filter = plan.context.filters.get(&ResourceType::Patient);
         previous_patients =
             history::previous_patient_export(managed, &plan.workdir, patient_filter)
-                .map(|dir| history::patient_map(&dir));
+                .map(|dir| history::patient_map(&dir, &plan.reporter));
         for &t in search_types {
             let ids = history::new_patients_for_type(managed, &plan.workdir, t, &plan.context);
             new_before.insert(t, ids.into_iter().collect());
@@ -621,6 +636,7 @@ async fn crawl(
         previous_patients,
         new_before,
         links: Mutex::new(links),
+        counters: plan.reporter.counters().clone(),
     });
     // Always the full list, never `_lastUpdated`: a since filter here would make every
     // unchanged patient look deleted (the Python tool's quirk 13).
@@ -681,17 +697,20 @@ async fn crawl(
         workers.spawn(worker.run());
     }
 
+    let (stop_progress, stopped) = tokio::sync::oneshot::channel();
     let progress = tokio::spawn(show_progress(
         queue.clone(),
         client.budget().clone(),
-        client.verbose(),
+        plan.reporter.clone(),
+        stopped,
     ));
     let outcome = tokio::select! {
         r = join_all(&mut workers, &queue) => r,
         _ = tokio::signal::ctrl_c() => Err(CrawlError::Interrupted),
     };
-    progress.abort();
-    clear_progress();
+    // Waited for, so the status line is gone before anything else is printed.
+    let _ = stop_progress.send(());
+    let _ = progress.await;
     match outcome {
         Ok(()) => {
             let report = std::mem::take(&mut *report.lock().unwrap_or_else(|p| p.into_inner()));
@@ -806,14 +825,18 @@ impl Worker {
     }
 }
 
-/// A one-line status on a terminal (stderr), redrawn every second: searches done, patients,
-/// how many connections the budget allows now, the request rate and answer time. With
-/// `--verbose` the same status is also printed as a line of its own every 10 seconds (on a
-/// terminal or not).
-async fn show_progress(queue: Arc<Queue>, budget: crate::fhir::Budget, verbose: bool) {
-    use std::io::{IsTerminal, Write};
-    let terminal = std::io::stderr().is_terminal();
-    if !terminal && !verbose {
+/// A status line on a terminal (`report::Progress`), updated every second: searches done,
+/// patients, how many connections the budget allows now, the request rate and answer time.
+/// With `--verbose` the same status is also reported as a verbose line every 10 seconds (on
+/// a terminal or not). Ends, clearing the line, when `stop` fires.
+async fn show_progress(
+    queue: Arc<Queue>,
+    budget: crate::fhir::Budget,
+    reporter: Reporter,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let bar = reporter.progress_bar("Crawling…");
+    if !bar.is_live() && !reporter.is_verbose() {
         return;
     }
     const VERBOSE_EVERY: u32 = 10;
@@ -822,7 +845,10 @@ async fn show_progress(queue: Arc<Queue>, budget: crate::fhir::Budget, verbose: 
     rate.sample(budget.status().requests);
     let mut ticks: u32 = 0;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = &mut stop => return,
+        }
         ticks += 1;
         let (finished, queued, patients) = {
             let s = queue.lock();
@@ -837,24 +863,10 @@ async fn show_progress(queue: Arc<Queue>, budget: crate::fhir::Budget, verbose: 
             crate::console::thousands(patients as u64),
             status.describe(per_second),
         );
-        let mut err = std::io::stderr().lock();
-        if verbose && ticks == VERBOSE_EVERY {
+        if ticks == VERBOSE_EVERY {
             ticks = 0;
-            let clear = if terminal { "\r\x1b[2K" } else { "" };
-            let _ = writeln!(err, "{clear}{line}");
+            reporter.verbose(|| line.clone());
         }
-        if terminal {
-            let _ = write!(err, "\r\x1b[2K{line}");
-        }
-        let _ = err.flush();
-    }
-}
-
-fn clear_progress() {
-    use std::io::{IsTerminal, Write};
-    if std::io::stderr().is_terminal() {
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K");
-        let _ = err.flush();
+        bar.set_message(line);
     }
 }

@@ -13,6 +13,7 @@
 use super::CrawlError;
 use super::error_file;
 use super::report::{ChainOutcome, Dropped};
+use crate::report::Reporter;
 use crate::resources::ResourceType;
 use crate::safe_file;
 use crate::timestamp::{self, Timestamp};
@@ -100,10 +101,12 @@ pub struct Sink {
 
 impl Sink {
     /// Open (or resume) the in-progress files of `types` in `workdir`.
+    /// `reporter` hears about unreadable state files; its counters count resources written.
     pub fn open(
         workdir: &Path,
         types: &[ResourceType],
         compress: bool,
+        reporter: Reporter,
     ) -> Result<(Sink, Resumed), CrawlError> {
         let state_dir = workdir.join(STATE_DIR);
         fs::create_dir_all(&state_dir).map_err(|e| io_error(&state_dir, e))?;
@@ -123,7 +126,7 @@ impl Sink {
         let (tx, rx) = mpsc::channel(8);
         let thread = std::thread::Builder::new()
             .name("crawl-writer".into())
-            .spawn(move || writer_loop(rx, states, error_target, state_dir))
+            .spawn(move || writer_loop(rx, states, error_target, state_dir, reporter))
             .map_err(|e| CrawlError::Message(format!("Could not start the output writer: {e}")))?;
         Ok((Sink { tx, thread }, resumed))
     }
@@ -181,6 +184,7 @@ fn writer_loop(
     mut states: HashMap<ResourceType, TypeState>,
     error_target: PathBuf,
     state_dir: PathBuf,
+    reporter: Reporter,
 ) -> Result<BTreeMap<ResourceType, Timestamp>, CrawlError> {
     let mut finish = None;
     while let Some(msg) = rx.blocking_recv() {
@@ -198,7 +202,8 @@ fn writer_loop(
             let state = states.get_mut(&t).ok_or_else(|| {
                 CrawlError::Message(format!("No output file was opened for {t}."))
             })?;
-            state.commit(results)?;
+            let written = state.commit(results)?;
+            reporter.counters().add_resources(written);
         }
         if finish.is_some() {
             break;
@@ -214,11 +219,11 @@ fn writer_loop(
     types.sort_by_key(|(t, _)| *t);
     for (t, state) in types {
         if finish.types.contains(&t) {
-            let (when, lines) = state.finalize(finish.accept_failed)?;
+            let (when, lines) = state.finalize(finish.accept_failed, &reporter)?;
             done.insert(t, when);
             permanent.push((t, lines));
         } else {
-            provisional.insert(t, state.error_lines(true));
+            provisional.insert(t, state.error_lines(true, &reporter));
         }
     }
     error_file::publish(&error_target, &state_dir, &permanent, &provisional)?;
@@ -359,7 +364,9 @@ impl TypeState {
         Ok((state, journal))
     }
 
-    fn commit(&mut self, results: Vec<ChainResult>) -> Result<(), CrawlError> {
+    /// Commit finished chains; returns how many resources were written.
+    fn commit(&mut self, results: Vec<ChainResult>) -> Result<u64, CrawlError> {
+        let mut written = 0;
         let mut lines = Vec::new();
         let mut errors = Vec::new();
         let mut keys = Vec::with_capacity(results.len());
@@ -390,6 +397,7 @@ impl TypeState {
                     }
                 }
                 lines.extend_from_slice(record.line.as_bytes());
+                written += 1;
             }
             for e in r.errors {
                 errors.extend_from_slice(e.as_bytes());
@@ -448,13 +456,18 @@ impl TypeState {
         line.push('\n');
         self.journal
             .write_all(line.as_bytes())
-            .map_err(|e| io_error(&self.journal_path, e))
+            .map_err(|e| io_error(&self.journal_path, e))?;
+        Ok(written)
     }
 
     /// Move the finished file to its final name and return the type's transaction time
     /// (spec §13.6) with its lines for `error/` (failed chains' only if `accept_failed`).
-    fn finalize(self, accept_failed: bool) -> Result<(Timestamp, Vec<Value>), CrawlError> {
-        let lines = self.error_lines(accept_failed);
+    fn finalize(
+        self,
+        accept_failed: bool,
+        reporter: &Reporter,
+    ) -> Result<(Timestamp, Vec<Value>), CrawlError> {
+        let lines = self.error_lines(accept_failed, reporter);
         if let Some(file) = self.data {
             file.sync_all().map_err(|e| io_error(&self.tmp, e))?;
             drop(file);
@@ -469,10 +482,10 @@ impl TypeState {
 
     /// The OperationOutcomes of committed chains (server warnings), then, with
     /// `with_failed`, those of the failed chains (in key order).
-    fn error_lines(&self, with_failed: bool) -> Vec<Value> {
+    fn error_lines(&self, with_failed: bool, reporter: &Reporter) -> Vec<Value> {
         let mut lines = Vec::new();
         if self.errors_len > 0 {
-            lines.extend(crate::ndjson::read_values(&self.errors_path));
+            lines.extend(crate::ndjson::read_values(&self.errors_path, reporter));
         }
         if with_failed {
             lines.extend(
@@ -687,8 +700,8 @@ mod tests {
         assert_eq!(journal.keys, HashSet::from(["p1".to_string()]));
         assert_eq!(state.failed.keys().collect::<Vec<_>>(), ["p2"]);
         // Only the committed chain's data and warning are in the files.
-        assert_eq!(state.error_lines(false).len(), 1);
-        assert_eq!(state.error_lines(true).len(), 2);
+        assert_eq!(state.error_lines(false, &Reporter::silent()).len(), 1);
+        assert_eq!(state.error_lines(true, &Reporter::silent()).len(), 2);
         state.commit(vec![result("p2", failed)]).expect("commit");
         drop(state);
         let (mut state, _) = TypeState::open(&dir, t, true).expect("reopen");
@@ -697,7 +710,7 @@ mod tests {
             journaled_failures(&dir).into_iter().collect::<Vec<_>>(),
             [(t, 1)]
         );
-        assert_eq!(state.error_lines(true).len(), 2);
+        assert_eq!(state.error_lines(true, &Reporter::silent()).len(), 2);
         state
             .commit(vec![result("p2", ChainOutcome::Complete)])
             .expect("commit");
@@ -711,11 +724,13 @@ mod tests {
         assert!(state.failed.is_empty());
         assert!(journaled_failures(&dir).is_empty());
         assert_eq!(
-            state.error_lines(true).len(),
+            state.error_lines(true, &Reporter::silent()).len(),
             2,
             "the two chains' own lines"
         );
-        let (_, lines) = state.finalize(false).expect("finalize");
+        let (_, lines) = state
+            .finalize(false, &Reporter::silent())
+            .expect("finalize");
         assert_eq!(lines.len(), 2);
         let mut text = String::new();
         flate2::read::MultiGzDecoder::new(

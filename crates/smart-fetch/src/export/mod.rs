@@ -167,6 +167,7 @@ async fn run_export(
             }),
             allow_incomplete: plan.allow_incomplete,
             strict: plan.strict_search,
+            reporter: reporter.clone(),
         };
         let outcome = crawl::run(rest.clone(), crawl_plan).await?;
         // An unfinished crawl stops here: hydrating, deriving deleted/ and linking half a
@@ -185,6 +186,7 @@ async fn run_export(
             compress,
             max_wait: plan.max_wait,
             managed_dir: Some(output_dir.clone()),
+            reporter: reporter.clone(),
         };
         bulk::run(&clients.bulk, bulk_plan).await?.metadata
     };
@@ -198,6 +200,7 @@ async fn run_export(
             source_dir: choice.path.clone(),
             compress,
             mimetypes: mime::allowed(None),
+            reporter: reporter.clone(),
         },
     );
     hydrator
@@ -219,11 +222,12 @@ async fn run_export(
             accepted: &accepted.iter().copied().collect::<Vec<_>>(),
             tasks: &plan.hydration_tasks,
             hydration: &hydrator.deletion_evidence(&plan.hydration_tasks),
+            reporter,
         },
         compress,
         &mut metadata,
     )?;
-    symlinks::rebuild(&output_dir)?;
+    symlinks::rebuild(&output_dir, reporter)?;
     // Reads that failed leave the folder incomplete (the rerun hydrates again and asks only
     // for what is missing), unless the user accepts it.
     if let Some(summary) = hydrator.failure_summary() {

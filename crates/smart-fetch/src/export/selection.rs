@@ -44,10 +44,10 @@ pub fn select(
     source: SinceSource<'_>,
     reporter: &Reporter,
 ) -> Result<Selection, AppError> {
-    let types = filters::limit_to_server(types, caps);
+    let types = filters::limit_to_server(types, caps, reporter);
     let base =
         filters::build_filters(&filters.type_filters, &types, filters.default_filters, epic)?;
-    let mode = filters::since_mode(since_mode, since, caps);
+    let mode = filters::since_mode(since_mode, since, caps, reporter);
     let mut since_resources = filters::since_resources(&types, mode, caps);
     let since_value = match since {
         Some("auto") => {

@@ -13,6 +13,7 @@ use super::budget::Permit;
 use super::error::error_detail;
 use super::retry::parse_retry_after;
 use super::{Budget, Capabilities, FhirError, RetryPolicy, Vendor};
+use crate::report::Reporter;
 use crate::resources::ResourceType;
 use futures_util::future::BoxFuture;
 use reqwest::header::{ACCEPT, ACCEPT_CHARSET, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -91,7 +92,10 @@ pub struct ClientOptions {
     pub token_url: Option<String>,
     pub smart_jku: Option<String>,
     pub ca_file: Option<PathBuf>,
-    pub verbose: bool,
+    /// Where the engine's own lines go (retries, token renewals, connection changes, all
+    /// `--verbose`) and whose counters count its requests. A client shared by a batch's
+    /// groups reports to the batch's root reporter: its lines are not about one group.
+    pub reporter: Reporter,
     /// Searches, downloads and other requests made through the client.
     pub retry: RetryPolicy,
     /// Metadata, SMART configuration and token requests: short, so a dead server fails fast.
@@ -110,7 +114,7 @@ impl Default for ClientOptions {
             token_url: None,
             smart_jku: None,
             ca_file: None,
-            verbose: false,
+            reporter: Reporter::console(false),
             retry: RetryPolicy::data(),
             startup_retry: RetryPolicy::startup(),
             read_timeout: DEFAULT_READ_TIMEOUT,
@@ -239,7 +243,7 @@ struct Inner {
     client_id: Option<String>,
     token_url: Option<String>,
     jku: Option<String>,
-    verbose: bool,
+    reporter: Reporter,
     retry: RetryPolicy,
     startup_retry: RetryPolicy,
     budget: Budget,
@@ -343,7 +347,7 @@ impl FhirClient {
                 client_id: loaded.client_id,
                 token_url: options.token_url.filter(|t| !t.is_empty()),
                 jku: options.smart_jku.filter(|j| !j.is_empty()),
-                verbose: options.verbose,
+                reporter: options.reporter,
                 retry: options.retry,
                 startup_retry: options.startup_retry,
                 budget,
@@ -459,8 +463,9 @@ impl FhirClient {
         &self.inner.budget
     }
 
-    pub fn verbose(&self) -> bool {
-        self.inner.verbose
+    /// The reporter this client was made with.
+    pub fn reporter(&self) -> &Reporter {
+        &self.inner.reporter
     }
 
     /// A path joined to the base (RFC 3986), or an absolute URL unchanged.
@@ -635,8 +640,10 @@ impl FhirClient {
                 let token = smart
                     .tokens
                     .current(|| {
-                        if self.inner.verbose && smart.tokens.serial() > 0 {
-                            eprintln!("Renewing the SMART access token before it expires");
+                        if smart.tokens.serial() > 0 {
+                            self.inner.reporter.verbose(|| {
+                                "Renewing the SMART access token before it expires".to_string()
+                            });
                         }
                         self.fetch_token(smart, true)
                     })
@@ -838,15 +845,16 @@ impl FhirClient {
                             super::budget::request_kind(plan.url.as_str()),
                             sent_at.elapsed(),
                         )
-                        && inner.verbose
                     {
-                        let status = inner.budget.status();
-                        let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
-                        eprintln!(
-                            "Connections: {limit} of {} (answers take {:.0} ms)",
-                            status.max,
-                            ms(status.latency),
-                        );
+                        inner.reporter.verbose(|| {
+                            let status = inner.budget.status();
+                            let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+                            format!(
+                                "Connections: {limit} of {} (answers take {:.0} ms)",
+                                status.max,
+                                ms(status.latency),
+                            )
+                        });
                     }
                     // Only a body still on the wire keeps the slot.
                     let permit = if matches!(sent.body, Body::Live(_)) {
@@ -884,12 +892,12 @@ impl FhirClient {
                             renewed = true;
                             resend = true;
                             let seen = token.map_or(0, |t| t.serial);
-                            if inner.verbose {
-                                eprintln!(
+                            inner.reporter.verbose(|| {
+                                format!(
                                     "Renewing the SMART access token after a 401 from {}",
                                     plan.url
-                                );
-                            }
+                                )
+                            });
                             smart
                                 .tokens
                                 .renew(seen, || self.fetch_token(smart, true))
@@ -939,13 +947,13 @@ impl FhirClient {
             if plan.client_request && matches!(error.status(), Some(429 | 503)) {
                 inner.budget.throttled(wait);
             }
-            if inner.verbose {
+            inner.reporter.verbose(|| {
                 let reason = match &error {
                     FhirError::Http { status, detail, .. } => format!("[{status}] {detail}"),
                     FhirError::Transport { message, .. } => message.clone(),
                     other => other.to_string(),
                 };
-                eprintln!(
+                format!(
                     "Retrying {} {} in {:.1}s (attempt {}/{}): {}",
                     plan.method,
                     plan.url,
@@ -954,8 +962,8 @@ impl FhirClient {
                     max_attempts,
                     // The server's own words, on a terminal.
                     crate::text::printable(&reason)
-                );
-            }
+                )
+            });
             if let Some(observer) = plan.observer {
                 observer.retrying(wait);
             }
@@ -971,6 +979,7 @@ impl FhirClient {
         plan: &Plan<'_>,
         authorization: Option<HeaderValue>,
     ) -> Result<Sent, SendError> {
+        self.inner.reporter.counters().add_request();
         let mut headers = plan.headers.clone();
         if plan.client_request && plan.credentials {
             if let Some(client_id) = &self.inner.client_id

@@ -3,6 +3,7 @@
 //! one line per file to learn its type (plus whole files in `ids_of_type`); never writes.
 
 use crate::ndjson;
+use crate::report::Reporter;
 use crate::resources::R4_RESOURCE_TYPES;
 use std::collections::HashSet;
 use std::fs;
@@ -16,11 +17,12 @@ const MAX_LINK_HOPS: usize = 40;
 
 /// `(absolute path, type)` of every NDJSON file directly in `dir`, sorted by path.
 /// Files whose first line is an object without `resourceType` (like `log.ndjson`) come back
-/// with type `None`; files that are empty, unreadable or not objects are left out.
-pub fn list(dir: &Path) -> Vec<(PathBuf, Option<String>)> {
+/// with type `None`; files that are empty, unreadable or not objects are left out (those
+/// that cannot be read or parsed with a warning to `reporter`).
+pub fn list(dir: &Path, reporter: &Reporter) -> Vec<(PathBuf, Option<String>)> {
     let (found, problems) = list_quietly(dir);
     for problem in problems {
-        println!("{problem}");
+        reporter.warn_on_stdout(problem);
     }
     found
 }
@@ -52,8 +54,8 @@ pub fn list_quietly(dir: &Path) -> (Vec<(PathBuf, Option<String>)>, Vec<String>)
 }
 
 /// Files whose type is `resource_type`.
-pub fn files_of_type(dir: &Path, resource_type: &str) -> Vec<PathBuf> {
-    list(dir)
+pub fn files_of_type(dir: &Path, resource_type: &str, reporter: &Reporter) -> Vec<PathBuf> {
+    list(dir, reporter)
         .into_iter()
         .filter(|(_, t)| t.as_deref() == Some(resource_type))
         .map(|(p, _)| p)
@@ -62,10 +64,10 @@ pub fn files_of_type(dir: &Path, resource_type: &str) -> Vec<PathBuf> {
 
 /// Ids of every resource of `resource_type` found in `dir`. Records without a string `id`
 /// (or of another type, if they say so) are skipped instead of aborting the scan.
-pub fn ids_of_type(dir: &Path, resource_type: &str) -> HashSet<String> {
+pub fn ids_of_type(dir: &Path, resource_type: &str, reporter: &Reporter) -> HashSet<String> {
     let mut ids = HashSet::new();
-    for path in files_of_type(dir, resource_type) {
-        for value in ndjson::read_fields(&path, &["resourceType", "id"]) {
+    for path in files_of_type(dir, resource_type, reporter) {
+        for value in ndjson::read_fields(&path, &["resourceType", "id"], reporter) {
             let other_type = value
                 .get("resourceType")
                 .and_then(|t| t.as_str())
@@ -316,7 +318,7 @@ pub(crate) mod tests {
         write(&dir.join("Patient.001.ndjson.gz.tmp"), "{}\n");
         write(&dir.join("Patient.json"), "{}\n");
         write(&dir.join("sub/Patient.ndjson"), "{}\n");
-        let found = list(&dir);
+        let found = list(&dir, &Reporter::silent());
         assert_eq!(
             names(&found),
             vec![
@@ -332,13 +334,13 @@ pub(crate) mod tests {
         );
         assert!(found.iter().all(|(p, _)| p.is_absolute()));
         assert_eq!(
-            files_of_type(&dir, "Patient"),
+            files_of_type(&dir, "Patient", &Reporter::silent()),
             vec![dir.join("test.ndjson.gz")]
         );
-        let ids = ids_of_type(&dir, "Patient");
+        let ids = ids_of_type(&dir, "Patient", &Reporter::silent());
         assert_eq!(ids.len(), 1);
         assert!(ids.contains("p1"));
-        assert!(list(&dir.join("missing")).is_empty());
+        assert!(list(&dir.join("missing"), &Reporter::silent()).is_empty());
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -364,7 +366,7 @@ pub(crate) mod tests {
         ok(symlink("hop.ndjson", dir.join("Device.001.ndjson")));
         ok(symlink("001.x", dir.join("dirlink.ndjson")));
         ok(symlink("nowhere.ndjson", dir.join("dangling.ndjson")));
-        let found = list(&dir);
+        let found = list(&dir, &Reporter::silent());
         let paths: Vec<PathBuf> = found.iter().map(|(p, _)| p.clone()).collect();
         assert_eq!(
             paths,

@@ -20,6 +20,7 @@ use super::{FolderError, discovery, workdir};
 use crate::hydrate::evidence::HydrationReport;
 use crate::hydrate::tasks::{self, Action, Task};
 use crate::ndjson::{self, SafeWriter};
+use crate::report::Reporter;
 use crate::resources::ResourceType;
 use crate::timestamp::Timestamp;
 use serde_json::{Value, json};
@@ -45,10 +46,10 @@ pub fn since_auto(managed_dir: &Path, ctx: &ExportContext) -> BTreeMap<ResourceT
 }
 
 /// Patient id → ids it replaces (`link[type=replaces]`), for every Patient in `dir`.
-pub fn patient_map(dir: &Path) -> HashMap<String, HashSet<String>> {
+pub fn patient_map(dir: &Path, reporter: &Reporter) -> HashMap<String, HashSet<String>> {
     let mut map: HashMap<String, HashSet<String>> = HashMap::new();
-    for file in discovery::files_of_type(dir, "Patient") {
-        for p in ndjson::read_values(&file) {
+    for file in discovery::files_of_type(dir, "Patient", reporter) {
+        for p in ndjson::read_values(&file, reporter) {
             let Some(id) = p.get("id").and_then(Value::as_str) else {
                 continue;
             };
@@ -159,12 +160,13 @@ pub fn deleted_ids(
     current: &Path,
     t: ResourceType,
     ctx: &ExportContext,
+    reporter: &Reporter,
 ) -> BTreeSet<String> {
     let others = other_workdirs(managed_dir, current);
-    let Some(past) = searched_past(&others, t, ctx) else {
+    let Some(past) = searched_past(&others, t, ctx, reporter) else {
         return BTreeSet::new();
     };
-    let now = discovery::ids_of_type(current, t.as_str());
+    let now = discovery::ids_of_type(current, t.as_str(), reporter);
     past.into_iter().filter(|id| !now.contains(id)).collect()
 }
 
@@ -182,6 +184,8 @@ pub struct CurrentExport<'a> {
     /// Types whose failed searches the user accepted (`--allow-incomplete`): they lack some
     /// patients' resources, so neither they nor what they feed are compared.
     pub accepted: &'a [ResourceType],
+    /// Hears about files that cannot be read.
+    pub reporter: &'a Reporter,
 }
 
 /// Spec §14.8 for every type the export holds, by the rules of this module: type → ids to
@@ -204,18 +208,18 @@ pub fn deleted_resources(cur: &CurrentExport) -> BTreeMap<ResourceType, BTreeSet
         }
         let mut past: HashSet<String> = HashSet::new();
         if cur.searched.contains(&t) && !cur.context.since_resources.contains(&t) {
-            past.extend(searched_past(&others, t, cur.context).unwrap_or_default());
+            past.extend(searched_past(&others, t, cur.context, cur.reporter).unwrap_or_default());
         }
         if t.is_patient_type() {
             past.extend(hydrated_past(&others, cur, t).unwrap_or_default());
         }
         if let Some(gone) = cur.hydration.gone.get(&t) {
-            past.extend(exported_before(&others, t, gone));
+            past.extend(exported_before(&others, t, gone, cur.reporter));
         }
         if past.is_empty() {
             continue;
         }
-        let now = discovery::ids_of_type(cur.workdir, t.as_str());
+        let now = discovery::ids_of_type(cur.workdir, t.as_str(), cur.reporter);
         let ids: BTreeSet<String> = past.into_iter().filter(|id| !now.contains(id)).collect();
         if !ids.is_empty() {
             out.insert(t, ids);
@@ -240,6 +244,7 @@ fn searched_past(
     others: &[(PathBuf, OutputMetadata)],
     t: ResourceType,
     ctx: &ExportContext,
+    reporter: &Reporter,
 ) -> Option<HashSet<String>> {
     let current_filter = ctx.filters.get(&t)?;
     let mut past = HashSet::new();
@@ -247,7 +252,7 @@ fn searched_past(
         if meta.filter_of(t).as_ref() != Some(current_filter) || !meta.is_done(t) {
             continue;
         }
-        past.extend(searched_ids(dir, t));
+        past.extend(searched_ids(dir, t, reporter));
         if !meta.since_resources().contains(t.as_str()) {
             return Some(past);
         }
@@ -317,7 +322,7 @@ fn hydrated_past(
         if !same_hydration(meta, &feed, cur.context) {
             continue;
         }
-        past.extend(hydrated_ids(dir, t, &feed));
+        past.extend(hydrated_ids(dir, t, &feed, cur.reporter));
         let since = meta.since_resources();
         if !feed.inputs.iter().any(|i| since.contains(i.as_str())) {
             return Some(past);
@@ -351,7 +356,7 @@ fn same_hydration(meta: &OutputMetadata, feed: &Feed, ctx: &ExportContext) -> bo
 }
 
 /// Ids of `t` in the files the feeding tasks that write `t` append to.
-fn hydrated_ids(dir: &Path, t: ResourceType, feed: &Feed) -> HashSet<String> {
+fn hydrated_ids(dir: &Path, t: ResourceType, feed: &Feed, reporter: &Reporter) -> HashSet<String> {
     let mut ids = HashSet::new();
     let bases: BTreeSet<String> = tasks::TASKS
         .iter()
@@ -362,7 +367,7 @@ fn hydrated_ids(dir: &Path, t: ResourceType, feed: &Feed) -> HashSet<String> {
         for compress in [false, true] {
             let file = dir.join(ndjson::file_name(&base, compress));
             if file.is_file() {
-                ids.extend(ids_in(&file, t));
+                ids.extend(ids_in(&file, t, reporter));
             }
         }
     }
@@ -374,11 +379,12 @@ fn exported_before(
     others: &[(PathBuf, OutputMetadata)],
     t: ResourceType,
     ids: &BTreeSet<String>,
+    reporter: &Reporter,
 ) -> Vec<String> {
     let mut held: HashSet<String> = HashSet::new();
     for (dir, _) in others {
         held.extend(
-            discovery::ids_of_type(dir, t.as_str())
+            discovery::ids_of_type(dir, t.as_str(), reporter)
                 .into_iter()
                 .filter(|id| ids.contains(id)),
         );
@@ -391,9 +397,9 @@ fn exported_before(
 
 /// Ids from the files a search or bulk export wrote (`<T>.ndjson*`, `<T>.NNN.ndjson*`),
 /// not from hydration outputs such as `Observation.results.ndjson.gz`.
-fn searched_ids(dir: &Path, t: ResourceType) -> HashSet<String> {
+fn searched_ids(dir: &Path, t: ResourceType, reporter: &Reporter) -> HashSet<String> {
     let mut ids = HashSet::new();
-    for file in discovery::files_of_type(dir, t.as_str()) {
+    for file in discovery::files_of_type(dir, t.as_str(), reporter) {
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
         let Some(name) = name else { continue };
         let rest = name.strip_prefix(t.as_str()).unwrap_or("");
@@ -405,14 +411,14 @@ fn searched_ids(dir: &Path, t: ResourceType) -> HashSet<String> {
         if !searched {
             continue;
         }
-        ids.extend(ids_in(&file, t));
+        ids.extend(ids_in(&file, t, reporter));
     }
     ids
 }
 
 /// Ids of the resources of type `t` in one file.
-fn ids_in(file: &Path, t: ResourceType) -> impl Iterator<Item = String> {
-    ndjson::read_fields(file, &["resourceType", "id"]).filter_map(move |r| {
+fn ids_in(file: &Path, t: ResourceType, reporter: &Reporter) -> impl Iterator<Item = String> {
+    ndjson::read_fields(file, &["resourceType", "id"], reporter).filter_map(move |r| {
         if r.get("resourceType").and_then(Value::as_str) != Some(t.as_str()) {
             return None;
         }
@@ -577,6 +583,7 @@ mod tests {
             tasks: &selected,
             hydration: &report,
             accepted: &[],
+            reporter: &Reporter::silent(),
         });
         let _ = std::fs::remove_dir_all(&managed);
         out
@@ -663,6 +670,7 @@ mod tests {
             tasks: &selected,
             hydration: &report,
             accepted: &[],
+            reporter: &Reporter::silent(),
         });
         assert_eq!(got.get(&Observation), Some(&named(&["h2", "h3"])));
         let _ = std::fs::remove_dir_all(&managed);

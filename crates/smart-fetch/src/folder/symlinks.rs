@@ -6,6 +6,7 @@
 use super::metadata::OutputMetadata;
 use super::workdir::{self, Workdir};
 use super::{FolderError, ManagedMetadata, discovery};
+use crate::report::Reporter;
 use crate::resources::ResourceType;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -158,15 +159,16 @@ fn io_error(path: &Path) -> impl Fn(io::Error) -> FolderError + '_ {
 }
 
 /// `reset-symlinks`: the folder must hold a non-empty managed `.metadata` (spec §18.1).
-pub fn reset(managed_dir: &Path) -> Result<(), FolderError> {
+pub fn reset(managed_dir: &Path, reporter: &Reporter) -> Result<(), FolderError> {
     if ManagedMetadata::load(managed_dir)?.is_empty() {
         return Err(FolderError::NotManaged(managed_dir.display().to_string()));
     }
-    rebuild(managed_dir)
+    rebuild(managed_dir, reporter)
 }
 
-/// Delete and recreate every type's symlinks in a managed folder.
-pub fn rebuild(managed_dir: &Path) -> Result<(), FolderError> {
+/// Delete and recreate every type's symlinks in a managed folder (files that cannot be read
+/// to learn their type are named to `reporter`).
+pub fn rebuild(managed_dir: &Path, reporter: &Reporter) -> Result<(), FolderError> {
     let root = discovery::absolute_dir(managed_dir)
         .ok_or_else(|| FolderError::Missing(managed_dir.display().to_string()))?;
 
@@ -204,7 +206,7 @@ pub fn rebuild(managed_dir: &Path) -> Result<(), FolderError> {
         for dir in active.values() {
             let listing = listings
                 .entry(dir.clone())
-                .or_insert_with(|| discovery::list(dir));
+                .or_insert_with(|| discovery::list(dir, reporter));
             for (path, t) in listing.iter() {
                 if t.as_deref() == Some(r.as_str()) {
                     let rel = relative_to(path, &root);
@@ -403,7 +405,7 @@ mod tests {
                 since,
                 &["Condition.001.ndjson.gz"],
             );
-            ok(rebuild(&root));
+            ok(rebuild(&root, &Reporter::silent()));
             links(&root)
                 .into_iter()
                 .map(|(_, t)| t.split('/').next().unwrap_or_default().to_string())
@@ -448,8 +450,8 @@ mod tests {
         write(&work.join("error/OperationOutcome.ndjson.gz"), "{}\n");
         // A regular file named like a link is left alone.
         write(&root.join("Condition.keep.ndjson"), "{}\n");
-        ok(rebuild(&root));
-        ok(rebuild(&root)); // re-runnable
+        ok(rebuild(&root, &Reporter::silent()));
+        ok(rebuild(&root, &Reporter::silent())); // re-runnable
         assert_eq!(
             links(&root),
             pairs(&[
@@ -504,7 +506,7 @@ mod tests {
                 "Location.referenced.ndjson.gz",
             ],
         );
-        ok(rebuild(&root));
+        ok(rebuild(&root, &Reporter::silent()));
         let got: Vec<(String, String)> = links(&root)
             .into_iter()
             .filter(|(n, _)| n.starts_with("Location.") || n.starts_with("Observation."))
@@ -541,7 +543,9 @@ mod tests {
     fn reset_requires_managed_metadata() {
         let root = temp_dir("sym-reset");
         assert_eq!(
-            reset(&root).err().map(|e| e.to_string()),
+            reset(&root, &Reporter::silent())
+                .err()
+                .map(|e| e.to_string()),
             Some(format!(
                 "Folder '{}' does not look like a SMART Fetch managed export folder.",
                 root.display()
@@ -554,9 +558,9 @@ mod tests {
             false,
             &["Patient.ndjson"],
         );
-        assert!(reset(&root.join("001.x")).is_err());
+        assert!(reset(&root.join("001.x"), &Reporter::silent()).is_err());
         ok(ok(ManagedMetadata::load(&root)).note_context("http://x", None));
-        ok(reset(&root));
+        ok(reset(&root, &Reporter::silent()));
         assert_eq!(
             links(&root),
             pairs(&[("Patient.001.ndjson", "001.x/Patient.ndjson")])

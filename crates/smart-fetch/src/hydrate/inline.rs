@@ -22,7 +22,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 pub async fn run(h: &Hydrator, task: &Task) -> Result<Option<Stats>, HydrateError> {
-    let files = discovery::files_of_type(&h.options.workdir, task.input.as_str());
+    let files = discovery::files_of_type(&h.options.workdir, task.input.as_str(), h.reporter());
     if files.is_empty() {
         h.skip(task);
         return Ok(None);
@@ -65,7 +65,10 @@ async fn rewrite_file(
             Ok(processed) => processed,
             Err(read_error) => {
                 // Keep the file as it is rather than cut it short.
-                println!("Could not read from '{}': {read_error}", path.display());
+                h.reporter().warn_on_stdout(format!(
+                    "Could not read from '{}': {read_error}",
+                    path.display()
+                ));
                 return Ok(stats);
             }
         };

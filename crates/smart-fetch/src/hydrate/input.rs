@@ -3,6 +3,7 @@
 //! and gunzipping never stall the runtime and memory stays flat. Reads only; never writes.
 
 use crate::ndjson;
+use crate::report::Reporter;
 use futures_util::Stream;
 use serde_json::Value;
 use std::io;
@@ -17,19 +18,21 @@ const BATCH: usize = 64;
 const BATCHES: usize = 4;
 
 /// Every JSON value of `paths`, in path then line order (blank and undecodable lines are
-/// skipped with the usual warning), holding only the top-level `fields` when given. The
-/// reader stops when the stream is dropped.
+/// skipped with the usual warning to `reporter`), holding only the top-level `fields` when
+/// given. The reader stops when the stream is dropped.
 pub fn values(
     paths: Vec<PathBuf>,
     fields: Option<Vec<&'static str>>,
+    reporter: &Reporter,
 ) -> impl Stream<Item = Value> + Send + Unpin + 'static {
     let (tx, rx) = mpsc::channel(BATCHES);
+    let reporter = reporter.clone();
     tokio::task::spawn_blocking(move || {
         let mut batch = Batcher::new(tx);
         for path in paths {
             let values: Box<dyn Iterator<Item = Value>> = match &fields {
-                Some(fields) => Box::new(ndjson::read_fields(&path, fields)),
-                None => Box::new(ndjson::read_values(&path)),
+                Some(fields) => Box::new(ndjson::read_fields(&path, fields, &reporter)),
+                None => Box::new(ndjson::read_values(&path, &reporter)),
             };
             for value in values {
                 if !batch.push(value) {
@@ -163,7 +166,7 @@ mod tests {
         };
         write(&a, "{\"id\":1}\n\nnot json\r\n{\"id\":2}");
         write(&b, "{\"id\":3}\n");
-        let ids: Vec<Value> = values(vec![a.clone(), b.clone()], None)
+        let ids: Vec<Value> = values(vec![a.clone(), b.clone()], None, &Reporter::silent())
             .map(|v| v["id"].clone())
             .collect()
             .await;

@@ -7,6 +7,7 @@
 //! never requests or writes anything.
 
 use crate::folder::discovery;
+use crate::report::Reporter;
 use crate::resources::ResourceType;
 use std::collections::HashSet;
 use std::path::Path;
@@ -32,14 +33,17 @@ impl Known {
 
     /// Add the resources of type `t` in `dir`'s NDJSON files, the first time a task asks.
     /// Later files of that type are only ever written by this run, which inserts as it goes.
-    pub async fn load(&self, dir: &Path, t: ResourceType) {
+    pub async fn load(&self, dir: &Path, t: ResourceType, reporter: &Reporter) {
         if self.lock().loaded.contains(&t) {
             return;
         }
         let dir = dir.to_path_buf();
-        let ids = tokio::task::spawn_blocking(move || discovery::ids_of_type(&dir, t.as_str()))
-            .await
-            .unwrap_or_default();
+        let reporter = reporter.clone();
+        let ids = tokio::task::spawn_blocking(move || {
+            discovery::ids_of_type(&dir, t.as_str(), &reporter)
+        })
+        .await
+        .unwrap_or_default();
         let mut state = self.lock();
         if state.loaded.insert(t) {
             state
@@ -85,7 +89,9 @@ mod tests {
         );
         let known = Known::default();
         assert!(known.claim("Medication/9"));
-        known.load(&dir, ResourceType::Medication).await;
+        known
+            .load(&dir, ResourceType::Medication, &Reporter::silent())
+            .await;
         assert!(known.contains("Medication/1"));
         assert!(!known.claim("Medication/2"));
         assert!(!known.claim("Medication/9"));
@@ -95,7 +101,9 @@ mod tests {
             "more.ndjson",
             "{\"resourceType\":\"Medication\",\"id\":\"4\"}\n",
         );
-        known.load(&dir, ResourceType::Medication).await;
+        known
+            .load(&dir, ResourceType::Medication, &Reporter::silent())
+            .await;
         assert!(!known.contains("Medication/4"));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -21,9 +21,9 @@ pub mod tasks;
 
 pub use tasks::{Action, Task};
 
-use crate::console;
 use crate::fhir::{FhirClient, FhirError};
 use crate::folder::FolderError;
+use crate::report::Reporter;
 use crate::resources::ResourceType;
 use known::Known;
 use serde_json::Value;
@@ -64,6 +64,8 @@ pub struct HydrateOptions {
     pub compress: bool,
     /// Lower-cased mimetypes that inline tasks fetch (`mime::allowed`).
     pub mimetypes: Vec<String>,
+    /// Where the tasks' lines and progress go; its counters count hydrated resources.
+    pub reporter: Reporter,
 }
 
 /// One run's hydration state: the client, the options, and the memory of references
@@ -98,9 +100,13 @@ impl Outcome {
 }
 
 impl Hydrator {
-    /// The status line of one task, sharing the client's budget and `--verbose`.
+    /// The status line of one task, showing the client's budget.
     fn progress(&self, label: String) -> progress::Progress {
-        progress::Progress::new(label, self.client.budget().clone(), self.client.verbose())
+        progress::Progress::new(label, self.client.budget().clone(), &self.options.reporter)
+    }
+
+    pub(crate) fn reporter(&self) -> &Reporter {
+        &self.options.reporter
     }
 
     pub fn new(client: FhirClient, options: HydrateOptions) -> Self {
@@ -159,7 +165,7 @@ impl Hydrator {
         crate::folder::metadata::forget_hydration_tasks(&self.options.workdir)?;
         crate::folder::contents::forget_failed_reads(&self.options.workdir)?;
         for task in tasks {
-            console::rule();
+            self.options.reporter.rule();
             self.run_task(task).await?;
         }
         self.record_failed_reads()
@@ -208,11 +214,11 @@ impl Hydrator {
                 let input_version = version.get(&task.input).copied().unwrap_or(0);
                 let first_run = seen.insert(task.name, input_version).is_none();
                 if first {
-                    console::rule();
+                    self.options.reporter.rule();
                     first = false;
                 }
                 let stats = self.run_task(task).await?;
-                console::rule();
+                self.options.reporter.rule();
                 // A rewrite (note inlining) changes resources in place: nothing new to follow.
                 if matches!(task.action, Action::Inline) {
                     continue;
@@ -266,31 +272,34 @@ impl Hydrator {
                 Action::Inline => ("Attachments".to_string(), "inlined"),
                 _ => (format!("{}s", task.output), "downloaded"),
             };
-            println!(
-                "{}",
-                stats.table(&format!("{}s", task.input), &items, adjective)
-            );
+            self.options
+                .reporter
+                .info(stats.table(&format!("{}s", task.input), &items, adjective));
         }
         Ok(stats)
     }
 
     fn header(&self, task: &Task) {
-        println!(
+        self.options.reporter.info(format!(
             "Downloading referenced {}s from {}s.",
             task.output, task.input
-        );
+        ));
     }
 
     pub(crate) fn skip(&self, task: &Task) {
-        println!("Skipping {}, no {} resources found.", task.name, task.input);
+        self.options.reporter.info(format!(
+            "Skipping {}, no {} resources found.",
+            task.name, task.input
+        ));
     }
 
-    /// Per-item error text, printed only with `--verbose` (spec §15.4, §15.6).
+    /// Per-item error text, shown only with `--verbose` (spec §15.4, §15.6); on stdout in
+    /// the text format, as the Python tool printed it.
     pub(crate) fn report(&self, message: &str) {
-        if self.client.verbose() {
-            // Often the server's own words (an OperationOutcome's text).
-            println!("{}", crate::text::printable(message));
-        }
+        // Often the server's own words (an OperationOutcome's text).
+        self.options
+            .reporter
+            .verbose_on_stdout(|| crate::text::printable(message).into_owned());
     }
 
     /// A request error that is not fatal to the run, reported and classified.

@@ -6,6 +6,7 @@
 
 use super::HydrateError;
 use crate::ndjson::SafeWriter;
+use crate::report::Counters;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,14 +18,17 @@ pub struct Appender {
     target: PathBuf,
     writer: Option<SafeWriter>,
     last_commit: Instant,
+    /// Every resource written counts in the run's resources.
+    counters: Counters,
 }
 
 impl Appender {
-    pub fn new(target: PathBuf) -> Self {
+    pub fn new(target: PathBuf, counters: &Counters) -> Self {
         Appender {
             target,
             writer: None,
             last_commit: Instant::now(),
+            counters: counters.clone(),
         }
     }
 
@@ -36,6 +40,7 @@ impl Appender {
         writer
             .write(value)
             .map_err(|e| HydrateError::io(target, e))?;
+        self.counters.add_resources(1);
         if self.last_commit.elapsed() >= CHECKPOINT_EVERY {
             self.commit()?;
         }

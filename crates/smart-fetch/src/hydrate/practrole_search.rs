@@ -10,6 +10,7 @@ use super::{HydrateError, Hydrator, Outcome, Task, input, outcome_text, refs, wr
 use crate::crawl::search::encode_query_value;
 use crate::folder::discovery;
 use crate::ndjson;
+use crate::report::Reporter;
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -28,13 +29,14 @@ struct Searched {
 }
 
 pub async fn run(h: &Hydrator, task: &Task) -> Result<Option<Stats>, HydrateError> {
-    let inputs = discovery::files_of_type(&h.options.source_dir, task.input.as_str());
+    let inputs = discovery::files_of_type(&h.options.source_dir, task.input.as_str(), h.reporter());
     if inputs.is_empty() {
         h.skip(task);
         return Ok(None);
     }
     let workdir = h.options.workdir.clone();
-    let searched = tokio::task::spawn_blocking(move || scan_searched(&workdir))
+    let reporter = h.reporter().clone();
+    let searched = tokio::task::spawn_blocking(move || scan_searched(&workdir, &reporter))
         .await
         .unwrap_or_default();
     let per_practitioner = searched.per_practitioner;
@@ -42,10 +44,10 @@ pub async fn run(h: &Hydrator, task: &Task) -> Result<Option<Stats>, HydrateErro
         roles: searched.roles,
     });
     let base = task.output_base().unwrap_or_default();
-    let mut out = Appender::new(h.output_path(&base));
+    let mut out = Appender::new(h.output_path(&base), h.reporter().counters());
     let mut stats = Stats::default();
     let mut progress = h.progress(format!("Downloading {}s…", task.output));
-    let mut results = input::values(inputs, Some(vec!["resourceType", "id"]))
+    let mut results = input::values(inputs, Some(vec!["resourceType", "id"]), h.reporter())
         .map(|practitioner| search_one(h, &per_practitioner, &state, practitioner))
         .buffer_unordered(h.concurrency);
     while let Some(result) = results.next().await {
@@ -80,14 +82,14 @@ fn lock(state: &Mutex<RunState>) -> std::sync::MutexGuard<'_, RunState> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn scan_searched(workdir: &Path) -> Searched {
+fn scan_searched(workdir: &Path, reporter: &Reporter) -> Searched {
     let mut searched = Searched::default();
-    let files: Vec<PathBuf> = discovery::files_of_type(workdir, ROLE)
+    let files: Vec<PathBuf> = discovery::files_of_type(workdir, ROLE, reporter)
         .into_iter()
         .filter(|p| p.to_string_lossy().contains("/PractitionerRole.searched."))
         .collect();
     for path in files {
-        for role in ndjson::read_values(&path) {
+        for role in ndjson::read_values(&path, reporter) {
             if let Some(key) = refs::key_of(&role) {
                 searched.roles.insert(key);
             }
@@ -223,7 +225,7 @@ mod tests {
             "PractitionerRole.referenced.ndjson",
             "{\"resourceType\":\"PractitionerRole\",\"id\":\"r9\",\"practitioner\":{\"reference\":\"Practitioner/p2\"}}\n",
         );
-        let searched = scan_searched(&dir);
+        let searched = scan_searched(&dir, &Reporter::silent());
         assert_eq!(searched.roles.len(), 3);
         assert!(searched.roles.contains("PractitionerRole/r3"));
         assert_eq!(searched.per_practitioner.get("p1"), Some(&2));

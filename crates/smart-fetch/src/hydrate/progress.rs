@@ -1,12 +1,12 @@
-//! A one-line status on a terminal (stderr) while a task runs, e.g.
-//! `Downloading Medications… 1,234 resources, 5/5 connections, 180 requests/s, answers in
-//! 21 ms`, cleared when the task ends. With `--verbose` the line is also printed on a line
-//! of its own every 10 seconds (terminal or not); otherwise nothing at all when stderr is not
-//! a terminal (logs and tests stay clean). Display only.
+//! A task's status line while it runs, e.g. `Downloading Medications… 1,234 resources, 5/5
+//! connections, 180 requests/s, answers in 21 ms`: a live line on a terminal
+//! (`report::Progress`), cleared when the task ends. With `--verbose` the same text is also
+//! reported as a verbose line every 10 seconds (terminal or not); otherwise nothing at all
+//! without live progress (logs and tests stay clean). Display only.
 
 use crate::console::thousands;
 use crate::fhir::{Budget, RequestRate};
-use std::io::{IsTerminal, Write};
+use crate::report::{self, Reporter};
 use std::time::{Duration, Instant};
 
 const REDRAW_EVERY: Duration = Duration::from_millis(250);
@@ -14,8 +14,8 @@ const VERBOSE_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Progress {
     label: String,
-    terminal: bool,
-    verbose: bool,
+    bar: report::Progress,
+    reporter: Reporter,
     done: u64,
     last_draw: Option<Instant>,
     last_line: Instant,
@@ -25,13 +25,13 @@ pub struct Progress {
 
 impl Progress {
     /// `label` is the Python tool's bar description, like `Downloading Medications…`.
-    pub fn new(label: String, budget: Budget, verbose: bool) -> Self {
+    pub fn new(label: String, budget: Budget, reporter: &Reporter) -> Self {
         let mut rate = RequestRate::new();
         rate.sample(budget.status().requests);
         Progress {
+            bar: reporter.progress_bar(label.clone()),
             label,
-            terminal: std::io::stderr().is_terminal(),
-            verbose,
+            reporter: reporter.clone(),
             done: 0,
             last_draw: None,
             last_line: Instant::now(),
@@ -40,10 +40,11 @@ impl Progress {
         }
     }
 
-    /// One more input resource (or line) handled.
+    /// One more input resource (or line) handled. Called for every item, so the line is
+    /// built at most every `REDRAW_EVERY`, and only when someone will see it.
     pub fn tick(&mut self) {
         self.done += 1;
-        if !(self.terminal || self.verbose)
+        if !(self.bar.is_live() || self.reporter.is_verbose())
             || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW_EVERY)
         {
             return;
@@ -56,25 +57,10 @@ impl Progress {
             thousands(self.done),
             status.describe(self.rate.sample(status.requests))
         );
-        let mut err = std::io::stderr().lock();
-        if self.verbose && self.last_line.elapsed() >= VERBOSE_EVERY {
+        if self.last_line.elapsed() >= VERBOSE_EVERY {
             self.last_line = Instant::now();
-            let clear = if self.terminal { "\r\x1b[2K" } else { "" };
-            let _ = writeln!(err, "{clear}{line}");
+            self.reporter.verbose(|| line.clone());
         }
-        if self.terminal {
-            let _ = write!(err, "\r\x1b[2K{line}");
-        }
-        let _ = err.flush();
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if self.terminal && self.last_draw.is_some() {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
-        }
+        self.bar.set_message(line);
     }
 }

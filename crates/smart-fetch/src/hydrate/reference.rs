@@ -18,14 +18,16 @@ pub async fn run(
     task: &Task,
     paths: &'static [&'static str],
 ) -> Result<Option<Stats>, HydrateError> {
-    let inputs = discovery::files_of_type(&h.options.source_dir, task.input.as_str());
+    let inputs = discovery::files_of_type(&h.options.source_dir, task.input.as_str(), h.reporter());
     if inputs.is_empty() {
         h.skip(task);
         return Ok(None);
     }
-    h.known.load(&h.options.workdir, task.output).await;
+    h.known
+        .load(&h.options.workdir, task.output, h.reporter())
+        .await;
     let base = task.output_base().unwrap_or_default();
-    let mut out = Appender::new(h.output_path(&base));
+    let mut out = Appender::new(h.output_path(&base), h.reporter().counters());
     let mut stats = Stats::default();
     let mut progress = h.progress(format!("Downloading {}s…", task.output));
     let recursive = task.is_recursive();
@@ -36,7 +38,7 @@ pub async fn run(
         .map(|f| f.trim_end_matches('*'))
         .collect();
     fields.dedup();
-    let mut results = input::values(inputs, Some(fields))
+    let mut results = input::values(inputs, Some(fields), h.reporter())
         .map(|resource| resolve(h, task, paths, recursive, resource))
         .buffer_unordered(h.concurrency);
     while let Some(result) = results.next().await {

@@ -4,8 +4,8 @@
 //! limited to the help listing and the unknown-task complaint of `select`.
 
 use crate::error::AppError;
+use crate::report::Reporter;
 use crate::resources::ResourceType;
-use std::io::Write;
 
 use ResourceType::*;
 
@@ -265,30 +265,22 @@ pub fn task_help() -> String {
     lines.join("\n")
 }
 
-/// `parse` with its printing and exit codes, as `export` and `hydrate` need it. Like
-/// `--type`, the complaint goes to stderr and the listing to stdout (the Python tool put both
-/// on stdout).
-pub fn select(value: Option<&str>) -> Result<Vec<&'static Task>, AppError> {
+/// `parse` with its messages and exit codes, as `export` and `hydrate` need it. Like
+/// `--type`, the complaint is an error (stderr in the text format) and the listing regular
+/// output (stdout; the Python tool put both on stdout).
+pub fn select(value: Option<&str>, reporter: &Reporter) -> Result<Vec<&'static Task>, AppError> {
     match parse(value) {
         TaskSelection::Selected(tasks) => Ok(tasks),
         TaskSelection::Help => {
-            say(&task_help());
+            reporter.info(task_help());
             Err(AppError::Exit(0))
         }
         TaskSelection::Unknown(token) => {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "Unknown hydration task provided: {token}");
-            drop(err);
-            say(&format!("\n{}", task_help()));
+            reporter.error(format!("Unknown hydration task provided: {token}"));
+            reporter.info(format!("\n{}", task_help()));
             Err(AppError::Exit(2))
         }
     }
-}
-
-fn say(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
 }
 
 #[cfg(test)]
