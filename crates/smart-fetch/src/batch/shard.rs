@@ -20,7 +20,7 @@ pub enum ShardError {
     )]
     Syntax(String),
     #[error(
-        "SLURM_ARRAY_TASK_ID={id} with SLURM_ARRAY_TASK_MIN={min} and SLURM_ARRAY_TASK_COUNT={count} do not name one of the array's tasks; pass --shard I/N instead"
+        "SLURM_ARRAY_TASK_ID={id} with SLURM_ARRAY_TASK_MIN={min} and SLURM_ARRAY_TASK_COUNT={count} do not name one of the array's tasks (arrays must be one range, with or without a step, not a list); pass --shard I/N instead"
     )]
     Slurm {
         id: String,
@@ -61,6 +61,8 @@ impl Shard {
             return Ok(None);
         };
         let min = lookup("SLURM_ARRAY_TASK_MIN").unwrap_or_else(|| "0".to_string());
+        // `--array=0-6:2` numbers its tasks 0, 2, 4, 6.
+        let step = lookup("SLURM_ARRAY_TASK_STEP").unwrap_or_else(|| "1".to_string());
         let bad = || ShardError::Slurm {
             id: id.clone(),
             min: min.clone(),
@@ -69,7 +71,12 @@ impl Shard {
         let id_n: usize = id.trim().parse().map_err(|_| bad())?;
         let min_n: usize = min.trim().parse().map_err(|_| bad())?;
         let count_n: usize = count.trim().parse().map_err(|_| bad())?;
-        let index = id_n.checked_sub(min_n).ok_or_else(bad)?;
+        let step_n: usize = step.trim().parse().map_err(|_| bad())?;
+        let offset = id_n.checked_sub(min_n).ok_or_else(bad)?;
+        if step_n == 0 || offset % step_n != 0 {
+            return Err(bad());
+        }
+        let index = offset / step_n;
         if count_n == 0 || index >= count_n {
             return Err(bad());
         }
@@ -159,6 +166,29 @@ mod tests {
             Ok(Shard::parse("3/3").ok())
         );
         assert!(Shard::from_slurm(env("5", Some("1"), "3")).is_err());
+        let stepped = |id: &'static str| {
+            move |k: &str| match k {
+                "SLURM_ARRAY_TASK_ID" => Some(id.to_string()),
+                "SLURM_ARRAY_TASK_MIN" => Some("0".to_string()),
+                "SLURM_ARRAY_TASK_STEP" => Some("2".to_string()),
+                "SLURM_ARRAY_TASK_COUNT" => Some("4".to_string()),
+                _ => None,
+            }
+        };
+        let shards: Vec<_> = ["0", "2", "4", "6"]
+            .into_iter()
+            .map(|id| {
+                Shard::from_slurm(stepped(id))
+                    .ok()
+                    .flatten()
+                    .map(|s| s.to_string())
+            })
+            .collect();
+        assert_eq!(
+            shards,
+            ["1/4", "2/4", "3/4", "4/4"].map(|s| Some(s.to_string()))
+        );
+        assert!(Shard::from_slurm(stepped("3")).is_err());
         assert_eq!(Shard::from_slurm(|_| None), Ok(None));
     }
 }

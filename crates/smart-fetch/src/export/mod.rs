@@ -129,6 +129,10 @@ async fn run_export(
         },
         reporter,
     )?;
+    // Held until this function returns: one export at a time per managed folder. Taken
+    // once the server answered, so a run refused at the start leaves no folder behind.
+    let _lock =
+        crate::folder::lock::lock(&output_dir).map_err(|e| AppError::Message(e.to_string()))?;
     let choice = workdir::choose(
         &output_dir,
         plan.nickname.as_deref(),

@@ -6,6 +6,7 @@ pub mod contents;
 pub mod discovery;
 pub mod error;
 pub mod history;
+pub mod lock;
 pub mod log;
 pub mod metadata;
 pub mod symlinks;
