@@ -616,3 +616,61 @@ fn second_quarter_adds_groups_and_status_lists_its_folders() {
         assert!(deleted.is_dir(), "{}", deleted.display());
     }
 }
+
+/// Two exports into one managed folder at once (two submissions of one array, a batch and a
+/// hand-run export) would pick the same workdir and mix their files: the second is refused
+/// in one line while the first runs, and the first finishes untouched.
+#[test]
+fn a_second_export_into_a_busy_folder_is_refused() {
+    let dir = temp_dir("batch-lock");
+    let ehr = server_with(Config {
+        flavor: Flavor::Epic,
+        patients: 6,
+        latency: Duration::from_millis(40),
+        ..Config::default()
+    });
+    let url = ehr.base_url();
+    let mrns = mrn_file(&dir, "MRN-000", 6);
+    let out = dir.join("out");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "export",
+            "--fhir-url",
+            &url,
+            "--id-system",
+            fake_ehr::data::MRN_SYSTEM,
+            "--id-file",
+            &mrns.to_string_lossy(),
+            "--nickname",
+            NICK,
+            "--hydration-tasks",
+            "none",
+            &out.to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let first_args = args(&out);
+    let first = spawn(&first_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let lock = out.join(".smart-fetch.lock");
+    let started = Instant::now();
+    while !out.join(format!("001.{NICK}")).exists() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(lock.exists(), "the first export holds {}", lock.display());
+    let second_args = args(&out);
+    let second = run(&second_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second.stderr));
+    let stderr = text(&second.stderr);
+    assert!(
+        stderr.contains("Another smart-fetch is exporting into"),
+        "{stderr}"
+    );
+    let first = wait(first, Duration::from_secs(120));
+    assert_success(&first);
+    assert_eq!(leaves(&out), vec![format!("001.{NICK}")]);
+    // Once the first has ended the folder is free again (a killed export frees it too).
+    let third = run(&args(&out).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&third);
+}

@@ -123,6 +123,7 @@ fn diagnostics(job: &str, dir: &Path) -> String {
 fn a_slurm_array_job_exports_every_group_exactly_once() {
     if std::env::var("SMART_FETCH_SKIP_SLURM").is_ok_and(|v| v == "1") {
         // Straight to stderr, past the test harness's capture, so the skip is seen.
+        #[allow(clippy::disallowed_methods)]
         let _ = writeln!(
             std::io::stderr(),
             "slurm_batch: skipped, SMART_FETCH_SKIP_SLURM=1 (no Slurm cluster started)"

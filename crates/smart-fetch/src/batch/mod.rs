@@ -148,18 +148,48 @@ pub async fn run(
     ));
 
     let tally = progress::Tally::new(plan.groups.len());
-    let ticker = plan.progress_every.map(|every| {
-        let mut view = progress::View::new(tally.clone(), clients.budget.clone());
-        let reporter = reporter.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                reporter.info(view.line());
-            }
-        })
+    // On a terminal, one live line redrawn every second; elsewhere (a scheduler's log) a
+    // line every `progress_every`.
+    let live = reporter.multi_progress().map(|multi| {
+        let bar = multi.add(indicatif::ProgressBar::new_spinner());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
     });
+    let ticker = match (&live, plan.progress_every) {
+        (None, None) => None,
+        (live, every) => {
+            let mut view = progress::View::new(
+                tally.clone(),
+                clients.budget.clone(),
+                reporter.counters().clone(),
+            );
+            let reporter = reporter.clone();
+            let live = live.clone();
+            let every = if live.is_some() {
+                std::time::Duration::from_secs(1)
+            } else {
+                every.unwrap_or(progress::PLAIN_EVERY)
+            };
+            Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let line = view.line();
+                    match &live {
+                        Some(bar) => {
+                            bar.set_message(line);
+                            bar.tick();
+                        }
+                        None => reporter.info(line),
+                    }
+                }
+            }))
+        }
+    };
 
     // A fatal server problem (unreachable, refused credentials) ends the batch: every
     // further group would fail the same way.
@@ -228,6 +258,9 @@ pub async fn run(
     }
     if let Some(ticker) = ticker {
         ticker.abort();
+    }
+    if let Some(bar) = live {
+        bar.finish_and_clear();
     }
     summary
         .write(&summary_path)

@@ -5,6 +5,7 @@
 
 use crate::console::{human_duration, thousands};
 use crate::fhir::{Budget, RequestRate};
+use crate::report::Counters;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -34,19 +35,26 @@ impl Tally {
 pub struct View {
     tally: Arc<Tally>,
     budget: Budget,
+    counters: Counters,
     started: Instant,
     rate: RequestRate,
+    /// Resources written, sampled like requests (the same windowed rate).
+    resource_rate: RequestRate,
 }
 
 impl View {
-    pub fn new(tally: Arc<Tally>, budget: Budget) -> Self {
+    pub fn new(tally: Arc<Tally>, budget: Budget, counters: Counters) -> Self {
         let mut rate = RequestRate::new();
         rate.sample(budget.status().requests);
+        let mut resource_rate = RequestRate::new();
+        resource_rate.sample(counters.snapshot().resources);
         Self {
             tally,
             budget,
+            counters,
             started: Instant::now(),
             rate,
+            resource_rate,
         }
     }
 
@@ -61,6 +69,8 @@ impl View {
         );
         let status = self.budget.status();
         let per_second = self.rate.sample(status.requests);
+        let counted = self.counters.snapshot();
+        let resources_per_second = self.resource_rate.sample(counted.resources);
         let done = skipped + completed;
         let left = total.saturating_sub(done + failed);
         let eta = if completed > 0 && left > 0 {
@@ -76,10 +86,13 @@ impl View {
             format!(" (answers take {} ms)", l.as_millis())
         });
         format!(
-            "Groups: {} of {} done, {running} running, {failed} failed; {:.0} requests/s, \
-             connections {} of {}{answers}{eta}.",
+            "Groups: {} of {} done, {running} running, {failed} failed; {} patients, {} \
+             resources ({:.0}/s); {:.0} requests/s, connections {} of {}{answers}{eta}.",
             thousands(done as u64),
             thousands(total as u64),
+            thousands(counted.patients),
+            thousands(counted.resources),
+            resources_per_second,
             per_second,
             status.limit,
             status.max,
