@@ -27,4 +27,4 @@ pub use bulk::{BulkConfig, BulkStats, Membership, RetryAfter};
 pub use config::{AuthMode, Config, Flavor};
 pub use server::{Server, spawn, start};
 pub use stats::Stats;
-pub use switches::TruncateSearch;
+pub use switches::{TruncateSearch, ValueLists};
