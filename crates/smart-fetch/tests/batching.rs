@@ -26,7 +26,11 @@ fn p(path: &Path) -> &str {
 }
 
 fn export(url: &str, mrns: &Path, out: &Path, nickname: &str) -> String {
-    let o = run(&[
+    export_with(url, mrns, out, nickname, &[])
+}
+
+fn export_with(url: &str, mrns: &Path, out: &Path, nickname: &str, extra: &[&str]) -> String {
+    let mut args = vec![
         "export",
         "--fhir-url",
         url,
@@ -39,7 +43,9 @@ fn export(url: &str, mrns: &Path, out: &Path, nickname: &str) -> String {
         "--nickname",
         nickname,
         p(out),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
     assert_success(&o);
     text(&o.stdout)
 }
@@ -316,7 +322,15 @@ fn a_404_in_a_list_is_read_on_its_own_and_named_deleted() {
     let dir = temp_dir("batching-quarter2");
     let n = 20;
     let mut second: Vec<(ValueLists, Run)> = Vec::new();
-    for mode in [ValueLists::Accept, ValueLists::Refuse] {
+    // The third run turns lists off on a server that takes them (`--no-search-lists`).
+    for (run_no, mode) in [ValueLists::Accept, ValueLists::Refuse, ValueLists::Accept]
+        .into_iter()
+        .enumerate()
+    {
+        let extra: &[&str] = match run_no {
+            2 => &["--no-search-lists"],
+            _ => &[],
+        };
         let ehr = server_with(Config {
             flavor: Flavor::Epic,
             patients: n,
@@ -324,12 +338,12 @@ fn a_404_in_a_list_is_read_on_its_own_and_named_deleted() {
             id_lists: mode,
             ..Config::default()
         });
-        let mrns = mrn_file(&dir, &format!("MRN-{mode:?}"), n);
-        let out = dir.join(format!("{mode:?}"));
-        export(&ehr.base_url(), &mrns, &out, "q1");
+        let mrns = mrn_file(&dir, &format!("MRN-{run_no}"), n);
+        let out = dir.join(format!("{run_no}"));
+        export_with(&ehr.base_url(), &mrns, &out, "q1", extra);
         ehr.set_quarter(2).expect("quarter 2");
         let before = ehr.stats();
-        let stdout = export(&ehr.base_url(), &mrns, &out, "q2");
+        let stdout = export_with(&ehr.base_url(), &mrns, &out, "q2", extra);
         let after = ehr.stats();
         second.push((
             mode,
@@ -341,7 +355,19 @@ fn a_404_in_a_list_is_read_on_its_own_and_named_deleted() {
             },
         ));
     }
-    let (accept, refuse) = (&second[0].1, &second[1].1);
+    let (accept, refuse, off) = (&second[0].1, &second[1].1, &second[2].1);
+    assert!(
+        lists_between(&off.before, &off.after).is_empty(),
+        "--no-search-lists sends no list"
+    );
+    assert_eq!(
+        reference_reads(&off.before, &off.after),
+        reference_reads(&refuse.before, &refuse.after),
+        "--no-search-lists reads what a server without lists is read"
+    );
+    let problems = diff_files(&files_under(&accept.work), &files_under(&off.work));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(tables(&accept.stdout), tables(&off.stdout));
     let deleted = files_under(&accept.work.join("deleted"));
     let hydrated_gone: Vec<&String> = deleted
         .iter()
@@ -413,9 +439,7 @@ fn lists_name_the_patient_where_the_server_needs_it() {
         for id in &list.ids {
             let key = format!("{}/{id}", list.ty);
             // Read on its own after the list: the list did not bring it back.
-            if !fetched.contains_key(&key) {
-                fetched.insert(key, 1);
-            }
+            fetched.entry(key).or_insert(1);
         }
     }
     assert_same_counts(
@@ -488,14 +512,14 @@ fn crawl_lookups(
 fn mrns_are_looked_up_many_to_a_search() {
     let dir = temp_dir("batching-lookups");
     let n = 150;
-    // Newest first: a server that drops `identifier` answers with its first patients,
-    // which must not happen to be the MRNs of the list it was asked.
-    let mut mrns: Vec<String> = (0..n).rev().map(fake_ehr::data::mrn).collect();
+    // Not the server's first patients: a server that drops `identifier` answers with
+    // those, which must not happen to be the MRNs of the list it was asked.
+    let mut mrns: Vec<String> = (50..50 + n).rev().map(fake_ehr::data::mrn).collect();
     // An MRN nobody has, in the middle.
     mrns.insert(70, "99999999".to_string());
     let config = |identifier_lists| Config {
         flavor: Flavor::Epic,
-        patients: n,
+        patients: 50 + n,
         seed: SEED,
         identifier_lists,
         ..Config::default()
@@ -519,10 +543,7 @@ fn mrns_are_looked_up_many_to_a_search() {
     };
     let lists: Vec<&String> = lookups.iter().filter(|u| ids_in(u) > 1).collect();
     let per_list = ids_in(lists[0]);
-    assert!(
-        per_list >= 20 && per_list <= MAX_IDS,
-        "{per_list} MRNs a list"
-    );
+    assert!((20..=MAX_IDS).contains(&per_list), "{per_list} MRNs a list");
     for list in &lists {
         assert!(list.len() + 40 <= MAX_URL_BYTES, "{} bytes", list.len());
         assert!(ids_in(list) <= per_list);
@@ -546,4 +567,154 @@ fn mrns_are_looked_up_many_to_a_search() {
             "{mode:?}: the first is the list tried"
         );
     }
+}
+
+/// A server whose MRNs are not one patient each: four charts share MRN 222, one chart
+/// carries MRNs 333 and 444 (a merge), MRN 555 is nobody's. It takes `identifier` lists
+/// (`urn:mrn|111,urn:mrn|222`) and declares that it does.
+fn duplicate_mrn_server() -> support::hostile::Hostile {
+    use serde_json::json;
+    use support::hostile::{Hostile, bundle, json_answer};
+    let charts: Vec<(&str, Vec<&str>)> = vec![
+        ("p1", vec!["111"]),
+        ("p2a", vec!["222"]),
+        ("p2b", vec!["222"]),
+        ("p2c", vec!["222"]),
+        ("p2d", vec!["222"]),
+        ("p3", vec!["333", "444"]),
+    ];
+    Hostile::start("127.0.0.1", move |seen, _| {
+        let (path, query) = seen.target.split_once('?').unwrap_or((&seen.target, ""));
+        let param = |key: &str| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.replace("%7C", "|").replace("%3A", ":"))
+        };
+        match path {
+            "/metadata" => json_answer(&json!({
+                "resourceType": "CapabilityStatement",
+                "status": "active",
+                "kind": "instance",
+                "fhirVersion": "4.0.1",
+                "software": {"name": "duplicates"},
+                "rest": [{"mode": "server", "resource": [
+                    {"type": "Patient", "searchParam": [
+                        {"name": "identifier", "type": "token"},
+                        {"name": "_id", "type": "token"}]},
+                    {"type": "Condition", "searchParam": [{"name": "patient", "type": "reference"}]}
+                ]}]
+            })),
+            "/Patient" => {
+                let wanted: Vec<String> = param("identifier")
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|v| v.strip_prefix("urn:mrn|").map(str::to_string))
+                    .collect();
+                let found: Vec<serde_json::Value> = charts
+                    .iter()
+                    .filter(|(_, mrns)| mrns.iter().any(|m| wanted.iter().any(|w| w == m)))
+                    .map(|(id, mrns)| {
+                        let identifier: Vec<serde_json::Value> = mrns
+                            .iter()
+                            .map(|m| json!({"system": "urn:mrn", "value": m}))
+                            .collect();
+                        json!({"resourceType": "Patient", "id": id, "identifier": identifier})
+                    })
+                    .collect();
+                // The total counts every chart, more than the MRNs asked for.
+                let mut page = bundle(&found, None);
+                page["total"] = json!(found.len());
+                json_answer(&page)
+            }
+            "/Condition" => {
+                let p = param("patient").unwrap_or_default();
+                json_answer(&bundle(
+                    &[json!({"resourceType": "Condition", "id": format!("c-{p}"),
+                             "subject": {"reference": format!("Patient/{p}")}})],
+                    None,
+                ))
+            }
+            _ => json_answer(&bundle(&[], None)),
+        }
+    })
+}
+
+#[test]
+fn an_mrn_of_two_charts_or_of_none_is_reported_as_without_lists() {
+    let dir = temp_dir("batching-duplicate-mrns");
+    let mrns = "111\n222\n555\n333\n444\n";
+    let file = dir.join("mrns.txt");
+    std::fs::write(&file, mrns).expect("write MRNs");
+    let mut runs = Vec::new();
+    for extra in [&[][..], &["--no-search-lists"][..]] {
+        let h = duplicate_mrn_server();
+        let out = dir.join(if extra.is_empty() {
+            "lists"
+        } else {
+            "one-by-one"
+        });
+        let mut args = vec![
+            "crawl",
+            "--fhir-url",
+            &h.url,
+            p(&out),
+            "--id-file",
+            p(&file),
+            "--id-system",
+            "urn:mrn",
+            "--type",
+            "Condition",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_success(&o);
+        let lookups: Vec<String> = h
+            .seen()
+            .iter()
+            .filter(|s| s.path() == "/Patient")
+            .map(|s| s.target.clone())
+            .collect();
+        let crawled: BTreeSet<String> = h
+            .seen()
+            .iter()
+            .filter(|s| s.path() == "/Condition")
+            .map(|s| s.target.clone())
+            .collect();
+        let output = format!("{}\n--- stderr ---\n{}", text(&o.stdout), text(&o.stderr));
+        runs.push((files_under(&out), output, lookups, crawled));
+    }
+    let (lists, one_by_one) = (&runs[0], &runs[1]);
+    let problems = diff_files(&lists.0, &one_by_one.0);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(lists.1, one_by_one.1, "what the run said");
+    assert_eq!(lists.3, one_by_one.3, "the patients crawled");
+    // Every chart of MRN 222 and the merged chart once, each crawled.
+    let patients: Vec<String> = lists.0["Patient.ndjson.gz"]
+        .iter()
+        .map(|l| l.split('"').nth(7).unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        patients,
+        ["p1", "p2a", "p2b", "p2c", "p2d", "p3"],
+        "{:?}",
+        lists.0
+    );
+    assert_eq!(lists.3.len(), 6, "{:?}", lists.3);
+    // One list of all five MRNs, then MRN 555 (found by no one) on its own; without
+    // lists one lookup per MRN.
+    assert_eq!(one_by_one.2.len(), 5, "{:?}", one_by_one.2);
+    assert_eq!(lists.2.len(), 2, "{:?}", lists.2);
+    assert_eq!(
+        lists.2[0].matches("urn%3Amrn%7C").count(),
+        5,
+        "{:?}",
+        lists.2
+    );
+    assert!(
+        lists.2[1].ends_with("identifier=urn%3Amrn%7C555"),
+        "{:?}",
+        lists.2
+    );
 }

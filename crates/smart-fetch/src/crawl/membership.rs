@@ -104,10 +104,10 @@ impl Expected {
         matches!(self, Expected::Identifiers { .. } | Expected::Ids(_))
     }
 
-    /// How many patients a list looks up (none for a single lookup or a search).
-    pub fn list_len(&self) -> Option<usize> {
+    /// Most patients a list can match, when that is known: one per id. An MRN may match
+    /// several patients (a duplicate chart), so a list of identifiers has no such bound.
+    pub fn most_matches(&self) -> Option<usize> {
         match self {
-            Expected::Identifiers { values, .. } => Some(values.len()),
             Expected::Ids(ids) => Some(ids.len()),
             _ => None,
         }

@@ -299,10 +299,10 @@ impl Chain<'_> {
         if page.resource_type.as_deref() != Some("Bundle") {
             return self.take_page_value(&response.json()?, &response.url);
         }
-        // A lookup list that matched more patients than it names was not searched as a
+        // An `_id` list that matched more patients than it names was not searched as a
         // list, even when this page happens to hold only patients it names.
         let total = page.total.and_then(|t| t.get().parse::<u64>().ok());
-        if let (Some(total), Some(asked)) = (total, self.expected.list_len())
+        if let (Some(total), Some(asked)) = (total, self.expected.most_matches())
             && total > asked as u64
         {
             self.result.outcome =

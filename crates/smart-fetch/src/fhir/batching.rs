@@ -8,6 +8,7 @@
 //! fell back to one value per request. Pure bookkeeping: sends nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -54,6 +55,8 @@ pub enum Verdict {
 pub struct BatchSupport {
     state: Mutex<HashMap<String, Entry>>,
     changed: Notify,
+    /// `--no-search-lists`: every kind is one value per request.
+    off: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -68,9 +71,15 @@ impl BatchSupport {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Never send lists to this server (`--no-search-lists`), whatever it declares.
+    pub fn turn_off(&self) {
+        self.off.store(true, Ordering::Relaxed);
+    }
+
     /// Where `kind` stands; `declared` (the CapabilityStatement lists the parameter for
     /// the type) decides the start: undeclared kinds are never tried.
     pub fn get(&self, kind: &str, declared: bool) -> Support {
+        let declared = declared && !self.off.load(Ordering::Relaxed);
         let mut state = self.lock();
         state
             .entry(kind.to_string())
@@ -227,6 +236,10 @@ mod tests {
         assert_eq!(s.get("Specimen", false), Support::Single);
         assert!(s.begin_probe("Specimen").is_none());
         assert!(s.begin_probe("never-asked").is_none());
+        // Nor anything once lists are turned off.
+        s.turn_off();
+        assert_eq!(s.get("Observation", true), Support::Single);
+        assert!(s.begin_probe("Observation").is_none());
     }
 
     #[test]
