@@ -383,28 +383,40 @@ impl LookupPlan {
     /// The next lookups to start: a list where the server takes lists (the first list is
     /// the probe), else one. `None` while another list is out as the probe.
     fn take(&self, queue: &mut VecDeque<String>) -> Option<(Vec<String>, Option<Probe>)> {
+        if queue.is_empty() {
+            // Before any probe is taken: taking and dropping one wakes every waiter.
+            return None;
+        }
         let kind = self.kind();
-        let probe = match self.support.get(kind, self.declared) {
-            Support::Lists => None,
-            Support::Unknown => match self.support.begin_probe(kind) {
-                Some(probe) => Some(probe),
-                None => return None,
-            },
+        let support = self.support.get(kind, self.declared);
+        match support {
+            Support::Lists | Support::Unknown => {}
             Support::Probing | Support::ProbingByPatient => return None,
             // Lookups never name a patient: anything else is one at a time.
             _ => return queue.pop_front().map(|id| (vec![id], None)),
-        };
+        }
         let ids = lookups::take(
             queue,
             self.id_system.as_deref(),
             self.base_len,
             self.filter_len,
         );
-        match ids.len() {
-            0 => None,
+        if ids.len() < 2 {
             // A lone id is a plain lookup, and proves nothing about lists.
-            1 => Some((ids, None)),
-            _ => Some((ids, probe)),
+            return Some((ids, None));
+        }
+        if support == Support::Lists {
+            return Some((ids, None));
+        }
+        match self.support.begin_probe(kind) {
+            Some(probe) => Some((ids, Some(probe))),
+            None => {
+                // Another caller took the probe meanwhile: these wait for its answer.
+                for id in ids.into_iter().rev() {
+                    queue.push_front(id);
+                }
+                None
+            }
         }
     }
 
