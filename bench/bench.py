@@ -59,6 +59,10 @@ SCENARIOS = {
     # referenced resources fetched), to measure hydration side by side as well.
     "e": Scenario("e", "(e) 2,000 patients, no added latency, Epic, with hydration", 2000, 0,
                   kind="hydrate"),
+    # Issue 14: requests per patient with the default hydration, under latency (where each
+    # request costs the EHR's answer time), and the efficiency of the hydration phases.
+    "f": Scenario("f", "(f) 2,000 patients, 20 ms latency, 5 connections, Epic, with hydration",
+                  2000, 20, kind="hydrate"),
     "resume": Scenario("resume", "Resume waste: killed (SIGKILL) at 50% of requests, resumed",
                        2000, 0, kind="resume"),
     # Issue 12: a quarter's groups in one process. Ours: one `batch` over 40 group files
@@ -293,6 +297,8 @@ def one_run(tool, tool_path, scenario, bins, work, run_index, mrn_file, keep_url
             with urllib.request.urlopen(server.root + "/__admin/stats", timeout=60) as r:
                 result["search_urls"] = json.load(r)["search_urls"]
     result["requests"] = after["requests"] - before["requests"]
+    result["searches"] = after["searches"] - before["searches"]
+    result["reads"] = after["reads"] - before["reads"]
     result["max_in_flight"] = after["max_in_flight"]
     if cpu_before is not None and cpu_after is not None:
         result["server_cpu"] = cpu_after - cpu_before
@@ -537,8 +543,11 @@ def summarize(scenario, rust, python):
             return None
         f = {k: mean(results, k) for k in ("wall", "cpu", "rss", "requests", "resources",
                                             "bytes", "max_in_flight", "server_cpu",
-                                            "download_wall")}
+                                            "download_wall", "searches", "reads")}
         f["per_patient"] = f["requests"] / scenario.patients
+        if scenario.kind == "hydrate" and f["searches"] is not None:
+            f["searches_pp"] = f["searches"] / scenario.patients
+            f["reads_pp"] = f["reads"] / scenario.patients
         f["runs"] = len(results)
         if scenario.latency_ms:
             f["bound"] = f["requests"] * scenario.latency_ms / 1000 / scenario.connections
@@ -569,7 +578,7 @@ def fmt_value(key, value):
         return f"{value / MIB:.1f} MiB"
     if key in ("requests", "resources", "max_in_flight"):
         return f"{value:,.0f}"
-    if key == "per_patient":
+    if key in ("per_patient", "searches_pp", "reads_pp"):
         return f"{value:.2f}"
     if key == "efficiency":
         return f"{value:.2f}"
@@ -586,6 +595,8 @@ ROWS = [
     ("rss", "Peak RSS"),
     ("requests", "Requests"),
     ("per_patient", "Requests per patient"),
+    ("searches_pp", "of which searches (`_id` lists and lookups included)"),
+    ("reads_pp", "of which reads (Binary included)"),
     ("resources", "Resources written"),
     ("bytes", "NDJSON written (uncompressed)"),
     ("download_wall", "Downloading (first file request to last file complete)"),
@@ -721,6 +732,16 @@ def targets(results):
     if get("d", "rust") and get("d", "python"):
         r = results["d"]["rust"]["cpu"] / results["d"]["python"]["cpu"]
         check(r <= 0.2, f"(d) bulk download CPU time ≤ 1/5 of the Python tool's: {r:.3f}")
+    # Issue 14: batched reads and lookups.
+    for key in ("e", "f"):
+        if get(key, "rust") and get(key, "python"):
+            ours = results[key]["rust"]["per_patient"]
+            theirs = results[key]["python"]["per_patient"]
+            same = results[key].get("same_normalized")
+            check(ours <= 0.6 * theirs and same,
+                  f"({key}) requests per patient with the default hydration ≤ 0.6 × the Python "
+                  f"tool's, same output: {ours:.2f} vs {theirs:.2f} ({ours / theirs:.2f} ×), "
+                  f"{'same' if same else 'DIFFERENT'} resources")
     return "\n".join(out)
 
 
@@ -731,7 +752,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*",
-                        help="a b c d e resume batch, or all (default: a b resume)")
+                        help="a b c d e f resume batch, or all (default: a b resume)")
     parser.add_argument("--bin", required=True, type=Path, help="folder with smart-fetch and fake-ehr")
     parser.add_argument("--python-tool", required=True, help="the Python smart-fetch executable")
     parser.add_argument("--work", required=True, type=Path, help="work folder")
@@ -793,13 +814,14 @@ def main():
             for tool, path, into in order:
                 if tool == "python" and not with_python:
                     continue
-                keep = tool == "rust" and i == 0 and scenario.latency_ms > 0
+                keep = (tool == "rust" and i == 0 and scenario.latency_ms > 0
+                        and scenario.kind == "crawl")
                 into.append(one_run(tool, path, scenario, bins, work, i, mrn_file, keep))
         disk = None
         if scenario.kind == "bulk":
             disk = disk_reference(scenario, bins, work, mrn_file, ours)
         replay = None
-        if scenario.latency_ms > 0:
+        if scenario.latency_ms > 0 and scenario.kind == "crawl":
             replay = curl_replay(scenario, bins, work, rust_runs[0].pop("search_urls", None))
         results[key] = summarize(scenario, rust_runs, python_runs)
         if replay:
@@ -812,7 +834,7 @@ def main():
     checks = targets(results)
     stamp = time.strftime("%Y-%m-%d %H:%M")
     report = (f"Benchmark of {stamp}, {os.cpu_count()} CPUs, mean of {args.runs} runs per tool "
-              f"(load average at the start: {load_before:.2f})\n\n{text}\n\nTargets (issue 6):\n{checks}\n")
+              f"(load average at the start: {load_before:.2f})\n\n{text}\n\nTargets (issues 6 and 14):\n{checks}\n")
     print(report)
     results_dir = args.work / "results"
     results_dir.mkdir(exist_ok=True)

@@ -4,12 +4,13 @@
 #
 #   bench/run.sh [options] [scenario...]
 #
-# Scenarios: a b c d e resume batch, or all. Default: a b resume (c, d, batch are slow).
+# Scenarios: a b c d e f resume batch, or all. Default: a b resume (c, d, batch are slow).
 #   a       2,000 patients, 20 ms latency, 5 connections, Epic (latency-bound)
 #   b       2,000 patients, no added latency (CPU-bound)
 #   c       20,000 patients, no added latency (scale); the Python tool only with --python-c
 #   d       a bulk export of about 1 GB (smart-fetch bulk), and the disk's own write speed
 #   e       (b) with the default hydration (not one of issue 6's four; hydration side by side)
+#   f       (a) with the default hydration: requests per patient and efficiency (issue 14)
 #   resume  ours killed with SIGKILL at 50 % of the requests, then resumed
 #   batch   20,000 patients in 40 groups, 20 ms latency: one `batch` with 20 connections vs
 #           40 Python exports run 8 at a time
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --work) work="$2"; shift 2 ;;
     --work=*) work="${1#--work=}"; shift ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) pass+=("$1"); shift ;;
   esac
 done
