@@ -1,6 +1,7 @@
 //! smart-fetch: pull FHIR data out of an EHR (crawl, bulk export, hydration) into folders that
 //! SMART Fetch 1.0.3 and Cumulus ETL read. The binary in `main.rs` is a thin shell over `cli`.
 
+pub mod archive;
 pub mod batch;
 pub mod bulk;
 pub mod bundle;

@@ -114,7 +114,7 @@ pub async fn run(args: BatchArgs, general: &General, cancel: &Cancel) -> Result<
 /// tests and for sites whose scheduler logs want more or fewer lines.
 pub const PROGRESS_SECS_ENV: &str = "SMART_FETCH_PROGRESS_SECS";
 
-fn progress_every() -> std::time::Duration {
+pub(crate) fn progress_every() -> std::time::Duration {
     std::env::var(PROGRESS_SECS_ENV)
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())

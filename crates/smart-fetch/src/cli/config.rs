@@ -68,16 +68,20 @@ pub fn apply(command: &mut Command, config: &Table) -> Result<(), AppError> {
         Command::Hydrate(args) => layer.hydrate(args),
         Command::Single(args) => layer.single(args),
         Command::Batch(args) => layer.batch(args),
-        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Groups(_) => Ok(()),
+        Command::Bundle(_)
+        | Command::ResetSymlinks(_)
+        | Command::Groups(_)
+        | Command::Archive(_) => Ok(()),
     }
 }
 
 /// Whether a subcommand reads the config file at all (spec §3: not `bundle`/`reset-symlinks`;
-/// nor `groups`, ours, which talks to no server and has no keys of its own there).
+/// nor `groups` and `archive`, ours, which talk to no FHIR server and have no keys of their
+/// own there).
 pub fn applies_to(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Groups(_)
+        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Groups(_) | Command::Archive(_)
     )
 }
 

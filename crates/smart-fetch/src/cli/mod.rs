@@ -2,6 +2,7 @@
 //! config file, dispatch to one module per subcommand, and turn the outcome into a message
 //! and an exit code. `main.rs` only builds the runtime around `parse`, `run` and `finish`.
 
+pub mod archive;
 pub mod args;
 pub mod batch;
 pub mod bulk;
@@ -93,6 +94,7 @@ async fn dispatch(cli: Cli, cancel: &Cancel) -> Result<(), AppError> {
         Command::Bundle(args) => bundle::run(args),
         Command::Groups(args) => groups::run(args),
         Command::Batch(args) => batch::run(args, &general, cancel).await,
+        Command::Archive(args) => archive::run(args, &general, cancel).await,
     }
 }
 
@@ -283,7 +285,8 @@ mod tests {
                 "bundle",
                 "reset-symlinks",
                 "groups",
-                "batch"
+                "batch",
+                "archive"
             ]
         );
         for name in names {
