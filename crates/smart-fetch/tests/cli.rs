@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 10] = [
     "export",
     "bulk",
     "crawl",
@@ -14,6 +14,7 @@ const SUBCOMMANDS: [&str; 9] = [
     "reset-symlinks",
     "groups",
     "batch",
+    "archive",
 ];
 
 /// Nothing listens here, so any accidental request fails at once instead of hanging.

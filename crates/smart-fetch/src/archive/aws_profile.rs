@@ -141,7 +141,16 @@ pub(crate) fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Profil
         endpoint_url: from_config.and_then(|s| s.get("endpoint_url")).cloned(),
     };
     let has_keys = profile.access_key_id.is_some() && profile.secret_access_key.is_some();
-    if !env_keys && !has_keys {
+    // A web identity or container role in the environment serves when the default profile
+    // (not one asked for by name) has no keys of its own.
+    let env_role = [
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ]
+    .iter()
+    .any(|k| env(k).is_some());
+    if !env_keys && !has_keys && (explicit.is_some() || !env_role) {
         let indirect = INDIRECT.iter().find(|k| get(k).is_some());
         if let Some(key) = indirect {
             return Err(ArchiveError::Profile(format!(
@@ -265,6 +274,23 @@ mod tests {
             sso.contains("sso_session") && sso.contains("export-credentials --profile sso"),
             "{sso}"
         );
+        // A default profile without keys gives way to a web identity in the environment
+        // (and is an error, with the command to run, without one).
+        let sso_default = home.join("sso-default");
+        std::fs::write(&sso_default, "[default]\nsso_session = corp\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sso_default = sso_default.to_string_lossy().into_owned();
+        let with_role = load(&env_of(&[
+            ("HOME", &home_s),
+            ("AWS_CONFIG_FILE", &sso_default),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+        ]));
+        assert!(with_role.is_ok(), "{with_role:?}");
+        let without = load(&env_of(&[
+            ("HOME", &home_s),
+            ("AWS_CONFIG_FILE", &sso_default),
+        ]));
+        assert!(without.is_err());
         let half = err("half");
         assert!(
             half.contains("only one") && !half.contains("SECRETID"),
