@@ -357,6 +357,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sent_buffer_comes_back_to_the_pool_whole() {
+        let pool = Pool::new();
+        for len in [10, PART_SIZE as usize] {
+            let mut buf = BytesMut::with_capacity(PART_SIZE as usize);
+            buf.resize(len, 7);
+            let sent = buf.freeze();
+            let held = sent.clone();
+            pool.give_back(sent);
+            drop(held);
+            let spare = pool.spare.lock().map(|s| s.len()).unwrap_or(0);
+            // Still shared when given back: freed, not pooled.
+            assert_eq!(spare, 0);
+        }
+        let mut buf = BytesMut::with_capacity(PART_SIZE as usize);
+        buf.resize(10, 7);
+        pool.give_back(buf.freeze());
+        let spare = pool.spare.lock().map(|s| s.len()).unwrap_or(0);
+        assert_eq!(spare, 1, "a buffer the store let go of is reused");
+    }
+
+    #[test]
     fn parts_fit_the_limits() {
         assert_eq!(part_size(300 << 20), PART_SIZE);
         // 200 GB: 9,000 parts would be 22.2 MiB each, rounded up to whole MiB.
