@@ -6,6 +6,7 @@
 //! process. Only `cli` (and the reporter's own sinks) may write to stdout or stderr.
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
+pub mod archive;
 pub mod batch;
 pub mod bulk;
 pub mod bundle;

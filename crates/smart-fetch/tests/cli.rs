@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-const SUBCOMMANDS: [&str; 10] = [
+const SUBCOMMANDS: [&str; 11] = [
     "export",
     "bulk",
     "crawl",
@@ -15,6 +15,7 @@ const SUBCOMMANDS: [&str; 10] = [
     "groups",
     "batch",
     "status",
+    "archive",
 ];
 
 /// Nothing listens here, so any accidental request fails at once instead of hanging.
