@@ -311,7 +311,8 @@ mod tests {
                 "groups",
                 "batch",
                 "status",
-                "archive"
+                "archive",
+                "delta"
             ]
         );
         for name in names {
