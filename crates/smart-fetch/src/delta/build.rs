@@ -261,3 +261,98 @@ fn copy_deleted(current: &Path, out: &Path) -> Result<u64, DeltaError> {
     crate::ndjson::sync_dir(&to);
     Ok(copied)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::folder::discovery::tests::{temp_dir, write};
+
+    fn lines(path: &Path) -> Vec<String> {
+        let mut text = String::new();
+        let read = crate::ndjson::open_decompressed(path)
+            .and_then(|mut r| io::Read::read_to_string(&mut r, &mut text));
+        if let Err(e) = read {
+            panic!("{}: {e}", path.display());
+        }
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn keeps_what_changed_as_written_and_names_every_type() {
+        let dir = temp_dir("delta-build");
+        let (before, now, out) = (dir.join("001.a"), dir.join("002.b"), dir.join("out"));
+        write(
+            &before.join("Condition.ndjson.gz"),
+            "{\"resourceType\":\"Condition\",\"id\":\"same\",\"code\":{\"text\":\"x\"}}\n\
+             {\"resourceType\":\"Condition\",\"id\":\"changed\",\"code\":{\"text\":\"x\"}}\n\
+             {\"resourceType\":\"Condition\",\"id\":\"gone\"}\n",
+        );
+        // Typed by its first line only.
+        write(
+            &before.join("extra.ndjson"),
+            "{\"resourceType\":\"Encounter\",\"id\":\"e1\"}\n",
+        );
+        write(
+            &now.join("Condition.ndjson.gz"),
+            // Same content in another key order and spelling; changed; new; no id; damaged.
+            "{\"code\":{\"text\":\"\\u0078\"},\"id\":\"same\",\"resourceType\":\"Condition\"}\n\
+             \n\
+             {\"resourceType\":\"Condition\",\"id\":\"changed\",\"code\":{\"text\":\"y\"}}\n\
+             {\"resourceType\":\"Condition\",\"id\":\"new\"}\n\
+             {\"resourceType\":\"Condition\"}\n\
+             {\"resourceType\":\"Condition\",\"id\":\n",
+        );
+        write(
+            &now.join("extra.ndjson"),
+            "{\"resourceType\":\"Encounter\",\"id\":\"e1\"}\n",
+        );
+        write(&now.join("log.ndjson"), "{\"eventId\":\"kickoff\"}\n");
+        write(
+            &now.join("deleted/Bundle.Condition.ndjson.gz"),
+            "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"request\":{\"method\":\"DELETE\",\"url\":\"Condition/gone\"}}]}\n",
+        );
+        let reporter = Reporter::silent();
+        let index = match index_of(&before, 4, &reporter) {
+            Ok(i) => i,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(index.len(), 4);
+        if let Err(e) = fs::create_dir_all(&out) {
+            panic!("{e}");
+        }
+        let written = match write_delta(&now, &index, &out, &reporter) {
+            Ok(w) => w,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            lines(&out.join("Condition.ndjson.gz")),
+            [
+                "{\"resourceType\":\"Condition\",\"id\":\"changed\",\"code\":{\"text\":\"y\"}}",
+                "{\"resourceType\":\"Condition\",\"id\":\"new\"}",
+                "{\"resourceType\":\"Condition\"}",
+                "{\"resourceType\":\"Condition\",\"id\":",
+            ]
+        );
+        // The unchanged file is there, empty, and since its name says no type, a file that
+        // does is added for the ETL.
+        assert!(lines(&out.join("extra.ndjson")).is_empty());
+        assert!(lines(&out.join("Encounter.ndjson.gz")).is_empty());
+        assert_eq!(
+            fs::read(out.join("log.ndjson")).ok(),
+            fs::read(now.join("log.ndjson")).ok()
+        );
+        assert_eq!(
+            fs::read(out.join("deleted/Bundle.Condition.ndjson.gz")).ok(),
+            fs::read(now.join("deleted/Bundle.Condition.ndjson.gz")).ok()
+        );
+        let named = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+        };
+        assert_eq!(
+            written.resources,
+            named(&[("Condition", 5), ("Encounter", 1)])
+        );
+        assert_eq!(written.kept, named(&[("Condition", 4), ("Encounter", 0)]));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
