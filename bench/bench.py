@@ -507,13 +507,12 @@ def tree_bytes(root):
     return total
 
 
-def zcat_seconds(leaves):
-    """Wall time to decompress every NDJSON file of these leaf folders once (to /dev/null):
-    what merely reading both exports costs, the floor of any comparison of them."""
+def zcat_run(leaves, log_path):
+    """Wall and CPU time to decompress every NDJSON file of these leaf folders once (to
+    /dev/null): what merely reading both exports costs, the floor of any comparison."""
     files = [str(p) for leaf in leaves for p in sorted(Path(leaf).glob("*.ndjson.gz"))]
-    start = time.monotonic()
-    subprocess.run(["zcat", *files], stdout=subprocess.DEVNULL, check=True)
-    return time.monotonic() - start
+    script = 'zcat "$@" > /dev/null'
+    return run_measured(["sh", "-c", script, "zcat", *files], log_path)
 
 
 def delta_runs(scenario, bins, work, runs):
@@ -546,7 +545,9 @@ def delta_runs(scenario, bins, work, runs):
             result["server_changed"] = json.load(r)["changedCount"]
     leaves = [managed / "001.q1", managed / "002.q2"]
     result["gz_bytes"] = sum(tree_bytes(leaf) for leaf in leaves)
-    result["zcat"] = min(zcat_seconds(leaves) for _ in range(2))
+    zcats = [zcat_run(leaves, run_dir / f"zcat-{i}.log") for i in range(2)]
+    result["zcat"] = min(z["wall"] for z in zcats)
+    result["zcat_cpu"] = min(z["cpu"] for z in zcats)
     measured = []
     for i in range(runs):
         deltas = run_dir / "deltas"
@@ -570,7 +571,7 @@ def delta_runs(scenario, bins, work, runs):
     result["runs"] = measured
     log(f"    {result['wall']:.2f} s wall, {result['cpu']:.2f} s CPU, "
         f"{result['rss'] / MIB:.1f} MiB, kept {result['kept']:,} of {result['lines']:,} lines; "
-        f"zcat of both exports {result['zcat']:.2f} s")
+        f"zcat of both exports {result['zcat']:.2f} s wall, {result['zcat_cpu']:.2f} s CPU")
     shutil.rmtree(run_dir / "out", ignore_errors=True)
     shutil.rmtree(run_dir / "deltas", ignore_errors=True)
     return result
@@ -584,7 +585,10 @@ def delta_table(scenario, r):
         ("Peak RSS", fmt_value("rss", r["rss"])),
         ("Lines read: quarter 1 + quarter 2", f"{r['q1_lines']:,} + {r['lines']:,}"),
         ("Both exports, gzip on disk", f"{r['gz_bytes'] / MIB:,.0f} MiB"),
-        ("Reading both exports once (zcat to /dev/null)", fmt_value("wall", r["zcat"])),
+        ("Reading both exports once (zcat to /dev/null): wall, CPU",
+         f"{fmt_value('wall', r['zcat'])}, {fmt_value('cpu', r['zcat_cpu'])}"),
+        ("Delta ÷ zcat: wall, CPU",
+         f"{r['wall'] / r['zcat']:.1f} ×, {r['cpu'] / r['zcat_cpu']:.1f} ×"),
         ("Lines kept (new or changed)", f"{r['kept']:,} of {r['lines']:,} ({share * 100:.1f} %)"),
         ("fake-ehr's change list (searchable resources, before Epic's filters)",
          f"{r['server_changed']:,}"),
@@ -828,9 +832,9 @@ def targets(results):
         r = results["delta"]
         check(r["rss"] <= 64 * MIB,
               f"(delta) peak RSS ≤ 64 MB for a 20,000-patient group: {r['rss'] / MIB:.1f} MiB")
-        check(r["wall"] <= 4 * r["zcat"],
-              f"(delta) wall time comparable to reading both exports once (≤ 4 × zcat's): "
-              f"{r['wall'] / r['zcat']:.1f} ×")
+        check(r["cpu"] <= 3 * r["zcat_cpu"],
+              f"(delta) CPU time comparable to reading both exports once (≤ 3 × zcat's): "
+              f"{r['cpu'] / r['zcat_cpu']:.1f} ×")
     if "resume" in results:
         r = results["resume"]
         check(r["extra"] <= 0.05 and r["same_output"],

@@ -7,8 +7,10 @@
 //! object keys in sorted order, strings by their decoded characters (`"é"` and `"\u00e9"`
 //! are the same), whitespace ignored, and every value typed and length-prefixed so that no
 //! two different documents feed the hash the same bytes. Numbers are compared as spelled
-//! (`1.50` is not `1.5`): a difference in spelling alone then counts as a change, which
-//! only ever keeps a line the ETL did not need, never drops one it did. Inlined attachment
+//! (`1.50` is not `1.5`; serde_json's `arbitrary_precision` text, which only writes an
+//! exponent as `e+5` for `E5`): a difference in spelling alone then counts as a change,
+//! which only ever keeps a line the ETL did not need, never drops one it did. `canon` gets
+//! the same digest without building a tree; this is the reference and the fallback. Inlined attachment
 //! data is a string like any other, so a changed attachment is a changed resource.
 //!
 //! SHA-256 (truncated to 128 bits) rather than a fast non-cryptographic hash: the

@@ -16,6 +16,7 @@
 //! and the tools scan those). Refusals are one line and write nothing.
 
 pub mod build;
+pub mod canon;
 pub mod digest;
 pub mod index;
 pub mod manifest;

@@ -3,6 +3,7 @@
 //! never re-serialized, and parsed once for its key and digest. Memory is one line at a
 //! time (at most `ndjson::MAX_LINE`).
 
+use super::canon::Canonicalizer;
 use super::digest::{self, Digest};
 use crate::ndjson;
 use serde_json::Value;
@@ -36,6 +37,7 @@ pub fn scan(path: &Path, mut each: impl FnMut(Line<'_>) -> io::Result<()>) -> io
     let mut buf = Vec::new();
     let mut scanned = Scanned::default();
     let mut number = 0u64;
+    let mut canon = Canonicalizer::default();
     loop {
         match ndjson::read_line_capped(&mut reader, &mut buf, ndjson::MAX_LINE)? {
             ndjson::Line::End => return Ok(scanned),
@@ -55,12 +57,19 @@ pub fn scan(path: &Path, mut each: impl FnMut(Line<'_>) -> io::Result<()>) -> io
             continue;
         }
         scanned.lines += 1;
-        let (identity, unreadable) = match serde_json::from_slice::<Value>(bytes) {
-            Ok(value) => (
-                digest::key_of(&value).map(|key| (key, digest::digest(&value))),
+        let (identity, unreadable) = match canon.canonical(bytes) {
+            Some(c) => (
+                c.identity.map(|(t, id)| (digest::key(&t, &id), c.digest)),
                 None,
             ),
-            Err(e) => (None, Some(e.to_string())),
+            // Not sure of it: serde_json decides (and words the error).
+            None => match serde_json::from_slice::<Value>(bytes) {
+                Ok(value) => (
+                    digest::key_of(&value).map(|key| (key, digest::digest(&value))),
+                    None,
+                ),
+                Err(e) => (None, Some(e.to_string())),
+            },
         };
         each(Line {
             number,
