@@ -33,7 +33,8 @@ MIB = 1024 * 1024
 
 class Scenario:
     def __init__(self, key, title, patients, latency_ms, flavor="epic", connections=5,
-                 kind="crawl", pad_bytes=0, slow=False):
+                 kind="crawl", pad_bytes=0, slow=False, fault_rate=0.0, fault_kinds=None,
+                 token_secs=None):
         self.key = key
         self.title = title
         self.patients = patients
@@ -43,6 +44,18 @@ class Scenario:
         self.kind = kind  # crawl | hydrate | bulk | resume
         self.pad_bytes = pad_bytes
         self.slow = slow
+        # Injected faults (fake-ehr --fault-rate/--fault-kinds) and SMART auth with tokens
+        # of this lifetime (None: an open server).
+        self.fault_rate = fault_rate
+        self.fault_kinds = fault_kinds
+        self.token_secs = token_secs
+
+    def clean(self):
+        """The same scenario without injected faults (the reference of a faults row)."""
+        twin = Scenario(self.key + "-clean", self.title, self.patients, self.latency_ms,
+                        self.flavor, self.connections, "crawl", self.pad_bytes, self.slow,
+                        0.0, None, self.token_secs)
+        return twin
 
 
 SCENARIOS = {
@@ -66,6 +79,15 @@ SCENARIOS = {
     # site's Slurm glue does today), each with its own connections.
     "batch": Scenario("batch", "(batch) 20,000 patients in 40 groups, 20 ms latency, Epic",
                       20000, 20, connections=20, kind="batch"),
+    # Issue 14: faults must not stall the crawl. Each runs a clean twin too (same server,
+    # no faults), so the cost of the faults is the ratio of the two walls.
+    "faults": Scenario("faults", "(faults) 200 patients, 20 ms latency, Epic, 5 % of "
+                       "429/500/502/503/slow answers (Retry-After: 1; slow = 2 s), "
+                       "SMART tokens of 20 s", 200, 20, kind="faults", fault_rate=0.05,
+                       fault_kinds="429,500,502,503,slow", token_secs=20),
+    "faults-5xx": Scenario("faults-5xx", "(faults-5xx) 500 patients, 20 ms latency, Epic, "
+                           "5 % of 500/502 answers only", 500, 20, kind="faults",
+                           fault_rate=0.05, fault_kinds="500,502"),
     # Issue 16: the delta of a quarter. Two full exports of one 20,000-patient group (quarter
     # 1, then fake-ehr's quarter 2: 22,000 MRNs, new, changed, merged and deleted patients)
     # into one managed folder, then `delta`; ours only (the Python tool has no delta).
@@ -85,10 +107,31 @@ def log(message):
 # fake-ehr
 
 
+CLIENT_ID = "bench-client"
+
+
+def smart_keys(fake_ehr, work):
+    """A client key pair for SMART scenarios (made once per work folder)."""
+    keys = work / "keys"
+    if not (keys / "private.jwks").exists():
+        subprocess.run([str(fake_ehr), "keygen", "--out", str(keys)], check=True,
+                       stdout=subprocess.DEVNULL)
+    return keys
+
+
 class Server:
     def __init__(self, fake_ehr, scenario, workdir):
         args = [fake_ehr, "--port", "0", "--patients", str(scenario.patients),
                 "--flavor", scenario.flavor, "--latency-ms", str(scenario.latency_ms)]
+        if scenario.fault_rate:
+            args += ["--fault-rate", str(scenario.fault_rate)]
+            if scenario.fault_kinds:
+                args += ["--fault-kinds", scenario.fault_kinds]
+        if scenario.token_secs:
+            keys = smart_keys(fake_ehr, workdir.parent)
+            args += ["--auth", "smart", "--client-id", CLIENT_ID,
+                     "--jwks", str(keys / "public.jwks"),
+                     "--token-lifetime-secs", str(scenario.token_secs)]
         if scenario.pad_bytes:
             args += ["--bulk-pad-bytes", str(scenario.pad_bytes),
                      # Files of 50,000 resources: about 500 MB each before compression.
@@ -148,8 +191,12 @@ def command(tool_path, scenario, server, mrn_file, out, extra=()):
     if scenario.kind == "bulk":
         return [tool_path, "bulk", "--fhir-url", server.url, *extra, str(out)]
     hydration = [] if scenario.kind == "hydrate" else ["--hydration-tasks", "none"]
+    if scenario.token_secs:
+        keys = smart_keys(None, server.log_path.parent.parent)
+        extra = ["--smart-client-id", CLIENT_ID, "--smart-key", str(keys / "private.jwks"),
+                 *extra]
     return [tool_path, "export", "--fhir-url", server.url, "--id-system", ID_SYSTEM,
-            "--id-file", str(mrn_file), *hydration, str(out)]
+            "--id-file", str(mrn_file), *hydration, *extra, str(out)]
 
 
 GNU_TIME = "/usr/bin/time"
@@ -281,7 +328,7 @@ def download_phase(log_path):
 
 
 def one_run(tool, tool_path, scenario, bins, work, run_index, mrn_file, keep_urls=False,
-            extra=()):
+            extra=(), allow_failure=False):
     run_dir = work / f"{scenario.key}-{tool}-{run_index}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -299,9 +346,10 @@ def one_run(tool, tool_path, scenario, bins, work, run_index, mrn_file, keep_url
                 result["search_urls"] = json.load(r)["search_urls"]
     result["requests"] = after["requests"] - before["requests"]
     result["max_in_flight"] = after["max_in_flight"]
+    result["faults"] = after.get("faults", 0) - before.get("faults", 0)
     if cpu_before is not None and cpu_after is not None:
         result["server_cpu"] = cpu_after - cpu_before
-    if result["exit"] != 0:
+    if result["exit"] != 0 and not allow_failure:
         tail = (run_dir / "tool.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{tool} exited with {result['exit']}; see {run_dir}/tool.log:\n{tail}")
     result.update(scan_output(out))
@@ -603,6 +651,87 @@ def delta_table(scenario, r):
     return lines
 
 
+def faults_runs(scenario, bins, work, mrn_file, python_tool, with_python, runs):
+    """Each tool against the faulty server and against its clean twin, `runs` times,
+    alternating who goes first. A tool that exits non-zero under faults is recorded, not
+    fatal (its output is then compared like any other)."""
+    clean = scenario.clean()
+    tools = [("rust", str(bins / "smart-fetch")), ("python", python_tool)]
+    raw = {tool: {"clean": [], "faulty": []} for tool, _ in tools}
+    for i in range(runs):
+        order = tools if i % 2 == 0 else list(reversed(tools))
+        for tool, path in order:
+            if tool == "python" and not with_python:
+                continue
+            raw[tool]["clean"].append(one_run(tool, path, clean, bins, work, i, mrn_file))
+            raw[tool]["faulty"].append(one_run(tool, path, scenario, bins, work, i, mrn_file,
+                                               allow_failure=True))
+    summary = {}
+    reference = raw["rust"]["clean"][0]["types"] if raw["rust"]["clean"] else None
+    for tool, _ in tools:
+        if not raw[tool]["faulty"]:
+            summary[tool] = None
+            continue
+        c, f = raw[tool]["clean"], raw[tool]["faulty"]
+        figures = {
+            "clean_wall": mean(c, "wall"),
+            "wall": mean(f, "wall"),
+            "cpu": mean(f, "cpu"),
+            "rss": mean(f, "rss"),
+            "clean_requests": mean(c, "requests"),
+            "requests": mean(f, "requests"),
+            "faults": mean(f, "faults"),
+            "resources": mean(f, "resources"),
+            "exits": sorted({r["exit"] for r in f}),
+            # Same lines as our clean run, numbers compared as Python spells them.
+            "same_as_clean": all({t: v["normalized"] for t, v in r["types"].items()} ==
+                                 {t: v["normalized"] for t, v in reference.items()}
+                                 for r in f + c) if reference else None,
+        }
+        figures["ratio"] = figures["wall"] / figures["clean_wall"]
+        summary[tool] = figures
+    return summary, raw
+
+
+def faults_table(scenario, summary):
+    rust, python = summary.get("rust"), summary.get("python")
+    lines = []
+
+    def row(label, ours, theirs, ratio=True):
+        title = scenario.title if not lines else ""
+        r = f"{ours / theirs:.2f}" if ratio and isinstance(ours, float) and theirs else ""
+        lines.append(f"| {title} | {label} | {fmt(ours)} | {fmt(theirs)} | {r} |")
+
+    def fmt(value):
+        if value is None:
+            return "not run"
+        if isinstance(value, str):
+            return value
+        return f"{value:.2f} s"
+
+    def get(f, key):
+        return f.get(key) if f else None
+
+    row("Wall time, the same export without faults", get(rust, "clean_wall"),
+        get(python, "clean_wall"))
+    row("Wall time with the faults", get(rust, "wall"), get(python, "wall"))
+    ratio = lambda f: f"{f['ratio']:.2f}" if f else None  # noqa: E731
+    row("With faults ÷ without", ratio(rust), ratio(python), ratio=False)
+    count = lambda f, k: f"{f[k]:,.0f}" if f else None  # noqa: E731
+    row("Requests without / with faults", f"{count(rust, 'clean_requests')} / "
+        f"{count(rust, 'requests')}", f"{count(python, 'clean_requests')} / "
+        f"{count(python, 'requests')}" if python else None, ratio=False)
+    row("Faults injected (server)", count(rust, "faults"), count(python, "faults"),
+        ratio=False)
+    row("CPU time (user+sys) with faults", get(rust, "cpu"), get(python, "cpu"))
+    exits = lambda f: ", ".join(map(str, f["exits"])) if f else None  # noqa: E731
+    row("Exit status with faults", exits(rust), exits(python), ratio=False)
+    same = lambda f: ("yes" if f["same_as_clean"] else "NO") if f else None  # noqa: E731
+    row("Same resources as the clean run (numbers as Python spells them)", same(rust),
+        same(python), ratio=False)
+    return lines
+
+
 def batch_table(scenario, summary):
     rust, python = summary["rust"], summary.get("python")
     lines = [f"| {scenario.title} | Wall time | {fmt_value('wall', rust['wall'])} | "
@@ -719,6 +848,9 @@ def table(results, python_notes):
             continue
         if scenario.kind == "delta":
             lines.extend(delta_table(scenario, summary))
+            continue
+        if scenario.kind == "faults":
+            lines.extend(faults_table(scenario, summary))
             continue
         if scenario.kind == "resume":
             r = summary
@@ -843,6 +975,18 @@ def targets(results):
     if get("d", "rust") and get("d", "python"):
         r = results["d"]["rust"]["cpu"] / results["d"]["python"]["cpu"]
         check(r <= 0.2, f"(d) bulk download CPU time ≤ 1/5 of the Python tool's: {r:.3f}")
+    if get("faults-5xx", "rust"):
+        f = results["faults-5xx"]["rust"]
+        check(f["ratio"] <= 1.3 and f["same_as_clean"],
+              f"(faults-5xx, issue 14) wall with 5 % of 500/502 ≤ 1.3 × the clean run's: "
+              f"{f['ratio']:.2f}, output {'identical' if f['same_as_clean'] else 'DIFFERENT'}")
+    if get("faults", "rust"):
+        f = results["faults"]["rust"]
+        p = get("faults", "python")
+        versus = f", the Python tool {p['wall']:.1f} s ({p['ratio']:.2f} ×)" if p else ""
+        check(f["same_as_clean"] and f["exits"] == [0],
+              f"(faults) same output as the clean run, exit 0: {f['wall']:.1f} s "
+              f"({f['ratio']:.2f} × clean){versus}")
     return "\n".join(out)
 
 
@@ -853,7 +997,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*",
-                        help="a b c d e resume batch delta, or all (default: a b resume)")
+                        help="a b c d e resume batch faults faults-5xx delta, or all (default: a b resume)")
     parser.add_argument("--bin", required=True, type=Path, help="folder with smart-fetch and fake-ehr")
     parser.add_argument("--python-tool", required=True, help="the Python smart-fetch executable")
     parser.add_argument("--work", required=True, type=Path, help="work folder")
@@ -905,6 +1049,10 @@ def main():
             results[key] = delta_runs(scenario, bins, work, args.runs)
             raw[key] = results[key]
             continue
+        if scenario.kind == "faults":
+            results[key], raw[key] = faults_runs(scenario, bins, work, mrn_file,
+                                                 args.python_tool, not args.no_python, args.runs)
+            continue
         with_python = not args.no_python and not (key == "c" and not args.python_c)
         if args.no_python:
             python_notes[key] = "not run (--no-python)"
@@ -938,7 +1086,7 @@ def main():
     checks = targets(results)
     stamp = time.strftime("%Y-%m-%d %H:%M")
     report = (f"Benchmark of {stamp}, {os.cpu_count()} CPUs, mean of {args.runs} runs per tool "
-              f"(load average at the start: {load_before:.2f})\n\n{text}\n\nTargets (issue 6):\n{checks}\n")
+              f"(load average at the start: {load_before:.2f})\n\n{text}\n\nTargets (issues 6 and 14):\n{checks}\n")
     print(report)
     results_dir = args.work / "results"
     results_dir.mkdir(exist_ok=True)

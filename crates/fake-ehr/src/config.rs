@@ -49,6 +49,11 @@ pub struct Config {
     pub type_latency: Vec<(String, Duration)>,
     /// Fraction (0.0..=1.0) of search, read and token requests that get a fault.
     pub fault_rate: f64,
+    /// The kinds of fault drawn (for the bulk routes too); empty: every kind. Which
+    /// requests fail depends only on the seed and the rate, not on this list.
+    pub fault_kinds: Vec<crate::faults::Fault>,
+    /// `Retry-After` seconds of injected 429 and 503 answers.
+    pub fault_retry_after: u64,
     /// Answer `GET Binary/id` with the FHIR `Binary` resource (JSON, base64 `data`) whatever
     /// the `Accept` header asks for, as some servers do.
     pub binary_as_resource: bool,
@@ -84,6 +89,8 @@ impl Default for Config {
             latency: Duration::ZERO,
             type_latency: Vec::new(),
             fault_rate: 0.0,
+            fault_kinds: Vec::new(),
+            fault_retry_after: 1,
             binary_as_resource: false,
             absent_types: Vec::new(),
             page_size: 10,

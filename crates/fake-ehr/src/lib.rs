@@ -25,6 +25,7 @@ mod token;
 
 pub use bulk::{BulkConfig, BulkStats, Membership, RetryAfter};
 pub use config::{AuthMode, Config, Flavor};
+pub use faults::Fault;
 pub use server::{Server, spawn, start};
 pub use stats::Stats;
 pub use switches::TruncateSearch;

@@ -87,6 +87,14 @@ struct ServeArgs {
     /// Fraction (0.0..=1.0) of search/read/token requests that get a fault.
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
+    /// The kinds of fault injected, comma-separated, from 429, 500, 502, 503, drop (the
+    /// connection breaks off mid-body) and slow (a 2 s answer); default: every kind. The
+    /// same requests fail whatever the kinds (e.g. `--fault-kinds 500,502`).
+    #[arg(long, value_delimiter = ',', value_parser = fake_ehr::Fault::parse)]
+    fault_kinds: Vec<fake_ehr::Fault>,
+    /// `Retry-After` seconds of injected 429 and 503 answers.
+    #[arg(long, default_value_t = 1)]
+    fault_retry_after: u64,
     /// Answer Binary reads with the FHIR Binary resource (JSON) whatever Accept asks for.
     #[arg(long)]
     binary_as_resource: bool,
@@ -128,9 +136,14 @@ struct ServeArgs {
     /// Bytes of padding added to every exported resource (to make big exports).
     #[arg(long, default_value_t = 0)]
     bulk_pad_bytes: usize,
-    /// Fraction (0.0..=1.0) of bulk status and file requests that get a fault.
+    /// Fraction (0.0..=1.0) of bulk status and file requests that get a fault (of the
+    /// kinds of --fault-kinds).
     #[arg(long, default_value_t = 0.0)]
     bulk_fault_rate: f64,
+    /// Bulk file downloads start answering after this many milliseconds instead of
+    /// --latency-ms (a file server slower to start than the status URL).
+    #[arg(long)]
+    bulk_file_latency_ms: Option<u64>,
     /// Host to put in bulk file URLs (e.g. localhost), as if files lived elsewhere.
     #[arg(long)]
     bulk_file_host: Option<String>,
@@ -293,6 +306,8 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
             .map(|(t, ms)| (t.clone(), Duration::from_millis(*ms)))
             .collect(),
         fault_rate: args.fault_rate,
+        fault_kinds: args.fault_kinds,
+        fault_retry_after: args.fault_retry_after,
         binary_as_resource: args.binary_as_resource,
         absent_types: args.absent_type,
         page_size: args.page_size,
@@ -302,6 +317,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
             resources_per_file: args.bulk_resources_per_file.max(1),
             pad_bytes: args.bulk_pad_bytes,
             fault_rate: args.bulk_fault_rate,
+            file_latency: args.bulk_file_latency_ms.map(Duration::from_millis),
             file_host: args.bulk_file_host,
             requires_access_token: !args.bulk_open_files,
             ..fake_ehr::BulkConfig::default()

@@ -54,8 +54,18 @@ impl AppState {
             store: Store::new(config.seed, config.patients, config.quarter),
             counters: Counters::default(),
             auth: Auth::new(config.auth.clone()),
-            faults: Faults::new(config.seed, config.fault_rate),
-            bulk: crate::bulk::BulkState::new(config.seed, &config.bulk),
+            faults: Faults::new(
+                config.seed,
+                config.fault_rate,
+                &config.fault_kinds,
+                config.fault_retry_after,
+            ),
+            bulk: crate::bulk::BulkState::new(
+                config.seed,
+                &config.bulk,
+                &config.fault_kinds,
+                config.fault_retry_after,
+            ),
             latency: Latency::new(config.latency),
             switches: Switches::new(config.ignore_patient_param.clone(), config.truncate.clone()),
             refused_reads: Default::default(),
@@ -117,6 +127,8 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             "changes" => admin_changes(&state, request.method()).await,
             "latency" => admin_latency(&state, request.method(), request.uri().query()),
             "truncate" => admin_truncate(&state, request.method(), request.uri().query()),
+            "throttle" => admin_throttle(&state, request.method(), request.uri().query()),
+            "faults" => admin_faults(&state, request.method(), request.uri().query()),
             "ignore-patient" => {
                 admin_ignore_patient(&state, request.method(), request.uri().query())
             }
@@ -129,7 +141,12 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     }
     let counters = &state.counters;
     bump(&counters.requests);
+    counters.record_user_agent(request.headers().get(header::USER_AGENT));
     if let Some(route) = crate::bulk::classify(&path) {
+        let latency = match (&route, state.config.bulk.file_latency) {
+            (crate::bulk::Route::File(..), Some(first_byte)) => first_byte,
+            _ => latency,
+        };
         let response = crate::bulk::handle(state.clone(), route, request).await;
         Latency::hold(arrived, latency).await;
         return response;
@@ -207,7 +224,7 @@ async fn answer(state: &Arc<AppState>, route: Route<'_>, request: Request, path:
             if let Some(r) = expect(Method::POST) {
                 return r;
             }
-            if let Some(r) = inject_fault(state).await {
+            if let Some(r) = inject_fault(state, false).await {
                 return r;
             }
             let body = match to_bytes(request.into_body(), MAX_FORM_BYTES).await {
@@ -234,7 +251,7 @@ async fn answer(state: &Arc<AppState>, route: Route<'_>, request: Request, path:
             if let Some(r) = expect(Method::GET) {
                 return r;
             }
-            if let Some(r) = inject_fault(state).await {
+            if let Some(r) = inject_fault(state, true).await {
                 return r;
             }
             if let Some(r) = authorize(state, request.headers()) {
@@ -247,7 +264,7 @@ async fn answer(state: &Arc<AppState>, route: Route<'_>, request: Request, path:
             if let Some(r) = expect(Method::GET) {
                 return r;
             }
-            if let Some(r) = inject_fault(state).await {
+            if let Some(r) = inject_fault(state, true).await {
                 return r;
             }
             if let Some(r) = authorize(state, request.headers()) {
@@ -295,6 +312,113 @@ fn admin_latency(state: &AppState, method: &Method, query: Option<&str>) -> Resp
     }
     let ms = state.latency.get().as_secs_f64() * 1e3;
     outcome::json(StatusCode::OK, &serde_json::json!({ "ms": ms }))
+}
+
+/// `POST /__admin/throttle?ms=W&retry_after=S`: every search and read arriving in the next
+/// W milliseconds is answered 429 with `Retry-After: S` (default 1); `ms=0` ends it.
+fn admin_throttle(state: &AppState, method: &Method, query: Option<&str>) -> Response {
+    if *method != Method::POST {
+        return outcome::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "use POST ?ms=<milliseconds>&retry_after=<seconds>",
+        );
+    }
+    let ms = match posted_number::<u64>(query, "ms", "/__admin/throttle", "milliseconds") {
+        Ok(ms) => ms,
+        Err(e) => return outcome::bad_request(&e),
+    };
+    let has_retry_after = query::parse(query.unwrap_or_default())
+        .is_ok_and(|pairs| pairs.iter().any(|(k, _)| k == "retry_after"));
+    let seconds = if has_retry_after {
+        match posted_number::<u64>(query, "retry_after", "/__admin/throttle", "seconds") {
+            Ok(seconds) => seconds,
+            Err(e) => return outcome::bad_request(&e),
+        }
+    } else {
+        1
+    };
+    state
+        .faults
+        .throttle_for(std::time::Duration::from_millis(ms), seconds);
+    outcome::json(
+        StatusCode::OK,
+        &serde_json::json!({ "ms": ms, "retry_after": seconds }),
+    )
+}
+
+/// `GET /__admin/faults` gives the fault settings; `POST
+/// /__admin/faults?rate=0.05&kinds=500,502&retry_after=2&bulk_rate=0` changes those given
+/// (`kinds=` empty: every kind; kinds and `retry_after` apply to the bulk routes too).
+fn admin_faults(state: &AppState, method: &Method, query: Option<&str>) -> Response {
+    if *method == Method::POST {
+        let pairs = match query::parse(query.unwrap_or_default()) {
+            Ok(pairs) => pairs,
+            Err(e) => return outcome::bad_request(&e),
+        };
+        let mut rate = None;
+        let mut bulk_rate = None;
+        let mut kinds = None;
+        let mut retry_after = None;
+        for (key, value) in &pairs {
+            let number = |what: &str| -> Result<f64, String> {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| format!("{what}={value:?} is not a fraction from 0 to 1"))
+            };
+            let parsed = match key.as_str() {
+                "rate" => number("rate").map(|r| rate = Some(r)),
+                "bulk_rate" => number("bulk_rate").map(|r| bulk_rate = Some(r)),
+                "retry_after" => value
+                    .parse::<u64>()
+                    .map(|s| retry_after = Some(s))
+                    .map_err(|_| format!("retry_after={value:?} is not a number of seconds")),
+                "kinds" => value
+                    .split(',')
+                    .filter(|k| !k.trim().is_empty())
+                    .map(Fault::parse)
+                    .collect::<Result<Vec<Fault>, String>>()
+                    .map(|k| kinds = Some(k)),
+                other => Err(format!(
+                    "unknown parameter {other:?} (rate, kinds, retry_after, bulk_rate)"
+                )),
+            };
+            if let Err(e) = parsed {
+                return outcome::bad_request(&e);
+            }
+        }
+        if pairs.is_empty() {
+            return outcome::bad_request(
+                "POST /__admin/faults needs ?rate=, kinds=, retry_after= or bulk_rate=",
+            );
+        }
+        state.faults.set(rate, kinds.as_deref(), retry_after);
+        if bulk_rate.is_some() || kinds.is_some() || retry_after.is_some() {
+            state
+                .bulk
+                .faults
+                .set(bulk_rate, kinds.as_deref(), retry_after);
+        }
+    } else if *method != Method::GET {
+        return outcome::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "use GET or POST ?rate=<0..1>&kinds=<429,500,502,503,drop,slow>&retry_after=<s>",
+        );
+    }
+    let settings = state.faults.settings();
+    let names = |kinds: &[Fault]| kinds.iter().map(|k| k.name()).collect::<Vec<_>>();
+    outcome::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "rate": settings.rate,
+            "kinds": names(&settings.kinds),
+            "retry_after": settings.retry_after,
+            "bulk_rate": state.bulk.faults.settings().rate,
+        }),
+    )
 }
 
 /// `GET /__admin/truncate` names the search answered with cut-off JSON (or null); `POST
@@ -408,14 +532,19 @@ async fn admin_changes(state: &Arc<AppState>, method: &Method) -> Response {
 }
 
 /// Draws a fault; `Some` is the faulty response (a slow fault only waits, then `None`).
-async fn inject_fault(state: &AppState) -> Option<Response> {
+/// A data request (search or read) arriving in a throttle window is answered 429 first.
+async fn inject_fault(state: &AppState, data: bool) -> Option<Response> {
+    if data && let Some(seconds) = state.faults.throttled(std::time::Instant::now()) {
+        state.counters.record_throttled();
+        return Some(faults::response(Fault::TooManyRequests, seconds));
+    }
     let fault = state.faults.next()?;
-    bump(&state.counters.faults);
+    state.counters.record_fault(fault);
     if fault == Fault::Slow {
         tokio::time::sleep(faults::SLOW_DELAY).await;
         return None;
     }
-    Some(faults::response(fault))
+    Some(faults::response(fault, state.faults.retry_after()))
 }
 
 /// `Some` is the 401 response when the request may not read data.

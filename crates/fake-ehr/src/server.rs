@@ -2,6 +2,7 @@
 //! thread with its own runtime, and the `Server` handle (URLs, counters, stop on drop).
 
 use crate::config::Config;
+use crate::faults::Fault;
 use crate::router::{self, AppState};
 use crate::stats::Stats;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -147,7 +148,25 @@ impl Server {
         }
     }
 
-    /// Start counting `Stats::max_in_flight` afresh (from the requests in flight now).
+    /// From now on for `window`, answer every search and read with 429 and `Retry-After:
+    /// retry_after` seconds (an EHR pushing back on every connection at once). A zero
+    /// window ends one still open. Counted in `Stats::throttled`.
+    pub fn throttle(&self, window: Duration, retry_after: u64) {
+        self.state.faults.throttle_for(window, retry_after);
+    }
+
+    /// From now on, inject faults into this fraction of search, read and token requests,
+    /// drawn from these kinds (empty: every kind), 429 and 503 saying `Retry-After:
+    /// retry_after`; `None` keeps the setting. The same as `POST /__admin/faults`.
+    pub fn set_faults(&self, rate: Option<f64>, kinds: Option<&[Fault]>, retry_after: Option<u64>) {
+        self.state.faults.set(rate, kinds, retry_after);
+        if kinds.is_some() {
+            self.state.bulk.faults.set(None, kinds, retry_after);
+        }
+    }
+
+    /// Start counting `Stats::max_in_flight` (and `BulkStats::max_downloads_in_flight`)
+    /// afresh, from the requests in flight now.
     pub fn reset_max_in_flight(&self) {
         self.state.counters.reset_max_in_flight();
     }

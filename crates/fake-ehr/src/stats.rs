@@ -15,6 +15,9 @@ pub const MAX_READ_PATHS: usize = 250_000;
 /// Access tokens remembered in `issued_tokens`.
 pub const MAX_ISSUED_TOKENS: usize = 10_000;
 
+/// Data requests whose arrival time is kept in `data_arrivals_ms` (800 KB at most).
+pub const MAX_ARRIVALS: usize = 100_000;
+
 /// A snapshot of the counters (also served as JSON at `/__admin/stats`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -26,6 +29,28 @@ pub struct Stats {
     pub searches: u64,
     pub reads: u64,
     pub faults: u64,
+    /// Injected faults by kind (`Fault::name`: `429`, `500`, `drop`, ...), bulk routes
+    /// included.
+    #[serde(default)]
+    pub fault_kinds: BTreeMap<String, u64>,
+    /// Data requests answered 429 because they arrived in a throttle window
+    /// (`Server::throttle`); not counted in `faults`.
+    #[serde(default)]
+    pub throttled: u64,
+    /// When each of those arrived, in milliseconds since the server started (the first
+    /// 100,000), on the clock of `data_arrivals_ms`.
+    #[serde(default)]
+    pub throttled_arrivals_ms: Vec<u64>,
+    /// When each search and read arrived, in milliseconds since the server started, in
+    /// order (the first 100,000): the pauses a client made are the gaps.
+    #[serde(default)]
+    pub data_arrivals_ms: Vec<u64>,
+    /// Requests (admin ones aside) that came without a `User-Agent` header.
+    #[serde(default)]
+    pub requests_without_user_agent: u64,
+    /// The `User-Agent` of the last request that had one.
+    #[serde(default)]
+    pub last_user_agent: Option<String>,
     /// Search answers cut off on purpose (`Config::truncate`).
     #[serde(default)]
     pub truncated: u64,
@@ -53,6 +78,15 @@ pub struct Stats {
     pub bulk: crate::bulk::BulkStats,
 }
 
+/// When the counters started (the server's start), for arrival times.
+struct Epoch(std::time::Instant);
+
+impl Default for Epoch {
+    fn default() -> Self {
+        Epoch(std::time::Instant::now())
+    }
+}
+
 #[derive(Default)]
 pub struct Counters {
     pub requests: AtomicU64,
@@ -62,6 +96,13 @@ pub struct Counters {
     pub searches: AtomicU64,
     pub reads: AtomicU64,
     pub faults: AtomicU64,
+    fault_kinds: Mutex<BTreeMap<String, u64>>,
+    throttled: AtomicU64,
+    throttled_arrivals_ms: Mutex<Vec<u64>>,
+    epoch: Epoch,
+    data_arrivals_ms: Mutex<Vec<u64>>,
+    requests_without_user_agent: AtomicU64,
+    last_user_agent: Mutex<Option<String>>,
     pub truncated: AtomicU64,
     pub unauthorized: AtomicU64,
     pub epic_client_id_headers: AtomicU64,
@@ -112,17 +153,69 @@ impl Counters {
         }
     }
 
-    /// Counts a data request as in flight until the returned guard is dropped.
+    /// Counts an injected fault.
+    pub fn record_fault(&self, fault: crate::faults::Fault) {
+        bump(&self.faults);
+        let mut kinds = self.fault_kinds.lock().unwrap_or_else(|e| e.into_inner());
+        *kinds.entry(fault.name().to_string()).or_default() += 1;
+    }
+
+    /// Counts a data request answered 429 by a throttle window, with its arrival time.
+    pub fn record_throttled(&self) {
+        bump(&self.throttled);
+        let ms = self.elapsed_ms();
+        let mut arrivals = self
+            .throttled_arrivals_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if arrivals.len() < MAX_ARRIVALS {
+            arrivals.push(ms);
+        }
+    }
+
+    /// Milliseconds since the server started.
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Notes the `User-Agent` a request came with (or that it had none).
+    pub fn record_user_agent(&self, user_agent: Option<&axum::http::HeaderValue>) {
+        match user_agent {
+            Some(value) => {
+                let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                *self
+                    .last_user_agent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(text);
+            }
+            None => bump(&self.requests_without_user_agent),
+        }
+    }
+
+    /// Counts a data request as in flight until the returned guard is dropped, and keeps
+    /// its arrival time.
     pub fn enter_data_request(&self) -> InFlight<'_> {
+        let ms = self.elapsed_ms();
+        {
+            let mut arrivals = self
+                .data_arrivals_ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if arrivals.len() < MAX_ARRIVALS {
+                arrivals.push(ms);
+            }
+        }
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         InFlight { counters: self }
     }
 
-    /// Starts counting the most requests in flight afresh from those in flight now.
+    /// Starts counting the most requests in flight afresh from those in flight now (bulk
+    /// file downloads too).
     pub fn reset_max_in_flight(&self) {
         let now = self.in_flight.load(Ordering::SeqCst);
         self.max_in_flight.store(now, Ordering::SeqCst);
+        self.bulk.reset_max_downloads_in_flight();
     }
 
     pub fn record_issued_token(&self, token: &str) {
@@ -156,6 +249,9 @@ impl Counters {
             "searches": get(&self.searches),
             "reads": get(&self.reads),
             "faults": get(&self.faults),
+            "throttled": get(&self.throttled),
+            "requests_without_user_agent": get(&self.requests_without_user_agent),
+            "max_downloads_in_flight": self.bulk.max_downloads_in_flight(),
             "in_flight": self.in_flight.load(Ordering::SeqCst),
             "max_in_flight": self.max_in_flight.load(Ordering::SeqCst),
         })
@@ -171,6 +267,28 @@ impl Counters {
             searches: get(&self.searches),
             reads: get(&self.reads),
             faults: get(&self.faults),
+            fault_kinds: self
+                .fault_kinds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            throttled: get(&self.throttled),
+            throttled_arrivals_ms: self
+                .throttled_arrivals_ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            data_arrivals_ms: self
+                .data_arrivals_ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            requests_without_user_agent: get(&self.requests_without_user_agent),
+            last_user_agent: self
+                .last_user_agent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             truncated: get(&self.truncated),
             unauthorized: get(&self.unauthorized),
             epic_client_id_headers: get(&self.epic_client_id_headers),

@@ -17,6 +17,8 @@ const PAD_CLOSE: &[u8] = b"</div>\"}}\n";
 
 struct Cursor {
     state: Arc<AppState>,
+    /// Counts this body in flight until the stream ends or is dropped.
+    _in_flight: super::DownloadInFlight,
     /// Counter key of the file (its URL path).
     key: String,
     job: Arc<Job>,
@@ -37,6 +39,7 @@ pub fn body(state: Arc<AppState>, job: Arc<Job>, file: usize, key: String) -> Bo
     let pad = (config.pad_bytes > 0).then(|| Bytes::from(vec![b'x'; config.pad_bytes]));
     let delay = config.chunk_delay;
     let cursor = Cursor {
+        _in_flight: super::DownloadInFlight::enter(state.clone()),
         state,
         key,
         job,

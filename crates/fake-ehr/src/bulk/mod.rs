@@ -75,6 +75,9 @@ pub struct BulkConfig {
     pub fault_rate: f64,
     /// Pause before every chunk of a file body (makes downloads slow enough to interrupt).
     pub chunk_delay: Duration,
+    /// Time to first byte of file downloads, instead of `Config::latency` (a file server
+    /// slower to start an answer than the status URL, as the SMART reference server is).
+    pub file_latency: Option<Duration>,
     /// `transactionTime` of every manifest; `None` = the kickoff time.
     pub transaction_time: Option<String>,
     /// DELETE of a status URL is refused with a 400 (the job stays).
@@ -100,6 +103,7 @@ impl Default for BulkConfig {
             error_messages: Vec::new(),
             fault_rate: 0.0,
             chunk_delay: Duration::ZERO,
+            file_latency: None,
             transaction_time: None,
             refuse_deletes: false,
         }
@@ -128,6 +132,10 @@ pub struct BulkStats {
     pub unauthorized_downloads: u64,
     /// Faults injected on status and file routes.
     pub faults: u64,
+    /// Most file bodies being sent at the same moment, counted from the request's arrival
+    /// to the body's last byte (or the connection's end); reset with `max_in_flight`.
+    #[serde(default)]
+    pub max_downloads_in_flight: u64,
 }
 
 #[derive(Default)]
@@ -141,6 +149,34 @@ pub struct BulkCounters {
     foreign_authorizations: AtomicU64,
     unauthorized_downloads: AtomicU64,
     faults: AtomicU64,
+    downloads_in_flight: AtomicU64,
+    max_downloads_in_flight: AtomicU64,
+}
+
+/// One file body being sent; counted in flight until dropped.
+pub(crate) struct DownloadInFlight {
+    state: std::sync::Arc<crate::router::AppState>,
+}
+
+impl DownloadInFlight {
+    pub(crate) fn enter(state: std::sync::Arc<crate::router::AppState>) -> Self {
+        let counters = &state.counters.bulk;
+        let now = counters.downloads_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        counters
+            .max_downloads_in_flight
+            .fetch_max(now, Ordering::SeqCst);
+        DownloadInFlight { state }
+    }
+}
+
+impl Drop for DownloadInFlight {
+    fn drop(&mut self) {
+        self.state
+            .counters
+            .bulk
+            .downloads_in_flight
+            .fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn bump(counter: &AtomicU64) {
@@ -153,6 +189,15 @@ fn bump_key(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
 }
 
 impl BulkCounters {
+    pub fn reset_max_downloads_in_flight(&self) {
+        let now = self.downloads_in_flight.load(Ordering::SeqCst);
+        self.max_downloads_in_flight.store(now, Ordering::SeqCst);
+    }
+
+    pub fn max_downloads_in_flight(&self) -> u64 {
+        self.max_downloads_in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn snapshot(&self) -> BulkStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let map =
@@ -171,6 +216,7 @@ impl BulkCounters {
             foreign_authorizations: get(&self.foreign_authorizations),
             unauthorized_downloads: get(&self.unauthorized_downloads),
             faults: get(&self.faults),
+            max_downloads_in_flight: self.max_downloads_in_flight(),
         }
     }
 }
@@ -178,15 +224,25 @@ impl BulkCounters {
 /// The live bulk state of one server: its jobs and the faults of the bulk routes.
 pub struct BulkState {
     jobs: jobs::Jobs,
-    faults: crate::faults::Faults,
+    pub(crate) faults: crate::faults::Faults,
 }
 
 impl BulkState {
-    pub fn new(seed: u64, config: &BulkConfig) -> Self {
+    pub fn new(
+        seed: u64,
+        config: &BulkConfig,
+        kinds: &[crate::faults::Fault],
+        retry_after: u64,
+    ) -> Self {
         Self {
             jobs: jobs::Jobs::default(),
             // A stream of its own, so bulk faults do not shift which searches fail.
-            faults: crate::faults::Faults::new(seed ^ 0xB01C, config.fault_rate),
+            faults: crate::faults::Faults::new(
+                seed ^ 0xB01C,
+                config.fault_rate,
+                kinds,
+                retry_after,
+            ),
         }
     }
 

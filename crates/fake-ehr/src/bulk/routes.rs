@@ -134,12 +134,12 @@ fn kickoff(state: &AppState, level: &Level, request: &Parts) -> Response {
 async fn inject_fault(state: &AppState) -> Option<Response> {
     let fault = state.bulk.faults.next()?;
     bump(&state.counters.bulk.faults);
-    bump(&state.counters.faults);
+    state.counters.record_fault(fault);
     if fault == Fault::Slow {
         tokio::time::sleep(faults::SLOW_DELAY).await;
         return None;
     }
-    Some(faults::response(fault))
+    Some(faults::response(fault, state.bulk.faults.retry_after()))
 }
 
 async fn status(state: &AppState, id: &str, headers: &HeaderMap) -> Response {

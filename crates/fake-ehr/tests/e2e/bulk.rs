@@ -259,3 +259,42 @@ async fn files_need_the_token_when_the_manifest_says_so() {
     assert_eq!((status, values.len()), (200, 3));
     assert_eq!(server.stats().bulk.unauthorized_downloads, 1);
 }
+
+/// File bodies count as in flight from arrival to their last byte, and their answers
+/// start after `file_latency` rather than the server's latency.
+#[tokio::test]
+async fn downloads_in_flight_and_file_latency() {
+    let server = start(Config {
+        patients: 20,
+        bulk: BulkConfig {
+            resources_per_file: 50,
+            file_latency: Some(Duration::from_millis(300)),
+            requires_access_token: false,
+            ..BulkConfig::default()
+        },
+        ..Config::default()
+    })
+    .await
+    .expect("start");
+    let base = server.base_url();
+    let c = client();
+    let (status, location, _) = kickoff(&c, &format!("{base}/$export?_type=Observation")).await;
+    assert_eq!(status, 202);
+    let m = manifest(&c, &location.expect("status URL")).await;
+    let files: Vec<String> = m["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .filter_map(|f| f["url"].as_str().map(str::to_string))
+        .take(3)
+        .collect();
+    assert_eq!(files.len(), 3, "{m}");
+    let started = std::time::Instant::now();
+    let results = futures_util::future::join_all(files.iter().map(|f| lines(&c, f, None))).await;
+    assert!(results.iter().all(|(status, _)| *status == 200));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let stats = server.stats();
+    assert_eq!(stats.bulk.max_downloads_in_flight, 3);
+    server.reset_max_in_flight();
+    assert_eq!(server.stats().bulk.max_downloads_in_flight, 0);
+}

@@ -155,3 +155,186 @@ fn spawn_serves_without_a_runtime_and_stops_on_drop() {
     drop(server);
     assert!(raw_get(&addr, "/fhir/metadata").is_err());
 }
+
+/// Statuses of `n` reads one after another (a broken body counts as `0`).
+async fn statuses(server: &fake_ehr::Server, n: usize) -> Vec<u16> {
+    let c = client();
+    let mut out = Vec::new();
+    for k in 0..n {
+        let url = format!("{}/Practitioner/prac-{:02}", server.base_url(), k % 40 + 1);
+        let status = match c.get(&url).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                if r.bytes().await.is_ok() { status } else { 0 }
+            }
+            Err(_) => 0,
+        };
+        out.push(status);
+    }
+    out
+}
+
+#[tokio::test]
+async fn fault_kinds_narrow_what_fails_and_retry_after_is_set() {
+    let server = start(Config {
+        fault_rate: 1.0,
+        fault_kinds: vec![fake_ehr::Fault::Internal, fake_ehr::Fault::BadGateway],
+        ..Config::default()
+    })
+    .await
+    .expect("start");
+    let seen = statuses(&server, 30).await;
+    assert!(seen.contains(&500) && seen.contains(&502), "{seen:?}");
+    assert!(seen.iter().all(|s| matches!(s, 500 | 502)), "{seen:?}");
+    let stats = server.stats();
+    assert_eq!(stats.faults, 30);
+    assert_eq!(
+        stats.fault_kinds.values().sum::<u64>(),
+        30,
+        "{:?}",
+        stats.fault_kinds
+    );
+    assert!(stats.fault_kinds.keys().all(|k| k == "500" || k == "502"));
+
+    let server = start(Config {
+        fault_rate: 1.0,
+        fault_kinds: vec![fake_ehr::Fault::TooManyRequests],
+        fault_retry_after: 3,
+        ..Config::default()
+    })
+    .await
+    .expect("start");
+    let response = client()
+        .get(format!(
+            "{}/Condition?patient=pat-000001",
+            server.base_url()
+        ))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("3")
+    );
+}
+
+#[tokio::test]
+async fn a_throttle_window_answers_every_data_request_429_then_closes() {
+    let server = start(Config::default()).await.expect("start");
+    let c = client();
+    let read = format!("{}/Patient/pat-000001", server.base_url());
+    let post = |q: &str| {
+        c.post(format!(
+            "{}/__admin/throttle?{q}",
+            server.base_url().trim_end_matches("/fhir")
+        ))
+        .send()
+    };
+    assert_eq!(
+        post("ms=60000&retry_after=2").await.expect("post").status(),
+        200
+    );
+    for _ in 0..3 {
+        let r = c.get(&read).send().await.expect("send");
+        assert_eq!(r.status().as_u16(), 429);
+        assert_eq!(r.headers()["retry-after"], "2");
+    }
+    // Metadata is not a data request.
+    let (status, _) = crate::common::get(&c, &format!("{}/metadata", server.base_url())).await;
+    assert_eq!(status, 200);
+    assert_eq!(post("ms=0").await.expect("post").status(), 200);
+    assert_eq!(c.get(&read).send().await.expect("send").status(), 200);
+    let stats = server.stats();
+    assert_eq!(stats.throttled, 3);
+    assert_eq!(stats.throttled_arrivals_ms.len(), 3);
+    assert_eq!(stats.faults, 0);
+    // Four data requests arrived, in order, each timed.
+    assert_eq!(stats.data_arrivals_ms.len(), 4);
+    assert!(stats.data_arrivals_ms.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(post("").await.expect("post").status(), 400);
+
+    // In-process switch, as the tests of smart-fetch use it.
+    server.throttle(Duration::from_secs(60), 1);
+    assert_eq!(c.get(&read).send().await.expect("send").status(), 429);
+    server.throttle(Duration::ZERO, 1);
+    assert_eq!(c.get(&read).send().await.expect("send").status(), 200);
+}
+
+#[tokio::test]
+async fn user_agents_are_recorded() {
+    let server = start(Config::default()).await.expect("start");
+    let url = format!("{}/Patient/pat-000001", server.base_url());
+    // reqwest sends no User-Agent unless told to.
+    let bare = reqwest::Client::new();
+    assert_eq!(bare.get(&url).send().await.expect("send").status(), 200);
+    let named = reqwest::Client::builder()
+        .user_agent("tester/1.0")
+        .build()
+        .expect("client");
+    assert_eq!(named.get(&url).send().await.expect("send").status(), 200);
+    let stats = server.stats();
+    assert_eq!(stats.requests_without_user_agent, 1);
+    assert_eq!(stats.last_user_agent.as_deref(), Some("tester/1.0"));
+}
+
+/// `/__admin/faults` changes rate, kinds and `Retry-After` of a running server; bad values
+/// are refused and change nothing.
+#[tokio::test]
+async fn fault_settings_change_at_runtime_through_the_admin_endpoint() {
+    let server = start(Config::default()).await.expect("start");
+    let c = client();
+    let admin = format!(
+        "{}/__admin/faults",
+        server.base_url().trim_end_matches("/fhir")
+    );
+    let (status, settings) = crate::common::get(&c, &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(settings["rate"], 0.0);
+    assert_eq!(settings["kinds"].as_array().map(Vec::len), Some(6));
+    assert_eq!(statuses(&server, 5).await, [200; 5]);
+
+    let post = |q: &'static str| c.post(format!("{admin}?{q}")).send();
+    for bad in [
+        "rate=2",
+        "rate=x",
+        "kinds=404",
+        "retry_after=-1",
+        "colour=red",
+        "",
+    ] {
+        let r = post(bad).await.expect("post");
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+    }
+    assert_eq!(statuses(&server, 5).await, [200; 5]);
+
+    let r = post("rate=1&kinds=429,503&retry_after=4")
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 200);
+    let shown: serde_json::Value =
+        serde_json::from_slice(&r.bytes().await.expect("body")).expect("json");
+    assert_eq!(shown["kinds"], serde_json::json!(["429", "503"]));
+    let url = format!("{}/Patient/pat-000001", server.base_url());
+    for _ in 0..10 {
+        let r = c.get(&url).send().await.expect("send");
+        assert!(matches!(r.status().as_u16(), 429 | 503), "{}", r.status());
+        assert_eq!(r.headers()["retry-after"], "4");
+    }
+    // Kinds alone: the rate stays.
+    assert_eq!(post("kinds=drop").await.expect("post").status(), 200);
+    assert_eq!(statuses(&server, 4).await, [0; 4]);
+    let stats = server.stats();
+    assert_eq!(stats.fault_kinds.get("drop"), Some(&4));
+
+    // In-process, as the tests of smart-fetch use it.
+    server.set_faults(Some(1.0), Some(&[fake_ehr::Fault::BadGateway]), None);
+    assert_eq!(statuses(&server, 3).await, [502; 3]);
+    server.set_faults(Some(0.0), None, None);
+    assert_eq!(statuses(&server, 3).await, [200; 3]);
+    let (_, settings) = crate::common::get(&c, &admin).await;
+    assert_eq!(settings["kinds"], serde_json::json!(["502"]));
+}

@@ -4,20 +4,21 @@
 //! `X-Progress`, until the export's total wait (those pauses plus retry pauses) would pass
 //! the limit (30 days unless `--bulk-timeout` says otherwise).
 //!
-//! Both headers come from the server and are checked before use: any `Retry-After` number
-//! (`99999999999999999999`, `1e300`, `-inf`, a date in the year 9999) is brought into
-//! range before it becomes a `Duration` — which panics on values it cannot hold — and
-//! `X-Progress` is cut to one short line and made printable (`text::printable`).
+//! Both headers come from the server and are checked before use: `Retry-After` is read by
+//! the request engine's one parser (`fhir::retry::parse_retry_after`, which brings any
+//! number into range) and kept between 0.1 s and five minutes here, and `X-Progress` is cut
+//! to one short line and made printable (`text::printable`).
 
 use super::BulkError;
 use super::events::Watch;
 use crate::console;
+use crate::fhir::retry::parse_retry_after;
 use crate::fhir::{FhirClient, FhirError, FhirResponse, Request};
 use crate::report::{Progress, Reporter};
 use reqwest::header::RETRY_AFTER;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// How long an export may keep us waiting, in total, by default (the Python tool's limit).
 pub const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -27,9 +28,6 @@ const DEFAULT_DELAY: Duration = Duration::from_secs(60);
 const MAX_DELAY: Duration = Duration::from_secs(300);
 /// Shortest pause, so `Retry-After: 0` does not turn into a busy loop.
 const MIN_DELAY: Duration = Duration::from_millis(100);
-/// Integer `Retry-After` values above this are absolute Unix times, not durations (it is
-/// about 2001-09-09; no server asks for a 30-year pause).
-const EPOCH_THRESHOLD: f64 = 1e9;
 /// Longest `X-Progress` text shown, in characters (one line of a terminal).
 const MAX_PROGRESS_CHARS: usize = 100;
 
@@ -55,42 +53,6 @@ pub fn parse_wait_limit(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_secs_f64(seconds))
-}
-
-/// The pause a `Retry-After` value asks for, as of `now`, at most `MAX_DELAY` (the caller
-/// would cut it there anyway); `None` when it is unusable (not a number or date, or NaN).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let now_secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
-    // Whole numbers too: `99999999999999999999` is beyond every integer type.
-    if let Ok(n) = value.parse::<f64>() {
-        if n.is_nan() {
-            return None;
-        }
-        // Only digits can be a moment: `1e12` or `1.5e9` are plain (if absurd) pauses.
-        let integer = value.bytes().all(|b| b.is_ascii_digit());
-        let seconds = if integer && n > EPOCH_THRESHOLD * 1000.0 {
-            // Milliseconds since the epoch.
-            n / 1000.0 - now_secs
-        } else if integer && n > EPOCH_THRESHOLD {
-            n - now_secs
-        } else {
-            n
-        };
-        return Some(bounded_seconds(seconds));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(
-        date.duration_since(now)
-            .unwrap_or(Duration::ZERO)
-            .min(MAX_DELAY),
-    )
-}
-
-/// Seconds (any `f64` but NaN) as a pause from zero to `MAX_DELAY`: `Duration` panics on
-/// negative, infinite or too large values, so they are brought into range first.
-fn bounded_seconds(seconds: f64) -> Duration {
-    Duration::from_secs_f64(seconds.clamp(0.0, MAX_DELAY.as_secs_f64()))
 }
 
 /// `X-Progress` as shown: lossy UTF-8, trimmed, cut to `MAX_PROGRESS_CHARS` characters
@@ -228,7 +190,7 @@ pub async fn until<'a>(
         }
         let asked = response
             .header(RETRY_AFTER.as_str())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            .and_then(|v| parse_retry_after(v, SystemTime::now(), MAX_DELAY))
             .unwrap_or(DEFAULT_DELAY);
         let delay = asked.clamp(MIN_DELAY, MAX_DELAY);
         if waiting.total.saturating_add(delay) > waiting.limit {
@@ -255,69 +217,6 @@ pub async fn until<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_forms() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let secs = |v: &str| parse_retry_after(v, now).map(|d| d.as_secs_f64());
-        assert_eq!(secs("120"), Some(120.0));
-        assert_eq!(secs("-3"), Some(0.0));
-        assert_eq!(secs("1.5"), Some(1.5));
-        assert_eq!(secs("1700000042"), Some(42.0));
-        assert_eq!(secs("1600000000"), Some(0.0));
-        assert_eq!(secs("1700000042000"), Some(42.0));
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(secs(&date), Some(30.0));
-        assert_eq!(secs("soon"), None);
-    }
-
-    #[test]
-    fn absurd_retry_after_values_stay_in_range() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let secs = |v: &str| parse_retry_after(v, now).map(|d| d.as_secs_f64());
-        let max = MAX_DELAY.as_secs_f64();
-        // Each of these panicked in `Duration::from_secs_f64` or overflowed before.
-        for huge in [
-            "99999999999999999999",
-            "1e300",
-            "1.7976931348623157e308",
-            "inf",
-            "+Infinity",
-            "9223372036854775807",
-            "18446744073709551616",
-            "1e20",
-            "400",
-        ] {
-            assert_eq!(secs(huge), Some(max), "{huge}");
-        }
-        for nothing in [
-            "-1e300",
-            "-inf",
-            "-99999999999999999999",
-            "-0",
-            "0",
-            "1e-300",
-        ] {
-            assert_eq!(secs(nothing), Some(0.0), "{nothing}");
-        }
-        for unusable in [
-            "NaN",
-            "nan",
-            "",
-            "1e",
-            "0x10",
-            "Fri, 31 Dec 99999 23:59:59 GMT",
-        ] {
-            assert_eq!(secs(unusable), None, "{unusable}");
-        }
-        let far = "Fri, 31 Dec 9999 23:59:59 GMT";
-        assert_eq!(secs(far), Some(max));
-        let long_ago = "Thu, 01 Jan 1970 00:00:00 GMT";
-        assert_eq!(secs(long_ago), Some(0.0));
-        // A moment far in the future (seconds and milliseconds since the epoch).
-        assert_eq!(secs("99999999999"), Some(max));
-        assert_eq!(secs("99999999999999"), Some(max));
-    }
 
     #[test]
     fn progress_is_one_short_printable_line() {

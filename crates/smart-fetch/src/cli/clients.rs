@@ -113,6 +113,10 @@ fn data_retry_policy() -> RetryPolicy {
             base_delay: std::time::Duration::from_millis(ms),
             max_delay: std::time::Duration::from_millis(ms.saturating_mul(32))
                 .min(policy.max_delay),
+            // Waits the server asks for too: a test of an absurd `Retry-After` should not
+            // sit out the two-minute cap.
+            retry_after_cap: std::time::Duration::from_millis(ms.saturating_mul(200))
+                .min(policy.retry_after_cap),
             ..policy
         },
         None => policy,

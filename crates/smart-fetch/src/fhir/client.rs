@@ -11,7 +11,7 @@
 use super::auth::{self, AccessToken, AuthMethod, NO_AUTH_MESSAGE, SmartAuth, TokenEndpoint};
 use super::budget::Permit;
 use super::error::error_detail;
-use super::retry::parse_retry_after;
+use super::retry::retry_after_of;
 use super::{Budget, Capabilities, FhirError, RetryPolicy, Vendor};
 use crate::report::Reporter;
 use crate::resources::ResourceType;
@@ -51,6 +51,13 @@ const MAX_REDIRECTS: usize = 10;
 /// Longest token lifetime we plan around; also keeps `Instant` arithmetic in range.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 const FHIR_JSON: &str = "application/fhir+json";
+/// Sent with every request (the token endpoint's too), so the EHR's operators can see who is
+/// calling and which version.
+pub const USER_AGENT: &str = concat!(
+    "smart-fetch/",
+    env!("CARGO_PKG_VERSION"),
+    " (Rust; +https://github.com/smart-on-fhir/smart-fetch)"
+);
 const EPIC_CLIENT_ID: HeaderName = HeaderName::from_static("epic-client-id");
 
 /// Raw credential arguments as the user gave them (spec §2.2); loaded and validated by
@@ -297,6 +304,9 @@ struct Sent {
     status: u16,
     headers: HeaderMap,
     body: Body,
+    /// When its headers arrived: time to first byte is what the budget judges the server
+    /// by, and a `Retry-After` counts from here.
+    arrived: tokio::time::Instant,
 }
 
 enum SendError {
@@ -320,6 +330,7 @@ impl FhirClient {
         };
         let build = |redirect: reqwest::redirect::Policy| {
             let mut builder = reqwest::Client::builder()
+                .user_agent(USER_AGENT)
                 .connect_timeout(CONNECT_TIMEOUT)
                 .read_timeout(options.read_timeout)
                 .redirect(redirect);
@@ -821,7 +832,7 @@ impl FhirClient {
                 observer.attempt(plan.url.as_str());
             }
             resend = false;
-            let sent_at = std::time::Instant::now();
+            let sent_at = tokio::time::Instant::now();
             let outcome = self.send_once(plan, authorization).await;
             if let (Ok(sent), Some(observer)) = (&outcome, plan.observer) {
                 observer.response(sent.status, &sent.headers);
@@ -840,11 +851,17 @@ impl FhirClient {
                     inner
                         .failures_in_a_row
                         .store(0, std::sync::atomic::Ordering::Relaxed);
+                    // A streamed body is a download: its own kind, whose answers start later
+                    // than a status poll's (on a bulk server that writes files on demand).
+                    let kind = if plan.stream {
+                        "download"
+                    } else {
+                        super::budget::request_kind(plan.url.as_str())
+                    };
                     if plan.client_request
-                        && let Some(limit) = inner.budget.healthy(
-                            super::budget::request_kind(plan.url.as_str()),
-                            sent_at.elapsed(),
-                        )
+                        && let Some(limit) = inner
+                            .budget
+                            .healthy(kind, sent.arrived.saturating_duration_since(sent_at))
                     {
                         inner.reporter.verbose(|| {
                             let status = inner.budget.status();
@@ -869,6 +886,10 @@ impl FhirClient {
             drop(permit);
 
             let mut retryable_anyway = false;
+            let mut arrived = tokio::time::Instant::now();
+            if let Ok(sent) = &outcome {
+                arrived = sent.arrived;
+            }
             let (error, retry_after) = match outcome {
                 Ok(sent) if sent.status < 400 => {
                     retryable_anyway = true;
@@ -908,7 +929,10 @@ impl FhirClient {
                         _ => (http_error_of(&sent), None),
                     }
                 }
-                Ok(sent) => (http_error_of(&sent), parse_retry_after(&sent.headers)),
+                Ok(sent) => (
+                    http_error_of(&sent),
+                    retry_after_of(&sent.headers, plan.policy.retry_after_cap),
+                ),
                 Err(SendError::Transport(e)) => {
                     let error = FhirError::Transport {
                         url: plan.url.to_string(),
@@ -939,14 +963,39 @@ impl FhirClient {
             let retryable = error.is_temporary()
                 || retryable_anyway
                 || (plan.retry_all && error.status().is_some());
+            // 429 and 503 are the server pushing back on everyone; any other transient
+            // failure is this request's bad luck, which the budget only counts (a server
+            // failing much of the time is sick, see `Budget::failed`).
+            let throttle = matches!(error.status(), Some(429 | 503));
+            if plan.client_request
+                && !throttle
+                && (error.is_temporary() || retryable_anyway)
+                && let Some(limit) = inner.budget.failed()
+            {
+                inner.reporter.verbose(|| {
+                    format!(
+                        "Connections: {limit} of {} (many requests fail)",
+                        inner.budget.max()
+                    )
+                });
+            }
+            // Waits count from the answer's arrival, so reading an error body or queueing
+            // for the lock does not add to them.
+            let wait = if throttle {
+                plan.policy.wait_after_throttle(attempt, retry_after)
+            } else {
+                plan.policy.wait_after(attempt, retry_after)
+            };
+            let resume_at = arrived + wait;
+            if throttle && plan.client_request {
+                // Nobody sends before the pause ends, even if this request stops here.
+                inner.budget.throttled(resume_at);
+            }
             if !retryable || attempt >= max_attempts || timeouts >= MAX_TIMEOUT_ATTEMPTS {
                 return Err(self.judge_final_failure(plan, error, retryable));
             }
-            let wait = plan.policy.wait_after(attempt, retry_after);
+            let wait = resume_at.saturating_duration_since(tokio::time::Instant::now());
             renewed = false;
-            if plan.client_request && matches!(error.status(), Some(429 | 503)) {
-                inner.budget.throttled(wait);
-            }
             inner.reporter.verbose(|| {
                 let reason = match &error {
                     FhirError::Http { status, detail, .. } => format!("[{status}] {detail}"),
@@ -967,7 +1016,7 @@ impl FhirClient {
             if let Some(observer) = plan.observer {
                 observer.retrying(wait);
             }
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep_until(resume_at).await;
             attempt += 1;
         }
     }
@@ -1011,6 +1060,7 @@ impl FhirClient {
             builder = builder.form(&form().map_err(SendError::Other)?);
         }
         let response = builder.send().await.map_err(SendError::Transport)?;
+        let arrived = tokio::time::Instant::now();
         let url = response.url().to_string();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -1026,6 +1076,7 @@ impl FhirClient {
             status,
             headers,
             body,
+            arrived,
         })
     }
 }

@@ -274,8 +274,51 @@ async fn retries_503_then_succeeds() {
     assert_eq!(server.requests("/r4/metadata").len(), 1);
     let metadata = &server.requests("/r4/metadata")[0];
     assert_eq!(metadata.header("accept"), Some("application/json"));
-    // Each 503 (after the previous pause ended) halves the budget for everyone.
-    assert_eq!(client.budget().current_limit(), 1);
+    // Each 503 (after the previous pause ended) halved the budget for everyone, down to one;
+    // the healthy answer that followed gave one connection back at once.
+    assert_eq!(client.budget().current_limit(), 2);
+    // Every request names us, the first one included.
+    assert_eq!(last.header("user-agent"), Some(USER_AGENT));
+    assert_eq!(metadata.header("user-agent"), Some(USER_AGENT));
+    assert!(USER_AGENT.starts_with(&format!("smart-fetch/{} ", env!("CARGO_PKG_VERSION"))));
+}
+
+/// `Retry-After: 0.4` is 0.4 s (it was not understood, and a 5 ms backoff followed), and a
+/// pause holds back every request, not only the throttled one.
+#[tokio::test]
+async fn a_fractional_retry_after_pauses_everyone() {
+    let server = TestServer::start(|request, seen| match request.path.as_str() {
+        "/r4/a" if seen == 0 => reply(429, "slow down").header("Retry-After", "0.4"),
+        _ => reply(200, "{}"),
+    })
+    .await;
+    let mut o = options(&server.url("/r4"));
+    o.retry = RetryPolicy {
+        retry_after_cap: Duration::from_secs(5),
+        ..fast(4)
+    };
+    let client = FhirClient::new(o, Budget::new(3)).expect("client");
+    let start = std::time::Instant::now();
+    let first = client.get_json("a").await;
+    assert!(first.is_ok(), "{first:?}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(390),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(server.requests("/r4/a").len(), 2);
+    // A pause in progress holds back requests that had nothing to do with the 429.
+    let start = std::time::Instant::now();
+    client
+        .budget()
+        .throttled(tokio::time::Instant::now() + Duration::from_millis(300));
+    let (b, c) = tokio::join!(client.get_json("b"), client.get_json("c"));
+    assert!(b.is_ok() && c.is_ok());
+    assert!(
+        start.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -670,9 +713,11 @@ mod properties {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(reqwest::header::RETRY_AFTER, v);
             }
-            let asked = parse_retry_after(&headers);
             let policy = RetryPolicy::data();
+            let asked = retry_after_of(&headers, policy.retry_after_cap);
+            prop_assert!(asked.is_none_or(|a| a <= policy.retry_after_cap));
             prop_assert!(policy.wait_after(1, asked) <= policy.retry_after_cap);
+            prop_assert!(policy.wait_after_throttle(1, asked) <= policy.retry_after_cap);
         }
 
         #[test]

@@ -63,7 +63,7 @@ pub fn mrn_file(dir: &Path, name: &str, n: usize) -> PathBuf {
 /// Run smart-fetch to completion (killed after two minutes so a hang fails the test).
 pub fn run(args: &[&str]) -> Output {
     let child = spawn(args);
-    wait(child, Duration::from_secs(120))
+    wait(child, HANG_LIMIT)
 }
 
 /// Like [`run`], with retries a few milliseconds apart instead of over two minutes, for
@@ -77,7 +77,7 @@ pub fn run_quick_retries(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start smart-fetch");
-    wait(child, Duration::from_secs(120))
+    wait(child, HANG_LIMIT)
 }
 
 /// Like [`run`], with these environment variables set for the child.
@@ -90,7 +90,7 @@ pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start smart-fetch");
-    wait(child, Duration::from_secs(120))
+    wait(child, HANG_LIMIT)
 }
 
 pub fn spawn(args: &[&str]) -> Child {
@@ -102,6 +102,11 @@ pub fn spawn(args: &[&str]) -> Child {
         .spawn()
         .expect("start smart-fetch")
 }
+
+/// How long a command may run before a test takes it for hung and kills it. Only a safety
+/// net: no test measures speed with it. Generous, because a loaded two-core CI machine runs
+/// many tests' exports at once and a 20-group batch can take minutes there.
+pub const HANG_LIMIT: Duration = Duration::from_secs(600);
 
 pub fn wait(mut child: Child, limit: Duration) -> Output {
     // Read both pipes while waiting: a child that writes more than a pipe holds (64 KiB)
