@@ -30,6 +30,8 @@ pub enum AppError {
     Status(#[from] crate::status::StatusError),
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
+    #[error(transparent)]
+    Delta(#[from] crate::delta::DeltaError),
     /// A fatal message worded at the point of failure (spec §19.3).
     #[error("{0}")]
     Message(String),

@@ -15,6 +15,7 @@ pub mod cancel;
 pub mod cli;
 pub mod console;
 pub mod crawl;
+pub mod delta;
 pub mod error;
 pub mod export;
 pub mod fhir;

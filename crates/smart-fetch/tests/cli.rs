@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 12] = [
     "export",
     "bulk",
     "crawl",
@@ -16,6 +16,7 @@ const SUBCOMMANDS: [&str; 11] = [
     "batch",
     "status",
     "archive",
+    "delta",
 ];
 
 /// Nothing listens here, so any accidental request fails at once instead of hanging.

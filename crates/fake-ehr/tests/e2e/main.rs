@@ -2,6 +2,7 @@
 
 mod auth;
 mod bulk;
+mod changes;
 mod common;
 mod data;
 mod faults;

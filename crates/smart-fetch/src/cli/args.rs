@@ -102,6 +102,8 @@ pub enum Command {
     Status(StatusArgs),
     /// copy each group's leaf folder of a quarter to object storage (S3, GCS, Azure, a path)
     Archive(ArchiveArgs),
+    /// write a quarter's new and changed resources only (against the export before), for the ETL
+    Delta(DeltaArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -609,4 +611,30 @@ pub struct StatusArgs {
     /// `archive --to` (s3://, gs://, az://, file:// or a path)
     #[arg(long, value_name = "URL")]
     pub archive: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+pub struct DeltaArgs {
+    /// one group's managed export folder, or an output root holding one per group
+    #[arg(value_name = "SOURCE", help_heading = "positional arguments")]
+    pub source: String,
+    /// the quarter's export: each group's leaf folder of this nickname
+    #[arg(long, value_name = "NAME")]
+    pub nickname: String,
+    /// where the deltas go, never inside an export folder: the group's folder of deltas
+    /// (DELTA_ROOT/MRN-123) for one group, the delta root for an output root
+    #[arg(long, value_name = "FOLDER")]
+    pub to: String,
+    /// the earlier export to compare with, by nickname (default: the one just before)
+    #[arg(long, value_name = "NAME")]
+    pub previous: Option<String>,
+    /// groups worked on at once (default 2)
+    #[arg(long, value_name = "N", default_value_t = 2, hide_default_value = true)]
+    pub parallel: usize,
 }

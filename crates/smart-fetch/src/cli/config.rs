@@ -72,12 +72,13 @@ pub fn apply(command: &mut Command, config: &Table) -> Result<(), AppError> {
         | Command::ResetSymlinks(_)
         | Command::Groups(_)
         | Command::Status(_)
-        | Command::Archive(_) => Ok(()),
+        | Command::Archive(_)
+        | Command::Delta(_) => Ok(()),
     }
 }
 
 /// Whether a subcommand reads the config file at all (spec §3: not `bundle`/`reset-symlinks`;
-/// nor `groups`, `status` and `archive`, ours, which talk to no FHIR server and have no keys
+/// nor `groups`, `status`, `archive` and `delta`, ours, which talk to no FHIR server and have no keys
 /// of their own there).
 pub fn applies_to(command: &Command) -> bool {
     !matches!(
@@ -87,6 +88,7 @@ pub fn applies_to(command: &Command) -> bool {
             | Command::Groups(_)
             | Command::Status(_)
             | Command::Archive(_)
+            | Command::Delta(_)
     )
 }
 

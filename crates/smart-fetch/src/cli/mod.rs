@@ -11,6 +11,7 @@ pub mod clients;
 pub mod common;
 pub mod config;
 pub mod crawl;
+pub mod delta;
 pub mod export;
 pub mod groups;
 pub mod hydrate;
@@ -99,6 +100,7 @@ async fn dispatch(cli: Cli, reporter: &Reporter, cancel: &Cancel) -> Result<(), 
         Command::Batch(args) => batch::run(args, reporter, cancel).await,
         Command::Status(args) => cancel.guard(status::run(args)).await,
         Command::Archive(args) => archive::run(args, reporter, cancel).await,
+        Command::Delta(args) => cancel.guard(delta::run(args, reporter)).await,
     }
 }
 
@@ -309,7 +311,8 @@ mod tests {
                 "groups",
                 "batch",
                 "status",
-                "archive"
+                "archive",
+                "delta"
             ]
         );
         for name in names {
