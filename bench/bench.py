@@ -72,6 +72,10 @@ SCENARIOS = {
     # referenced resources fetched), to measure hydration side by side as well.
     "e": Scenario("e", "(e) 2,000 patients, no added latency, Epic, with hydration", 2000, 0,
                   kind="hydrate"),
+    # Issue 14: requests per patient with the default hydration, under latency (where each
+    # request costs the EHR's answer time), and the efficiency of the hydration phases.
+    "f": Scenario("f", "(f) 2,000 patients, 20 ms latency, 5 connections, Epic, with hydration",
+                  2000, 20, kind="hydrate"),
     "resume": Scenario("resume", "Resume waste: killed (SIGKILL) at 50% of requests, resumed",
                        2000, 0, kind="resume"),
     # Issue 12: a quarter's groups in one process. Ours: one `batch` over 40 group files
@@ -345,6 +349,8 @@ def one_run(tool, tool_path, scenario, bins, work, run_index, mrn_file, keep_url
             with urllib.request.urlopen(server.root + "/__admin/stats", timeout=60) as r:
                 result["search_urls"] = json.load(r)["search_urls"]
     result["requests"] = after["requests"] - before["requests"]
+    result["searches"] = after["searches"] - before["searches"]
+    result["reads"] = after["reads"] - before["reads"]
     result["max_in_flight"] = after["max_in_flight"]
     result["faults"] = after.get("faults", 0) - before.get("faults", 0)
     if cpu_before is not None and cpu_after is not None:
@@ -778,8 +784,11 @@ def summarize(scenario, rust, python):
             return None
         f = {k: mean(results, k) for k in ("wall", "cpu", "rss", "requests", "resources",
                                             "bytes", "max_in_flight", "server_cpu",
-                                            "download_wall")}
+                                            "download_wall", "searches", "reads")}
         f["per_patient"] = f["requests"] / scenario.patients
+        if scenario.kind == "hydrate" and f["searches"] is not None:
+            f["searches_pp"] = f["searches"] / scenario.patients
+            f["reads_pp"] = f["reads"] / scenario.patients
         f["runs"] = len(results)
         if scenario.latency_ms:
             f["bound"] = f["requests"] * scenario.latency_ms / 1000 / scenario.connections
@@ -810,7 +819,7 @@ def fmt_value(key, value):
         return f"{value / MIB:.1f} MiB"
     if key in ("requests", "resources", "max_in_flight"):
         return f"{value:,.0f}"
-    if key == "per_patient":
+    if key in ("per_patient", "searches_pp", "reads_pp"):
         return f"{value:.2f}"
     if key == "efficiency":
         return f"{value:.2f}"
@@ -827,6 +836,8 @@ ROWS = [
     ("rss", "Peak RSS"),
     ("requests", "Requests"),
     ("per_patient", "Requests per patient"),
+    ("searches_pp", "of which searches (`_id` lists and lookups included)"),
+    ("reads_pp", "of which reads (Binary included)"),
     ("resources", "Resources written"),
     ("bytes", "NDJSON written (uncompressed)"),
     ("download_wall", "Downloading (first file request to last file complete)"),
@@ -987,6 +998,16 @@ def targets(results):
         check(f["same_as_clean"] and f["exits"] == [0],
               f"(faults) same output as the clean run, exit 0: {f['wall']:.1f} s "
               f"({f['ratio']:.2f} × clean){versus}")
+    # Issue 14: batched reads and lookups.
+    for key in ("e", "f"):
+        if get(key, "rust") and get(key, "python"):
+            ours = results[key]["rust"]["per_patient"]
+            theirs = results[key]["python"]["per_patient"]
+            same = results[key].get("same_normalized")
+            check(ours <= 0.6 * theirs and same,
+                  f"({key}) requests per patient with the default hydration ≤ 0.6 × the Python "
+                  f"tool's, same output: {ours:.2f} vs {theirs:.2f} ({ours / theirs:.2f} ×), "
+                  f"{'same' if same else 'DIFFERENT'} resources")
     return "\n".join(out)
 
 
@@ -997,7 +1018,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*",
-                        help="a b c d e resume batch faults faults-5xx delta, or all (default: a b resume)")
+                        help="a b c d e f resume batch faults faults-5xx delta, or all (default: a b resume)")
     parser.add_argument("--bin", required=True, type=Path, help="folder with smart-fetch and fake-ehr")
     parser.add_argument("--python-tool", required=True, help="the Python smart-fetch executable")
     parser.add_argument("--work", required=True, type=Path, help="work folder")
@@ -1067,13 +1088,14 @@ def main():
             for tool, path, into in order:
                 if tool == "python" and not with_python:
                     continue
-                keep = tool == "rust" and i == 0 and scenario.latency_ms > 0
+                keep = (tool == "rust" and i == 0 and scenario.latency_ms > 0
+                        and scenario.kind == "crawl")
                 into.append(one_run(tool, path, scenario, bins, work, i, mrn_file, keep))
         disk = None
         if scenario.kind == "bulk":
             disk = disk_reference(scenario, bins, work, mrn_file, ours)
         replay = None
-        if scenario.latency_ms > 0:
+        if scenario.latency_ms > 0 and scenario.kind == "crawl":
             replay = curl_replay(scenario, bins, work, rust_runs[0].pop("search_urls", None))
         results[key] = summarize(scenario, rust_runs, python_runs)
         if replay:

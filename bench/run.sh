@@ -4,12 +4,13 @@
 #
 #   bench/run.sh [options] [scenario...]
 #
-# Scenarios: a b c d e resume batch faults faults-5xx delta, or all. Default: a b resume.
+# Scenarios: a b c d e f resume batch faults faults-5xx delta, or all. Default: a b resume.
 #   a       2,000 patients, 20 ms latency, 5 connections, Epic (latency-bound)
 #   b       2,000 patients, no added latency (CPU-bound)
 #   c       20,000 patients, no added latency (scale); the Python tool only with --python-c
 #   d       a bulk export of about 1 GB (smart-fetch bulk), and the disk's own write speed
 #   e       (b) with the default hydration (not one of issue 6's four; hydration side by side)
+#   f       (a) with the default hydration: requests per patient and efficiency (issue 14)
 #   resume  ours killed with SIGKILL at 50 % of the requests, then resumed
 #   batch   20,000 patients in 40 groups, 20 ms latency: one `batch` with 20 connections vs
 #           40 Python exports run 8 at a time

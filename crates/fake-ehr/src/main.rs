@@ -165,6 +165,20 @@ struct ServeArgs {
     /// Change while running with `POST /__admin/truncate?type=T&patient=ID` (DELETE: off).
     #[arg(long, value_name = "TYPE=PATIENT_ID", value_parser = parse_truncate)]
     truncate_search: Option<fake_ehr::TruncateSearch>,
+    /// How `_id` searches with several values (`Observation?_id=a,b`) are answered: as an
+    /// OR list, refused with 400, or as if `_id` were absent. Change while running with
+    /// `POST /__admin/value-lists?id=MODE`.
+    #[arg(long, value_name = "MODE", default_value = "accept", value_parser = fake_ehr::ValueLists::parse)]
+    id_lists: fake_ehr::ValueLists,
+    /// The same for `identifier` (`Patient?identifier=sys|1,sys|2`); `POST
+    /// /__admin/value-lists?identifier=MODE`.
+    #[arg(long, value_name = "MODE", default_value = "accept", value_parser = fake_ehr::ValueLists::parse)]
+    identifier_lists: fake_ehr::ValueLists,
+    /// TYPE: `_id` searches of this type answer 400 unless they also name the patient
+    /// (repeatable), as servers that allow a search only within one patient's chart.
+    /// Change while running with `POST /__admin/id-needs-patient?type=T`.
+    #[arg(long, value_name = "TYPE")]
+    id_search_needs_patient: Vec<String>,
 }
 
 fn parse_truncate(value: &str) -> Result<fake_ehr::TruncateSearch, String> {
@@ -292,6 +306,9 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         quarter: args.quarter,
         ignore_patient_param: args.ignore_patient_param,
         truncate: args.truncate_search,
+        id_lists: args.id_lists,
+        identifier_lists: args.identifier_lists,
+        id_search_needs_patient: args.id_search_needs_patient,
         seed: args.seed,
         patients: args.patients,
         flavor: match args.flavor {

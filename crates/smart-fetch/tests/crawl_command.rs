@@ -193,8 +193,8 @@ fn id_list_crawl_of_every_type_then_a_rerun_with_a_group_nickname() {
         );
     }
 
-    // No --id-system: the ids are FHIR ids, looked up one by one; nothing else is asked
-    // about Patients (no export of all of them).
+    // No --id-system: the ids are FHIR ids, looked up in one `_id` list (the server takes
+    // lists); nothing else is asked about Patients (no export of all of them).
     let stats = ehr.stats();
     let searches = decoded_searches(&stats);
     let patient_searches: BTreeSet<&str> = searches
@@ -204,14 +204,14 @@ fn id_list_crawl_of_every_type_then_a_rerun_with_a_group_nickname() {
         .collect();
     assert_eq!(
         patient_searches,
-        BTreeSet::from(["Patient?_id=pat-000001", "Patient?_id=pat-000002"]),
+        BTreeSet::from(["Patient?_id=pat-000001,pat-000002&_count=2"]),
         "{searches:?}"
     );
     assert!(
         stats
             .search_urls
             .iter()
-            .any(|u| u.ends_with("/Patient?_id=pat-000001"))
+            .any(|u| u.ends_with("/Patient?_id=pat-000001,pat-000002&_count=2"))
     );
     for t in &ALL_TYPES[1..] {
         for p in ["pat-000001", "pat-000002"] {
@@ -366,10 +366,9 @@ fn mrn_csv_with_id_system() {
     assert_eq!(
         lookups,
         BTreeSet::from([
-            format!("Patient?identifier={system}|{m3}").as_str(),
-            format!("Patient?identifier={system}|{m5}").as_str(),
+            format!("Patient?identifier={system}|{m3},{system}|{m5}&_count=2").as_str(),
         ]),
-        "the empty cell is dropped"
+        "the empty cell is dropped; both MRNs in one list"
     );
     assert!(searches.contains(&"Condition?patient=pat-000003".to_string()));
 

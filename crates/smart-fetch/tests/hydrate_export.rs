@@ -61,18 +61,6 @@ fn run_strings(args: &[String]) -> std::process::Output {
     run(&refs)
 }
 
-/// `reads_by_path` entries added between two snapshots.
-fn reads_between(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect()
-}
-
 fn split_binary(reads: &BTreeMap<String, u64>) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
     reads
         .iter()
@@ -281,13 +269,15 @@ fn check_hydrated_export(out: &Path, ehr: &Server, n: usize, epic: bool) {
     let problems = diff_files(&sorted_file_lines(&work), &sim.sorted_lines());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
-    // One read per distinct reference, 404s included; one per note attachment fetched.
-    let (refs, binaries) = split_binary(&ehr.stats().reads_by_path);
+    // One fetch per distinct reference (a read, or a place in an `_id` list), 404s
+    // included; one read per note attachment fetched. A 404 is read on its own once.
+    let stats = ehr.stats();
     assert_eq!(
-        refs.get(fake_ehr::data::GONE_PRACTITIONER),
+        stats.reads_by_path.get(fake_ehr::data::GONE_PRACTITIONER),
         Some(&1),
-        "the missing Practitioner is requested once"
+        "the missing Practitioner is read once"
     );
+    let (refs, binaries) = split_binary(&fetches(&stats));
     let too_many: Vec<_> = refs.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         too_many.is_empty(),
@@ -296,7 +286,7 @@ fn check_hydrated_export(out: &Path, ehr: &Server, n: usize, epic: bool) {
     assert_same_counts(
         &refs,
         &sim.reference_reads(),
-        "reads of referenced resources",
+        "fetches of referenced resources",
     );
     assert_same_counts(&binaries, &sim.binary_reads(), "Binary reads");
 
@@ -396,11 +386,11 @@ fn hydrate_on_an_unhydrated_export_matches_hydration_during_export() {
     assert_success(&b);
     let work_b = out_b.join("001.h");
     assert!(!text(&b.stdout).contains("Downloading referenced"));
-    let before = ehr.stats().reads_by_path;
+    let before = ehr.stats();
     let h = run(&["hydrate", work_b.to_str().unwrap(), "--fhir-url", &url]);
     assert_success(&h);
     assert!(text(&h.stdout).ends_with("✨ Done ✨\n"));
-    let reads = reads_between(&before, &ehr.stats().reads_by_path);
+    let reads = fetches_between(&before, &ehr.stats());
 
     // The same resources, type by type, as hydration during the export.
     let a = lines_by_type(&work_a);
@@ -418,14 +408,14 @@ fn hydrate_on_an_unhydrated_export_matches_hydration_during_export() {
     sim.hydrate(None);
     let problems = diff_files(&sorted_file_lines(&work_b), &sim.sorted_lines());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    // One request per distinct reference and per note attachment fetched.
-    assert_same_counts(&reads, &sim.reads, "reads of the hydrate run");
+    // One fetch per distinct reference (read or listed) and per note attachment fetched.
+    assert_same_counts(&reads, &sim.reads, "fetches of the hydrate run");
 
     // Again: only what failed is asked for again (404s, the wrong-MIME notes), once each.
-    let before = ehr.stats().reads_by_path;
+    let before = ehr.stats();
     let again = run(&["hydrate", work_b.to_str().unwrap(), "--fhir-url", &url]);
     assert_success(&again);
-    let reads = reads_between(&before, &ehr.stats().reads_by_path);
+    let reads = fetches_between(&before, &ehr.stats());
     let failed: BTreeMap<String, u64> = sim
         .reads
         .keys()
@@ -496,8 +486,8 @@ fn passes_follow_new_types_and_chained_locations_are_linked() {
     let mut sim = Sim::exported(SEED, n, &types, false);
     sim.export_closure(&types);
     assert_eq!(dedup(lines_by_type(&work)), sim.lines_by_type());
-    // Each reference asked for once, however often its task ran.
-    let (refs, binaries) = split_binary(&ehr.stats().reads_by_path);
+    // Each reference asked for once (read or listed), however often its task ran.
+    let (refs, binaries) = split_binary(&fetches(&ehr.stats()));
     assert!(binaries.is_empty());
     let twice: Vec<_> = refs.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "read more than once: {twice:?}");

@@ -151,6 +151,9 @@ pub struct AuthArgs {
     /// largest answer in MiB (after decompression) read into memory: a search page, a read, an attachment (default 128)
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_body_size: Option<u32>,
+    /// one resource or MRN per request: never several in one search (`_id`/`identifier` lists), even where the server takes them
+    #[arg(long)]
+    pub no_search_lists: bool,
 }
 
 impl AuthArgs {

@@ -138,6 +138,10 @@ pub fn prepare_with_budget(
     let (rest_options, bulk_options) = client_options(auth, reporter)?;
     let rest = FhirClient::new(rest_options, budget.clone())?;
     let bulk = FhirClient::new(bulk_options, budget.clone())?;
+    if auth.no_search_lists {
+        rest.batch_support().turn_off();
+        bulk.batch_support().turn_off();
+    }
     Ok(Clients { rest, bulk, budget })
 }
 

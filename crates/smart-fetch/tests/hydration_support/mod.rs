@@ -275,6 +275,8 @@ pub struct Sim {
     pub searched: Vec<String>,
     /// Fate of every attachment inlining examined.
     pub fates: Vec<(String, Fate)>,
+    /// Every run of a reference task: its name and the references it requested, in order.
+    pub runs: Vec<(String, Vec<String>)>,
 }
 
 impl Sim {
@@ -305,6 +307,7 @@ impl Sim {
             reads: BTreeMap::new(),
             searched: Vec::new(),
             fates: Vec::new(),
+            runs: Vec::new(),
         }
     }
 
@@ -372,6 +375,7 @@ impl Sim {
         }
         let mut pool = self.keys_of(&task.output);
         let file = format!("{}.{}.ndjson.gz", task.output, task.slug);
+        self.runs.push((task.name.clone(), Vec::new()));
         for r in inputs {
             self.follow(&r, task, &mut pool, &file);
         }
@@ -392,6 +396,9 @@ impl Sim {
             }
             pool.insert(reference.clone());
             self.known.insert(reference.clone());
+            if let Some((_, claimed)) = self.runs.last_mut() {
+                claimed.push(reference.clone());
+            }
             match self.read(&reference) {
                 Some(found) if found["resourceType"] == task.output.as_str() => {
                     self.files
@@ -672,4 +679,74 @@ pub fn assert_same_counts(
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// One `_id` list search a fake EHR received (not a Patient lookup): the type, the ids
+/// asked for, and the patient named, if any.
+#[derive(Clone, Debug)]
+pub struct ListSearch {
+    pub ty: String,
+    pub ids: Vec<String>,
+    pub patient: Option<String>,
+}
+
+/// The `_id` searches of other types than Patient among `searches` (decoded).
+pub fn list_searches_in(searches: &[String]) -> Vec<ListSearch> {
+    searches
+        .iter()
+        .filter_map(|s| {
+            let (ty, query) = s.split_once('?')?;
+            if ty == "Patient" {
+                return None;
+            }
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                    .map(str::to_string)
+            };
+            let ids = param("_id")?;
+            Some(ListSearch {
+                ty: ty.to_string(),
+                ids: ids.split(',').map(str::to_string).collect(),
+                patient: param("patient"),
+            })
+        })
+        .collect()
+}
+
+/// Every `_id` list search a fake EHR received.
+pub fn list_searches(stats: &fake_ehr::Stats) -> Vec<ListSearch> {
+    list_searches_in(&crate::support::decoded_searches(stats))
+}
+
+/// Per `Type/id`, how often a run between two snapshots fetched it: read on its own or
+/// named in an `_id` list. A reference a list named but did not bring back is then read on
+/// its own; that pair counts once (one fetch of it, by the only means that works).
+pub fn fetches_between(before: &fake_ehr::Stats, after: &fake_ehr::Stats) -> BTreeMap<String, u64> {
+    let searches = crate::support::decoded_searches(after);
+    let new = searches.get(before.search_urls.len()..).unwrap_or_default();
+    let mut listed: BTreeMap<String, u64> = BTreeMap::new();
+    for list in list_searches_in(new) {
+        for id in list.ids {
+            *listed.entry(format!("{}/{id}", list.ty)).or_default() += 1;
+        }
+    }
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for (key, n) in &after.reads_by_path {
+        let read = n - before.reads_by_path.get(key).copied().unwrap_or(0);
+        if read > 0 {
+            out.insert(key.clone(), read);
+        }
+    }
+    for (key, n) in listed {
+        let read = out.get(&key).copied().unwrap_or(0);
+        out.insert(key, n + read - u64::from(read > 0));
+    }
+    out
+}
+
+/// `fetches_between` since the server started.
+pub fn fetches(stats: &fake_ehr::Stats) -> BTreeMap<String, u64> {
+    fetches_between(&fake_ehr::Stats::default(), stats)
 }
