@@ -515,11 +515,14 @@ def batch_table(scenario, summary):
     lines.append(f"| | Efficiency (requests × latency ÷ connections ÷ wall) | "
                  f"{rust['efficiency']:.2f} | | |")
     if python:
-        same = rust["types"] == {t: v for t, v in python["types"].items()}
-        counts = ({t: v["count"] for t, v in rust["types"].items()} ==
-                  {t: v["count"] for t, v in python["types"].items()})
-        lines.append(f"| | Same resources | {'yes' if same else 'same counts' if counts else 'NO'}"
-                     f" | | |")
+        def field(result, key):
+            return {t: v[key] for t, v in result["types"].items()}
+        same = ("yes, byte for byte" if field(rust, "digest") == field(python, "digest") else
+                "yes, but for the spelling of numbers (1.50 vs 1.5)"
+                if field(rust, "normalized") == field(python, "normalized") else
+                "same resource counts, different lines"
+                if field(rust, "count") == field(python, "count") else "NO: counts differ")
+        lines.append(f"| | Same resources | {same} | | |")
     return lines
 
 

@@ -297,6 +297,13 @@ async fn run_group(
         std::fs::create_dir_all(&group_dir).map_err(|e| {
             AppError::Message(format!("Could not create {}: {e}", group_dir.display()))
         })?;
+        // Said in the batch's terms (the group file, not `--id-file`) before the reader runs.
+        if let Err(e) = std::fs::read_to_string(&group.file) {
+            return Err(AppError::Message(format!(
+                "Could not read the group file {}: {e}. Fix or replace the file (one ID a line, UTF-8), then rerun.",
+                group.file.display()
+            )));
+        }
         let ids = crate::crawl::cohort::read_ids(None, Some(&group.file))?;
         if ids.is_empty() {
             return Err(AppError::Message(format!(
