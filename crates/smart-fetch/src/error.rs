@@ -28,7 +28,7 @@ pub enum AppError {
     Groups(#[from] crate::groups::GroupsError),
     #[error(transparent)]
     Status(#[from] crate::status::StatusError),
-    /// A fatal message worded at the point of failure (spec §19.3).
+    /// A fatal message worded at the point of failure (docs/cli.md#fatal-errors).
     #[error("{0}")]
     Message(String),
     /// Already printed to stdout (help listings, unknown type/task): exit with this code.

@@ -111,7 +111,7 @@ fn events_named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["eventId"] == name).collect()
 }
 
-/// Spec §12 for one uninterrupted export into `workdir`: the event sequence, every field,
+/// docs/log.md for one uninterrupted export into `workdir`: the event sequence, every field,
 /// one exportId (the status URL), and the sums of `export_complete`.
 fn check_log(workdir: &Path, kickoff_path: &str, files: usize) {
     let events = log_events(&workdir.join("log.ndjson"));

@@ -1,5 +1,5 @@
-//! `bundle DIR` and `crawl --bundle` (spec §17): one Bundle holding every resource, the
-//! inputs gone, and (unlike the Python tool) no symlink target ever deleted.
+//! `bundle DIR` and `crawl --bundle` (docs/commands.md#bundle): one Bundle holding every resource,
+//! the inputs gone, and (unlike the Python tool) no symlink target ever deleted.
 
 mod support;
 

@@ -347,7 +347,8 @@ fn hydration_task_parsing_needs_no_server() {
         let body = text.strip_prefix(&rule).unwrap_or(&text);
         assert_eq!(body, format!("\n{listing}"), "{args:?}");
     }
-    // Like `--type help`, the listing needs `--fhir-url` (spec quirk 4).
+    // Like `--type help`, the listing needs `--fhir-url`
+    // (docs/differences.md#type-help-needs-a-server-url).
     let o = run(&["hydrate", path_str(&out), "--tasks", "help"]);
     assert_one_line_error(&o, 1, "--fhir-url is required");
     assert!(!out.exists());

@@ -122,7 +122,8 @@ fn ids(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// What inlining must make of a note file's lines (spec §15.6), line for line.
+/// What inlining must make of a note file's lines (docs/hydration.md#inlining-attachments), line
+/// for line.
 fn inlined(lines: &[String]) -> Vec<String> {
     lines
         .iter()

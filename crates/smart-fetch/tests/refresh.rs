@@ -69,7 +69,7 @@ fn workdir(out: &Path, number: &str) -> PathBuf {
     found[0].clone()
 }
 
-/// No search failed (failures only show in `error/`, spec §13.7).
+/// No search failed (failures only show in `error/`, docs/crawl.md#failed-searches).
 fn assert_no_errors(workdir: &Path) {
     let error = workdir.join("error");
     assert!(
@@ -106,7 +106,7 @@ fn searched(dir: &Path) -> Snapshot {
 }
 
 /// Type → ids named by `deleted/Bundle.<Type>.ndjson.gz`, each line checked to be the
-/// exact Bundle the spec gives (§14.8).
+/// exact Bundle (docs/export.md#deleted-resources).
 fn deleted(workdir: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let dir = workdir.join("deleted");
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

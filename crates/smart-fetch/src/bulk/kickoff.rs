@@ -1,7 +1,7 @@
-//! The kickoff URL (spec §11.2): system, Group or Patient level, `_type`, `_typeFilter` (with
-//! the commas inside one filter sent as a literal `%2C`, so servers that split the list on
-//! commas still see whole filters) and `_since`, form-encoded like Python's `urlencode`. Also
-//! the decoded `requestParameters` of the kickoff log event.
+//! The kickoff URL (docs/bulk.md#kickoff-url): system, Group or Patient level, `_type`,
+//! `_typeFilter` (with the commas inside one filter sent as a literal `%2C`, so servers that split
+//! the list on commas still see whole filters) and `_since`, form-encoded like Python's
+//! `urlencode`. Also the decoded `requestParameters` of the kickoff log event.
 
 use crate::filters::Filters;
 use crate::resources::ResourceType;
@@ -130,7 +130,7 @@ pub fn form_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `requestParameters` of the kickoff event (spec §12.1): the URL's query decoded once,
+/// `requestParameters` of the kickoff event (docs/log.md#kickoff): the URL's query decoded once,
 /// repeated names comma-joined, `patient` left out.
 pub fn request_parameters(url: &str) -> Value {
     let mut map = Map::new();

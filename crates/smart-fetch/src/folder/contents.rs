@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 const STATE_DIR: &str = ".resume";
 /// Failed hydration reads by what they fetch (`{"Observation": 2, "Binary": 1}`).
 const FAILED_READS: &str = "hydration-failures.json";
-/// Where a workdir keeps what names deleted resources (spec §14.8).
+/// Where a workdir keeps what names deleted resources (docs/export.md#deleted-resources).
 pub const DELETED_DIR: &str = "deleted";
 
 /// Counts of one workdir, by resource type name as the files say it.

@@ -1,6 +1,7 @@
-//! Finding NDJSON files of a type in a folder (spec §9.5): direct children only, symlinks
-//! resolved to their targets, type from the file name or else the first line. Reads at most
-//! one line per file to learn its type (plus whole files in `ids_of_type`); never writes.
+//! Finding NDJSON files of a type in a folder (docs/folders.md#finding-files-by-type): direct
+//! children only, symlinks resolved to their targets, type from the file name or else the first
+//! line. Reads at most one line per file to learn its type (plus whole files in `ids_of_type`);
+//! never writes.
 
 use crate::ndjson;
 use crate::report::Reporter;

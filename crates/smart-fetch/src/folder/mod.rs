@@ -19,7 +19,7 @@ use std::path::Path;
 
 /// True when `path` starts with a URL scheme (`letter (letter|digit|+|-|.)* ":"`), the way
 /// Python's `urlparse` sees one. Like the original this also catches `C:\x` and `a:b`
-/// (spec §4.2), which keeps the same arguments rejected.
+/// (docs/cli.md#folder-arguments), which keeps the same arguments rejected.
 pub fn looks_like_url(path: &str) -> bool {
     let Some((scheme, _)) = path.split_once(':') else {
         return false;
@@ -29,7 +29,8 @@ pub fn looks_like_url(path: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
-/// Spec §4.2 output-folder check (the folder itself is created later, on demand).
+/// docs/cli.md#folder-arguments output-folder check (the folder itself is created later, on
+/// demand).
 pub fn check_output_folder(path: &str) -> Result<(), FolderError> {
     if looks_like_url(path) {
         return Err(FolderError::LooksLikeUrl(path.to_string()));
@@ -37,7 +38,7 @@ pub fn check_output_folder(path: &str) -> Result<(), FolderError> {
     Ok(())
 }
 
-/// Spec §4.2 input-folder check: not a URL, and it must exist.
+/// docs/cli.md#folder-arguments input-folder check: not a URL, and it must exist.
 pub fn check_input_folder(path: &str) -> Result<(), FolderError> {
     check_output_folder(path)?;
     if !Path::new(path).exists() {

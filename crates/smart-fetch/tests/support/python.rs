@@ -115,8 +115,9 @@ pub fn py_metadata(v: &Value) -> String {
     py_dumps(v, ",", ": ", Some(2), 0)
 }
 
-// ---------------------------------------------------------------------------------------
-// Python's crawl "transaction time" (spec §9.7, §13.6) and isoformat.
+// --------------------------------------------------------------------------------------- Python's
+// crawl "transaction time" (docs/since.md#reading-fhir-dates,
+// docs/crawl.md#writing-resources-and-finishing-a-type) and isoformat.
 
 /// A FHIR date or instant as an instant with its own offset (none → +14:00).
 pub fn parse_fhir_date(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
@@ -234,7 +235,7 @@ pub fn write_python_export(out: &Path, export: &PythonCrawl<'_>) {
     });
     std::fs::write(work.join(".metadata"), py_metadata(&meta)).expect("write");
 
-    // The fake log: its transaction time is the earliest done time (spec §12.8).
+    // The fake log: its transaction time is the earliest done time (docs/log.md#the-crawl-log).
     let earliest = done
         .values()
         .filter_map(|v| v.as_str())
