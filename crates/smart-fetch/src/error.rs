@@ -34,9 +34,6 @@ pub enum AppError {
     /// Already printed to stdout (help listings, unknown type/task): exit with this code.
     #[error("")]
     Exit(u8),
-    /// A feature that a later version brings (bulk export, hydration, bundling).
-    #[error("{0}")]
-    NotYet(String),
     /// The run finished, but some work failed after its retries (searches, reads,
     /// downloads): the folder is left incomplete and a rerun retries only what failed.
     /// The message is the summary (one line per kind of failure and a total).
@@ -55,7 +52,6 @@ impl AppError {
             AppError::Incomplete(_)
             | AppError::Bulk(BulkError::Incomplete(_))
             | AppError::Crawl(CrawlError::Bulk(BulkError::Incomplete(_))) => 3,
-            AppError::NotYet(_) | AppError::Crawl(CrawlError::NotYet(_)) => 2,
             AppError::Groups(err) if err.is_usage() => 2,
             _ => 1,
         }

@@ -419,20 +419,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!(
-            "sf-ndjson-{tag}-{}-{n}-{}",
-            std::process::id(),
-            crate::timestamp::now().timestamp_micros()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        if let Err(e) = fs::create_dir_all(&dir) {
-            panic!("temp dir: {e}");
-        }
-        dir
-    }
+    use crate::folder::discovery::tests::temp_dir;
 
     fn read_text(path: &Path) -> String {
         let mut out = String::new();

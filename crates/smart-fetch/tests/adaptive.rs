@@ -3,6 +3,14 @@
 //! the crawl gives connections back until it sends one request at a time; when the EHR is
 //! fast again the crawl climbs back to five. `--verbose` says so, and the output is complete.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Config, Flavor};

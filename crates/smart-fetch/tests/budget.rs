@@ -2,6 +2,14 @@
 //! are in use at once (the scheduler does not throttle below the budget), and
 //! `--max-connections 2` is a ceiling the server never sees exceeded.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Config, Flavor};

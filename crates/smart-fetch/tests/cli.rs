@@ -1,6 +1,14 @@
 //! The command line as a user meets it, through the real binary and without a server: help,
 //! version, usage errors, `--type` parsing, the config file and the early folder checks.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

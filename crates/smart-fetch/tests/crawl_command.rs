@@ -3,6 +3,14 @@
 //! Patients; custom type filters; and search failures that are written down, leave the folder
 //! incomplete (exit 3) and are retried, unless accepted with `--allow-incomplete`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Flavor};

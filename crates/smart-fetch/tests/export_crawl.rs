@@ -1,6 +1,14 @@
 //! Acceptance of the crawl foundation: a managed `export` of patients named by MRN against
 //! the synthetic EHR over real HTTP, with each way of authenticating, checked file by file.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::keys::{self, KeyAlg};

@@ -8,6 +8,14 @@
 //! included) and links for the hydrated types; and `hydrate` on a folder exported without hydration
 //! ends the same.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod hydration_support;
 mod support;
 

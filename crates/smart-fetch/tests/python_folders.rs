@@ -9,6 +9,14 @@
 //! Then the fake EHR moves to quarter 2 (deleted, new and merged patients, churned and
 //! changed records) and our tool continues the folder with `--since auto`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::data;

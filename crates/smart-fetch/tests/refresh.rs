@@ -11,6 +11,14 @@
 //! an export cannot compare lists (a since export), the references its hydration reads
 //! that answer 404, simulated from the registry of `hydration_support`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod hydration_support;
 mod support;
 
@@ -181,7 +189,7 @@ fn server_lines(i: usize, quarter: u8, ty: &str, epic: bool) -> BTreeMap<String,
         .filter(|r| ty != "Observation" || in_categories(r, epic))
         .map(|r| {
             let id = r["id"].as_str().unwrap_or_default().to_string();
-            (id, smart_fetch::json::to_ndjson_line(&r))
+            (id, support::python::ndjson_line(&r))
         })
         .collect()
 }
@@ -902,7 +910,7 @@ fn since_auto_updated_crawl_holds_every_change() {
             let id = r["id"].as_str().unwrap_or_default().to_string();
             // Patients are always looked up in full (never since-filtered).
             if changed.contains(&format!("{t}/{id}")) || t == "Patient" {
-                let line = smart_fetch::json::to_ndjson_line(&r);
+                let line = support::python::ndjson_line(&r);
                 expected.entry(t).or_default().insert(id, line);
             }
         }

@@ -3,6 +3,14 @@
 //! (docs/folders.md#compression-and-file-names, docs/folders.md#rebuilding-the-links), through the
 //! real binary.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Flavor};

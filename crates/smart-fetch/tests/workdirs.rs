@@ -2,6 +2,14 @@
 //! `002.<nickname>`, the same arguments without a nickname resume the newest folder, an old
 //! nickname fails.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Flavor};

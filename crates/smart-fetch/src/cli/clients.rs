@@ -138,9 +138,9 @@ pub fn prepare_with_budget(
     Ok(Clients { rest, bulk, budget })
 }
 
-/// docs/cli.md#folder-arguments: does this path parse as a URL with a scheme (`s3://…`, `http://…`,
-/// `a:b`)? Deliberate difference from the Python tool: a Windows drive path (`C:\x`, `C:/x`, `C:`)
-/// is a local folder, not a URL with scheme `c`.
+/// docs/cli.md#folder-arguments: does this path parse as a URL with a scheme (`s3://…`,
+/// `http://…`, `a:b`)? A Windows drive path (`C:\x`, `C:/x`, `C:`) is a local folder, not a
+/// URL with scheme `c` (docs/differences.md#windows-drive-paths). The only copy of this rule.
 pub fn looks_like_url(path: &str) -> bool {
     let Some(colon) = path.find(':') else {
         return false;

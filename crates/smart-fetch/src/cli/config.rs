@@ -492,8 +492,7 @@ mod tests {
 
     #[test]
     fn load_errors_name_the_file() {
-        let dir = std::env::temp_dir().join(format!("sf-config-test-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
+        let dir = crate::folder::discovery::tests::temp_dir("config");
         let missing = dir.join("missing.toml");
         let err = load(&missing)
             .err()

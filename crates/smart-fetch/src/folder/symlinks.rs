@@ -390,7 +390,7 @@ mod tests {
             .collect()
     }
 
-    fn managed(tag: &str) -> PathBuf {
+    fn managed(tag: &str) -> crate::folder::discovery::tests::TestDir {
         let root = temp_dir(tag);
         ok(ok(ManagedMetadata::load(&root)).note_context("http://example.invalid/R4", None));
         root

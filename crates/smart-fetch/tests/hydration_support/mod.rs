@@ -501,7 +501,7 @@ impl Sim {
             let t = r["resourceType"].as_str().unwrap_or_default().to_string();
             out.entry(t)
                 .or_default()
-                .push(smart_fetch::json::to_ndjson_line(r));
+                .push(crate::support::python::ndjson_line(r));
         }
         for lines in out.values_mut() {
             lines.sort();
@@ -526,7 +526,7 @@ impl Sim {
             .iter()
             .map(|(name, rs)| {
                 let mut lines: Vec<String> =
-                    rs.iter().map(smart_fetch::json::to_ndjson_line).collect();
+                    rs.iter().map(crate::support::python::ndjson_line).collect();
                 lines.sort();
                 (name.clone(), lines)
             })
