@@ -28,6 +28,8 @@ pub enum AppError {
     Groups(#[from] crate::groups::GroupsError),
     #[error(transparent)]
     Status(#[from] crate::status::StatusError),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
     /// A fatal message worded at the point of failure (docs/cli.md#fatal-errors).
     #[error("{0}")]
     Message(String),
@@ -53,6 +55,8 @@ impl AppError {
             | AppError::Bulk(BulkError::Incomplete(_))
             | AppError::Crawl(CrawlError::Bulk(BulkError::Incomplete(_))) => 3,
             AppError::Groups(err) if err.is_usage() => 2,
+            AppError::Archive(err) if err.is_usage() => 2,
+            AppError::Archive(crate::archive::ArchiveError::Interrupted) => 130,
             _ => 1,
         }
     }

@@ -8,6 +8,7 @@
 //! streams, `std::io::stdout`/`stderr`, by clippy.toml.)
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
+pub mod archive;
 pub mod batch;
 pub mod bulk;
 pub mod bundle;

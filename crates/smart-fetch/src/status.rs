@@ -466,7 +466,9 @@ fn read_group(name: &str, path: &Path, managed_metadata: bool, nickname: Option<
     }
 }
 
-fn read_leaf(name: &str, path: &Path) -> Leaf {
+/// One leaf folder as `status` reads it (for `batch` and `archive`, which must agree with
+/// `status` on what "complete" means).
+pub fn read_leaf(name: &str, path: &Path) -> Leaf {
     let leaf = |state, counts, problems| Leaf {
         name: name.to_string(),
         path: path.to_path_buf(),

@@ -9,10 +9,10 @@
     reason = "a test: a panic is how it fails, with its message"
 )]
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Output};
 
-const SUBCOMMANDS: [&str; 10] = [
+const SUBCOMMANDS: [&str; 11] = [
     "export",
     "bulk",
     "crawl",
@@ -23,6 +23,7 @@ const SUBCOMMANDS: [&str; 10] = [
     "groups",
     "batch",
     "status",
+    "archive",
 ];
 
 /// Nothing listens here, so any accidental request fails at once instead of hanging.
@@ -47,13 +48,28 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("smart-fetch-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        panic!("{}: {e}", dir.display());
+/// A fresh folder for one test, removed when it ends; derefs to its path.
+struct TempDir(tempfile::TempDir);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
     }
-    dir
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("smart-fetch-cli-{name}-"))
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temp dir: {e}"));
+    TempDir(dir)
 }
 
 fn path_str(p: &std::path::Path) -> &str {

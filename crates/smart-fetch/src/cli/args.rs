@@ -101,6 +101,8 @@ pub enum Command {
     Batch(BatchArgs),
     /// show the state of every group's export under an output folder (reads only)
     Status(StatusArgs),
+    /// copy each group's leaf folder of a quarter to object storage (S3, GCS, Azure, a path)
+    Archive(ArchiveArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -332,6 +334,35 @@ pub struct BatchArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub resources: ResourceArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    after_help = "Credentials, region and endpoint come from the environment: AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL (plus AWS_ALLOW_HTTP=true for a plain-http endpoint), instance roles; GOOGLE_APPLICATION_CREDENTIALS; AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY."
+)]
+pub struct ArchiveArgs {
+    /// folder holding one managed folder per group (or one group's managed folder)
+    #[arg(value_name = "OUTPUT_ROOT", help_heading = "positional arguments")]
+    pub output_root: String,
+    /// where to: s3://bucket/prefix/, gs://bucket/prefix/, az://container/prefix/ or file:///path/
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// the export to archive in every group (e.g. 2026-03); default: each group's newest leaf folder
+    #[arg(long, value_name = "NAME")]
+    pub nickname: Option<String>,
+    /// also archive leaf folders whose export is not complete (their manifest says so)
+    #[arg(long)]
+    pub include_incomplete: bool,
+    /// how many files are uploaded at once
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// print the summary as JSON on stdout (messages go to stderr)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -595,4 +626,8 @@ pub struct StatusArgs {
     /// exit with status 3 unless every group is complete
     #[arg(long)]
     pub check: bool,
+    /// also show whether each leaf folder is archived at this destination, as given to
+    /// `archive --to` (s3://, gs://, az://, file:// or a path)
+    #[arg(long, value_name = "URL")]
+    pub archive: Option<String>,
 }

@@ -71,17 +71,22 @@ pub fn apply(command: &mut Command, config: &Table) -> Result<(), AppError> {
         Command::Bundle(_)
         | Command::ResetSymlinks(_)
         | Command::Groups(_)
-        | Command::Status(_) => Ok(()),
+        | Command::Status(_)
+        | Command::Archive(_) => Ok(()),
     }
 }
 
 /// Whether a subcommand reads the config file at all (docs/cli.md#config-file: not
-/// `bundle`/`reset-symlinks`; nor `groups` and `status`, ours, which talk to no server and have no
-/// keys of their own there).
+/// `bundle`/`reset-symlinks`; nor `groups`, `status` and `archive`, ours, which talk to no FHIR
+/// server and have no keys of their own there).
 pub fn applies_to(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Bundle(_) | Command::ResetSymlinks(_) | Command::Groups(_) | Command::Status(_)
+        Command::Bundle(_)
+            | Command::ResetSymlinks(_)
+            | Command::Groups(_)
+            | Command::Status(_)
+            | Command::Archive(_)
     )
 }
 

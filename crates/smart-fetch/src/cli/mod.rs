@@ -2,6 +2,7 @@
 //! config file, dispatch to one module per subcommand, and turn the outcome into a message
 //! and an exit code. `main.rs` only builds the runtime around `parse`, `run` and `finish`.
 
+pub mod archive;
 pub mod args;
 pub mod batch;
 pub mod bulk;
@@ -96,7 +97,8 @@ async fn dispatch(cli: Cli, reporter: &Reporter, cancel: &Cancel) -> Result<(), 
         Command::Bundle(args) => bundle::run(args, reporter),
         Command::Groups(args) => groups::run(args),
         Command::Batch(args) => batch::run(args, reporter, cancel).await,
-        Command::Status(args) => status::run(args),
+        Command::Status(args) => cancel.guard(status::run(args)).await,
+        Command::Archive(args) => archive::run(args, reporter, cancel).await,
     }
 }
 
@@ -306,7 +308,8 @@ mod tests {
                 "reset-symlinks",
                 "groups",
                 "batch",
-                "status"
+                "status",
+                "archive"
             ]
         );
         for name in names {
