@@ -80,7 +80,7 @@ done
 
 # Citations of the outside spec.
 pending_re=$(IFS='|'; echo "${PENDING[*]}")
-hits=$(grep -rnE 'spec §|Spec §|§[0-9]|[Qq]uirk [0-9]' crates README.md DESIGN.md bench scripts \
+hits=$(grep -rnE 'spec §|Spec §|§[0-9]|[Qq]uirk [0-9]' crates README.md DESIGN.md docs bench scripts \
   --include='*.rs' --include='*.md' --include='*.py' --include='*.sh' --include='*.toml' \
   | grep -vE 'RFC [0-9]+ §' | grep -v '^scripts/check-doc-refs.sh:' || true)
 blocking=$(grep -vE "^($pending_re)" <<<"$hits" || true)

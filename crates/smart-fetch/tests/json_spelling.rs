@@ -35,8 +35,8 @@ fn number() -> impl Strategy<Value = Value> {
         (
             any::<i16>(),
             "[0-9]{0,3}",
-            prop_oneof!["e", "E"],
-            prop_oneof!["", "+", "-"],
+            prop_oneof![Just("e"), Just("E")],
+            prop_oneof![Just(""), Just("+"), Just("-")],
             0u8..40
         )
             .prop_map(|(i, f, e, sign, x)| {

@@ -389,6 +389,8 @@ struct Refresh {
     /// Type → ids the quarter-2 export names in `deleted/`.
     written: BTreeMap<String, BTreeSet<String>>,
     w2: PathBuf,
+    /// The test folder `w2` is in (removed when the `Refresh` is dropped).
+    _dir: TestDir,
 }
 
 /// Run a full export of quarter 1, switch the server, run a second full export, and check
@@ -480,7 +482,12 @@ fn full_refresh(flavor: Flavor, extra: &[&str]) -> Refresh {
     if epic {
         assert!(stdout.contains("Count of deleted patients: 4."), "{stdout}");
     }
-    Refresh { held, written, w2 }
+    Refresh {
+        held,
+        written,
+        w2,
+        _dir: dir,
+    }
 }
 
 /// The default hydration: hidden resources of every hydrated type are named, both those
