@@ -809,7 +809,8 @@ fn since_auto_bulk_keeps_the_servers_deletion_report() {
         ..Config::default()
     });
     let url = ehr.base_url();
-    let out = temp_dir("since-bulk").join("out");
+    let dir = temp_dir("since-bulk");
+    let out = dir.join("out");
     let base = ["export", "--fhir-url", &url, "--hydration-tasks", "none"];
     let first: Vec<&str> = base.iter().copied().chain([p(&out)]).collect();
     export(&first);
@@ -860,7 +861,8 @@ fn since_auto_bulk_keeps_the_servers_deletion_report() {
 fn since_auto_updated_crawl_holds_every_change() {
     let ehr = quarter_server(Flavor::Generic);
     let url = ehr.base_url();
-    let out = temp_dir("since-updated").join("out");
+    let dir = temp_dir("since-updated");
+    let out = dir.join("out");
     let base = ["export", "--fhir-url", &url, "--export-mode", "crawl"];
     let first: Vec<&str> = base.iter().copied().chain([p(&out)]).collect();
     export(&first);
