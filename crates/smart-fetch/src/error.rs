@@ -41,7 +41,7 @@ pub enum AppError {
     /// The message is the summary (one line per kind of failure and a total).
     #[error("{0}")]
     Incomplete(String),
-    /// Interrupted by the user (SIGINT): committed work is safe.
+    /// Interrupted (Ctrl-C, or SIGTERM from a scheduler): committed work is safe (exit 130).
     #[error("Interrupted. Run the same command again to resume.")]
     Interrupted,
 }
