@@ -312,7 +312,7 @@ def scan_output(out):
 
 def download_phase(log_path):
     """Seconds from the first download request to the last completed download, from the
-    log.ndjson both tools write (spec §12), so kickoff and the server's export time are
+    log.ndjson both tools write (docs/log.md), so kickoff and the server's export time are
     left out of the download rate."""
     first = last = None
     try:

@@ -9,6 +9,14 @@
 //! destination inside the export folder) are one line, exit 1, and leave nothing behind.
 //! Cumulus ETL's own loader reads the delta (when `CI` or `SMART_FETCH_ETL_CHECK` is set).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::data::{self, ChangeList};
@@ -39,7 +47,7 @@ fn epic_server() -> Server {
 /// One managed folder with a quarter-1 and a quarter-2 export (`001.q1`, `002.q2`).
 struct Quarters {
     _ehr: Server,
-    dir: PathBuf,
+    dir: TestDir,
     managed: PathBuf,
     list: ChangeList,
 }

@@ -5,6 +5,14 @@
 //! is sick; bulk downloads that are slow to start are not a slow server; every request
 //! names us in its `User-Agent`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, BulkConfig, Config, Fault, Flavor, Server};

@@ -5,16 +5,16 @@
 //! per group as each ends, totals, and exit 3 naming the groups without a delta.
 
 use super::args::DeltaArgs;
+use super::clients;
 use crate::console::thousands;
 use crate::delta::{self, GroupResult, RootOutcome, RootPlan};
 use crate::error::AppError;
-use crate::folder;
 use crate::report::Reporter;
 use std::path::PathBuf;
 
 pub async fn run(args: DeltaArgs, reporter: &Reporter) -> Result<(), AppError> {
-    folder::check_input_folder(&args.source)?;
-    folder::check_output_folder(&args.to)?;
+    clients::check_input_folder(&args.source)?;
+    clients::check_output_folder(&args.to)?;
     if args.parallel == 0 {
         return Err(AppError::Message(
             "--parallel must be at least 1.".to_string(),

@@ -104,7 +104,7 @@ async fn dispatch(cli: Cli, reporter: &Reporter, cancel: &Cancel) -> Result<(), 
     }
 }
 
-/// Report a failed run's message (one line; the spec's multi-line messages as they are)
+/// Report a failed run's message (one line; the Python tool's multi-line messages as they are)
 /// through `reporter` (stderr in every format) and pick the exit code. `AppError::Exit`
 /// prints nothing.
 pub fn finish(result: Result<(), AppError>, reporter: &Reporter) -> ExitCode {
