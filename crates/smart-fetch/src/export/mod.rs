@@ -241,7 +241,9 @@ async fn run_export(
         }
         reporter.warn(summary);
     }
-    metadata.mark_complete()?;
+    // `complete` and its summary in one write: a kill between two writes left `complete`
+    // without the summary, which a rerun of `batch` took for a finished export it could not
+    // account for.
     metadata.mark_export_complete(&hydrator.failed_reads())?;
     Ok(ExportOutcome { workdir })
 }
