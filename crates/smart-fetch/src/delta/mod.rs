@@ -14,6 +14,7 @@
 //! renamed when whole, so a delta folder that exists is complete (`status` and `archive`
 //! know it by its manifest). It is never written inside a managed export folder (the ETL
 //! and the tools scan those). Refusals are one line and write nothing.
+//! The rules, as a user sees them: `docs/additions.md#delta`.
 
 pub mod build;
 pub mod canon;
