@@ -3,7 +3,7 @@
 //! `urllib.parse.quote(s, safe='')` and `quote_plus(s, safe='')` (what `urlencode` uses) keep
 //! letters, digits and `_.-~` and write every other UTF-8 byte as `%XX` in capitals;
 //! `quote_plus` writes a space as `+`. The sets live here once, on the `percent-encoding`
-//! crate, instead of a hand-written loop per caller. `tests/python_quoting.rs` checks them
+//! crate, instead of a hand-written loop per caller. `tests/python_oracle.rs` checks them
 //! against Python's own functions.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};

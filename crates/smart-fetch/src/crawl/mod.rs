@@ -34,9 +34,6 @@ pub enum CrawlError {
     NoCohort(String),
     #[error("Interrupted. Run the same command again to resume.")]
     Interrupted,
-    /// Needs a capability a later version brings.
-    #[error("{0}")]
-    NotYet(String),
     #[error("{0}")]
     Message(String),
 }

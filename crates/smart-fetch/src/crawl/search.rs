@@ -621,21 +621,6 @@ fn latest_date(dates: [Option<&str>; 2], now: &Timestamp) -> Option<Timestamp> {
         .max()
 }
 
-/// Percent-encode a value for a query string (ids, MRNs and identifier systems may hold
-/// `|`, `:`, `+` or spaces).
-pub fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -888,13 +873,5 @@ mod tests {
         }
         let (kind, _) = guard.admit_key("?page=next", "?page=next").unwrap_err();
         assert_eq!(kind, FailureKind::TooManyPages);
-    }
-
-    #[test]
-    fn encodes_identifier_values() {
-        assert_eq!(
-            encode_query_value("urn:oid:1.2|A B+c"),
-            "urn%3Aoid%3A1.2%7CA%20B%2Bc"
-        );
     }
 }

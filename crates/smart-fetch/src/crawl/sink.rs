@@ -26,8 +26,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
-/// Folder (inside the workdir) for our own resume state; the Python tool ignores it.
-pub const STATE_DIR: &str = ".resume";
+/// Our resume state folder inside the workdir (defined once, in `folder`).
+pub use crate::folder::STATE_DIR;
 
 /// One resource, already serialized as its NDJSON line (with the trailing newline).
 #[derive(Clone)]
@@ -679,11 +679,8 @@ mod tests {
     /// is still to do, with its lines; a later success replaces them.
     #[test]
     fn failed_chains_stay_to_do_across_restarts_until_they_succeed() {
-        let dir = std::env::temp_dir().join(format!(
-            "sf-sink-failed-{}-{}",
-            std::process::id(),
-            timestamp::now().timestamp_micros()
-        ));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         fs::create_dir_all(dir.join(STATE_DIR)).expect("state dir");
         let t = ResourceType::Condition;
         let (mut state, journal) = TypeState::open(&dir, t, true).expect("open");

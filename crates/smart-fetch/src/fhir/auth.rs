@@ -323,7 +323,8 @@ mod tests {
         );
         assert!(header.is_sensitive());
 
-        let dir = std::env::temp_dir().join(format!("sf-secret-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("token.txt");
         std::fs::write(&file, "  tok123\n").expect("write token");

@@ -507,7 +507,8 @@ mod tests {
 
     #[test]
     fn rewrites_copy_the_unchanged_prefix_and_keep_every_line() {
-        let dir = std::env::temp_dir().join(format!("sf-inline-rewrite-{}", std::process::id()));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         let _ = std::fs::create_dir_all(&dir);
         for name in ["a.ndjson", "a.ndjson.gz"] {
             let path = dir.join(name);

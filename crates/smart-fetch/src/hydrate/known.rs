@@ -72,7 +72,8 @@ mod tests {
 
     #[tokio::test]
     async fn loads_once_and_claims_once() {
-        let dir = std::env::temp_dir().join(format!("sf-hydrate-known-{}", std::process::id()));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         let _ = std::fs::create_dir_all(&dir);
         let write = |name: &str, text: &str| {
             if let Err(e) = std::fs::write(dir.join(name), text) {

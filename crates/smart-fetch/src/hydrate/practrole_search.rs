@@ -7,10 +7,10 @@
 use super::output::Appender;
 use super::stats::{Stats, Status};
 use super::{HydrateError, Hydrator, Outcome, Task, input, outcome_text, refs, wrong_type_text};
-use crate::crawl::search::encode_query_value;
 use crate::folder::discovery;
 use crate::ndjson;
 use crate::report::Reporter;
+use crate::url_encoding::quote as encode_query_value;
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -208,7 +208,8 @@ mod tests {
 
     #[test]
     fn scans_only_searched_files() {
-        let dir = std::env::temp_dir().join(format!("sf-hydrate-roles-{}", std::process::id()));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         let _ = std::fs::create_dir_all(&dir);
         let write = |name: &str, text: &str| {
             if let Err(e) = std::fs::write(dir.join(name), text) {
