@@ -14,15 +14,6 @@ cd "$(dirname "$0")/.."
 list=false
 [[ "${1:-}" == "--list" ]] && list=true
 
-# Files whose citations are swept in a later pass (other branches own them this round).
-# Remove an entry once its files cite docs/ instead.
-PENDING=(
-  crates/smart-fetch/src/fhir/
-  crates/smart-fetch/src/crawl/
-  crates/smart-fetch/src/hydrate/
-  crates/fake-ehr/src/faults.rs
-)
-
 fail=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -79,20 +70,13 @@ for page in docs/*.md; do
 done
 
 # Citations of the outside spec.
-pending_re=$(IFS='|'; echo "${PENDING[*]}")
 hits=$(grep -rnE 'spec §|Spec §|§[0-9]|[Qq]uirk [0-9]' crates README.md DESIGN.md docs bench scripts \
   --include='*.rs' --include='*.md' --include='*.py' --include='*.sh' --include='*.toml' \
   | grep -vE 'RFC [0-9]+ §' | grep -v '^scripts/check-doc-refs.sh:' || true)
-blocking=$(grep -vE "^($pending_re)" <<<"$hits" || true)
-pending=$(grep -E "^($pending_re)" <<<"$hits" || true)
-if [[ -n "$blocking" ]]; then
+if [[ -n "$hits" ]]; then
   echo "Citations of the outside spec (cite a heading of docs/ or state the rule instead):" >&2
-  echo "$blocking" >&2
+  echo "$hits" >&2
   fail=1
-fi
-if [[ -n "$pending" ]]; then
-  echo "note: $(wc -l <<<"$pending") spec citations left in files swept later:" \
-    "${PENDING[*]}" >&2
 fi
 
 if [[ $fail -ne 0 ]]; then

@@ -462,7 +462,8 @@ impl TypeState {
     }
 
     /// Move the finished file to its final name and return the type's transaction time
-    /// (spec §13.6) with its lines for `error/` (failed chains' only if `accept_failed`).
+    /// (docs/crawl.md#writing-resources-and-finishing-a-type) with its lines for `error/` (failed
+    /// chains' only if `accept_failed`).
     fn finalize(
         self,
         accept_failed: bool,

@@ -1,8 +1,9 @@
-//! `pract-practrole` (spec §15.7): search `PractitionerRole?practitioner=<id>` for every
-//! Practitioner, because servers such as Epic have roles nobody references. Roles go to
-//! `PractitionerRole.searched.ndjson[.gz]`, which is also the record of which practitioners
-//! were searched: a practitioner with roles there is not searched again. Pages are followed
-//! through their `next` links like a crawl search; errors are counted, never written.
+//! `pract-practrole` (docs/hydration.md#searching-practitioner-roles): search
+//! `PractitionerRole?practitioner=<id>` for every Practitioner, because servers such as Epic have
+//! roles nobody references. Roles go to `PractitionerRole.searched.ndjson[.gz]`, which is also the
+//! record of which practitioners were searched: a practitioner with roles there is not searched
+//! again. Pages are followed through their `next` links like a crawl search; errors are counted,
+//! never written.
 
 use super::output::Appender;
 use super::stats::{Stats, Status};
