@@ -16,6 +16,7 @@
 #   faults  200 patients, 20 ms latency, 5 % of 429/500/502/503/slow answers, SMART tokens of
 #           20 s; each tool also runs the same export without faults (the ratio is the cost)
 #   faults-5xx  500 patients, 20 ms latency, 5 % of 500/502 answers only, and without faults
+#           (the Python tool takes about 15 and 45 minutes in these two)
 # Options:
 #   --runs N       runs of each tool per scenario, alternating who goes first (default 2)
 #   --work DIR     work folder: venv, MRN files, logs, results (default target/bench)
