@@ -19,7 +19,17 @@ pub fn capability_statement(flavor: Flavor, base_url: &str, token_url: &str) -> 
             };
             let params: Vec<Value> = catalog::search_params(info, flavor)
                 .into_iter()
-                .map(|(name, kind)| json!({ "name": name, "type": kind }))
+                .map(|(name, kind)| match name {
+                    // Declared as lists: a client may read many resources (or look up many
+                    // MRNs) in one search. The switches that refuse or ignore lists leave
+                    // this as it is, as real servers' statements do.
+                    "_id" | "identifier" => json!({
+                        "name": name,
+                        "type": kind,
+                        "documentation": "Several values separated by commas match any of them."
+                    }),
+                    _ => json!({ "name": name, "type": kind }),
+                })
                 .collect();
             json!({
                 "type": info.name,

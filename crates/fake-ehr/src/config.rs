@@ -77,6 +77,15 @@ pub struct Config {
     /// One search answered with JSON cut off halfway, every page and every attempt
     /// (`Server::set_truncate`, `POST /__admin/truncate?type=T&patient=ID`).
     pub truncate: Option<crate::switches::TruncateSearch>,
+    /// `_id` searches with several values (`Server::set_value_lists`,
+    /// `POST /__admin/value-lists?id=refuse`).
+    pub id_lists: crate::switches::ValueLists,
+    /// `identifier` searches with several values (`Server::set_value_lists`,
+    /// `POST /__admin/value-lists?identifier=ignore`).
+    pub identifier_lists: crate::switches::ValueLists,
+    /// Types whose `_id` searches answer 400 unless they also name the patient
+    /// (`Server::set_id_search_needs_patient`, `POST /__admin/id-needs-patient?type=T`).
+    pub id_search_needs_patient: Vec<String>,
 }
 
 impl Default for Config {
@@ -99,6 +108,9 @@ impl Default for Config {
             quarter: crate::data::FIRST_QUARTER,
             ignore_patient_param: Vec::new(),
             truncate: None,
+            id_lists: crate::switches::ValueLists::Accept,
+            identifier_lists: crate::switches::ValueLists::Accept,
+            id_search_needs_patient: Vec::new(),
         }
     }
 }

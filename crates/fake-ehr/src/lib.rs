@@ -28,4 +28,4 @@ pub use config::{AuthMode, Config, Flavor};
 pub use faults::Fault;
 pub use server::{Server, spawn, start};
 pub use stats::Stats;
-pub use switches::TruncateSearch;
+pub use switches::{TruncateSearch, ValueLists};

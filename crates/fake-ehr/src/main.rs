@@ -1,5 +1,10 @@
 //! The `fake-ehr` command: serve the synthetic FHIR server, generate client keys
 //! (`keygen`), or list patient MRNs (`mrns`).
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command line: its address, keys, MRN lists and errors are its output"
+)]
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fake_ehr::keys::{self, KeyAlg};
@@ -165,6 +170,20 @@ struct ServeArgs {
     /// Change while running with `POST /__admin/truncate?type=T&patient=ID` (DELETE: off).
     #[arg(long, value_name = "TYPE=PATIENT_ID", value_parser = parse_truncate)]
     truncate_search: Option<fake_ehr::TruncateSearch>,
+    /// How `_id` searches with several values (`Observation?_id=a,b`) are answered: as an
+    /// OR list, refused with 400, or as if `_id` were absent. Change while running with
+    /// `POST /__admin/value-lists?id=MODE`.
+    #[arg(long, value_name = "MODE", default_value = "accept", value_parser = fake_ehr::ValueLists::parse)]
+    id_lists: fake_ehr::ValueLists,
+    /// The same for `identifier` (`Patient?identifier=sys|1,sys|2`); `POST
+    /// /__admin/value-lists?identifier=MODE`.
+    #[arg(long, value_name = "MODE", default_value = "accept", value_parser = fake_ehr::ValueLists::parse)]
+    identifier_lists: fake_ehr::ValueLists,
+    /// TYPE: `_id` searches of this type answer 400 unless they also name the patient
+    /// (repeatable), as servers that allow a search only within one patient's chart.
+    /// Change while running with `POST /__admin/id-needs-patient?type=T`.
+    #[arg(long, value_name = "TYPE")]
+    id_search_needs_patient: Vec<String>,
 }
 
 fn parse_truncate(value: &str) -> Result<fake_ehr::TruncateSearch, String> {
@@ -292,6 +311,9 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         quarter: args.quarter,
         ignore_patient_param: args.ignore_patient_param,
         truncate: args.truncate_search,
+        id_lists: args.id_lists,
+        identifier_lists: args.identifier_lists,
+        id_search_needs_patient: args.id_search_needs_patient,
         seed: args.seed,
         patients: args.patients,
         flavor: match args.flavor {

@@ -5,6 +5,7 @@ use crate::auth::Auth;
 use crate::capability;
 use crate::catalog;
 use crate::config::Config;
+use crate::data;
 use crate::faults::{self, Fault, Faults};
 use crate::latency::Latency;
 use crate::outcome;
@@ -12,7 +13,7 @@ use crate::query;
 use crate::search::{self, SearchRequest};
 use crate::stats::{Counters, bump};
 use crate::store::Store;
-use crate::switches::{self, Switches, TruncateSearch};
+use crate::switches::{self, Switches, TruncateSearch, ValueLists};
 use crate::token;
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -66,7 +67,7 @@ impl AppState {
                 config.fault_retry_after,
             ),
             latency: Latency::new(config.latency),
-            switches: Switches::new(config.ignore_patient_param.clone(), config.truncate.clone()),
+            switches: Switches::new(&config),
             refused_reads: Default::default(),
             failing_reads: Default::default(),
             config,
@@ -123,12 +124,17 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             // Just the counters, without the recorded URLs: cheap enough to poll (benchmarks).
             "counts" => outcome::json(StatusCode::OK, &state.counters.counts()),
             "quarter" => admin_quarter(&state, request.method(), request.uri().query()),
+            "changes" => admin_changes(&state, request.method()).await,
             "latency" => admin_latency(&state, request.method(), request.uri().query()),
             "truncate" => admin_truncate(&state, request.method(), request.uri().query()),
             "throttle" => admin_throttle(&state, request.method(), request.uri().query()),
             "faults" => admin_faults(&state, request.method(), request.uri().query()),
             "ignore-patient" => {
                 admin_ignore_patient(&state, request.method(), request.uri().query())
+            }
+            "value-lists" => admin_value_lists(&state, request.method(), request.uri().query()),
+            "id-needs-patient" => {
+                admin_id_needs_patient(&state, request.method(), request.uri().query())
             }
             "max-in-flight" if request.method() == Method::POST => {
                 state.counters.reset_max_in_flight();
@@ -484,6 +490,69 @@ fn admin_ignore_patient(state: &AppState, method: &Method, query: Option<&str>) 
     )
 }
 
+/// `GET /__admin/value-lists` says how `_id` and `identifier` searches with several values
+/// are answered; `POST /__admin/value-lists?id=refuse&identifier=ignore` changes either
+/// (`accept`, `refuse` or `ignore`).
+fn admin_value_lists(state: &AppState, method: &Method, query: Option<&str>) -> Response {
+    if *method == Method::POST {
+        let pairs = match query::parse(query.unwrap_or_default()) {
+            Ok(pairs) => pairs,
+            Err(e) => return outcome::bad_request(&e),
+        };
+        let mode = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| ValueLists::parse(v))
+                .transpose()
+        };
+        match (mode("id"), mode("identifier")) {
+            (Ok(id), Ok(identifier)) => state.switches.set_value_lists(id, identifier),
+            (Err(e), _) | (_, Err(e)) => return outcome::bad_request(&e),
+        }
+    } else if *method != Method::GET {
+        return outcome::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "use GET or POST ?id=<accept|refuse|ignore>&identifier=<accept|refuse|ignore>",
+        );
+    }
+    outcome::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "id": state.switches.id_lists().name(),
+            "identifier": state.switches.identifier_lists().name(),
+        }),
+    )
+}
+
+/// `GET /__admin/id-needs-patient` lists the types whose `_id` searches must name a
+/// patient; `POST /__admin/id-needs-patient?type=A&type=B` sets that list (no `type`: none).
+fn admin_id_needs_patient(state: &AppState, method: &Method, query: Option<&str>) -> Response {
+    if *method == Method::POST {
+        let pairs = match query::parse(query.unwrap_or_default()) {
+            Ok(pairs) => pairs,
+            Err(e) => return outcome::bad_request(&e),
+        };
+        let types = pairs
+            .into_iter()
+            .filter(|(k, v)| k == "type" && !v.is_empty())
+            .map(|(_, v)| v)
+            .collect();
+        state.switches.set_id_needs_patient(types);
+    } else if *method != Method::GET {
+        return outcome::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "use GET or POST ?type=<type>",
+        );
+    }
+    outcome::json(
+        StatusCode::OK,
+        &serde_json::json!({ "types": state.switches.id_needs_patient_types() }),
+    )
+}
+
 /// `GET /__admin/quarter` says which quarter of the data is served; `POST
 /// /__admin/quarter?n=2` switches to another one.
 fn admin_quarter(state: &AppState, method: &Method, query: Option<&str>) -> Response {
@@ -506,6 +575,27 @@ fn admin_quarter(state: &AppState, method: &Method, query: Option<&str>) -> Resp
         StatusCode::OK,
         &serde_json::json!({ "quarter": state.store.quarter() }),
     )
+}
+
+/// `GET /__admin/changes`: quarter 2's change list against quarter 1 (`data::ChangeList`),
+/// whichever quarter is served: the ground truth of what a delta of two full exports holds.
+/// Computed from the data on each call (seconds for tens of thousands of patients), off the
+/// request threads.
+async fn admin_changes(state: &Arc<AppState>, method: &Method) -> Response {
+    if *method != Method::GET {
+        return outcome::error(StatusCode::METHOD_NOT_ALLOWED, "not-supported", "use GET");
+    }
+    let (seed, patients) = (state.store.seed(), state.store.patients());
+    match tokio::task::spawn_blocking(move || data::quarter2_change_list(seed, patients).to_json())
+        .await
+    {
+        Ok(list) => outcome::json(StatusCode::OK, &list),
+        Err(e) => outcome::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            &format!("computing the change list failed: {e}"),
+        ),
+    }
 }
 
 /// Draws a fault; `Some` is the faulty response (a slow fault only waits, then `None`).
@@ -557,6 +647,10 @@ fn handle_search(state: &AppState, ty: &str, raw_query: &str) -> Response {
         base_url: &state.base_url,
         default_page_size: state.config.page_size,
         ignore_patient: state.switches.ignores_patient(ty),
+        id_lists: state.switches.id_lists(),
+        identifier_lists: state.switches.identifier_lists(),
+        id_needs_patient: state.switches.id_needs_patient(ty),
+        withheld: &|key: &str| withheld(state, key),
     };
     match search::search(&state.store, &request) {
         Ok(bundle) if state.switches.truncates(ty, &pairs) => {
@@ -571,6 +665,14 @@ fn handle_search(state: &AppState, ty: &str, raw_query: &str) -> Response {
         Ok(bundle) => outcome::fhir(StatusCode::OK, &bundle),
         Err(message) => outcome::bad_request(&message),
     }
+}
+
+/// Whether reads of `key` (`Type/id`) are refused or failing now.
+fn withheld(state: &AppState, key: &str) -> bool {
+    let listed = |set: &std::sync::Mutex<std::collections::HashSet<String>>| {
+        set.lock().map(|s| s.contains(key)).unwrap_or(false)
+    };
+    listed(&state.refused_reads) || listed(&state.failing_reads)
 }
 
 fn handle_read(state: &AppState, ty: &str, id: &str, headers: &HeaderMap) -> Response {

@@ -1,11 +1,14 @@
 //! Search: strict parameter validation (unknown parameters are errors), the Epic flavor's
-//! restrictions, filtering, and stateless paging into a searchset Bundle.
+//! restrictions, filtering, and stateless paging into a searchset Bundle. Every parameter
+//! takes a comma-separated OR list; `_id` finds whatever a read finds (hidden resources
+//! too, which no other search returns), so a client can read many resources in one search.
 
 use crate::catalog::{self, Kind, TypeInfo};
 use crate::config::Flavor;
 use crate::data::{self, MRN_SYSTEM};
 use crate::instant::{self, DateFilter};
 use crate::store::Store;
+use crate::switches::ValueLists;
 use serde_json::{Value, json};
 
 /// Largest page served, whatever `_count` asks for.
@@ -25,6 +28,16 @@ pub struct SearchRequest<'a> {
     /// Drop `patient` / `subject` and answer with every patient's resources of the type
     /// (`Config::ignore_patient_param`).
     pub ignore_patient: bool,
+    /// `_id` with several values: answered, refused or ignored (`switches::ValueLists`).
+    pub id_lists: ValueLists,
+    /// `identifier` with several values, likewise.
+    pub identifier_lists: ValueLists,
+    /// `_id` searches must also name the patient (`Config::id_search_needs_patient`).
+    pub id_needs_patient: bool,
+    /// `Type/id`s whose reads are refused or failing (`Server::set_refused_reads`,
+    /// `set_failing_reads`): an `_id` search leaves them out, as a server that will not
+    /// hand a resource over does not list it either.
+    pub withheld: &'a (dyn Fn(&str) -> bool + Sync),
 }
 
 /// A token search value: `system|code`, `|code` (no system) or `code` (any system).
@@ -113,7 +126,7 @@ pub fn search(store: &Store, req: &SearchRequest<'_>) -> Result<Value, String> {
             .flat_map(|i| store.of_patient(info.name, i))
             .collect()
     } else {
-        candidates(store, info, &parsed.filters)?
+        candidates(store, info, &parsed.filters, req.withheld)?
     };
     let matches: Vec<Value> = candidates
         .into_iter()
@@ -192,6 +205,21 @@ fn parse(req: &SearchRequest<'_>) -> Result<Parsed, String> {
                 _ => return Err(format!("Unknown search parameter {key:?} for {ty}")),
             },
         };
+        let values = value.split(',').count();
+        let lists = match key {
+            "_id" => req.id_lists,
+            "identifier" => req.identifier_lists,
+            _ => ValueLists::Accept,
+        };
+        match lists {
+            ValueLists::Refuse if values > 1 => {
+                return Err(format!(
+                    "Search parameter {key:?} takes one value on this server, got {values}"
+                ));
+            }
+            ValueLists::Ignore if values > 1 => continue,
+            _ => {}
+        }
         parsed.filters.push(filter);
     }
 
@@ -205,6 +233,11 @@ fn parse(req: &SearchRequest<'_>) -> Result<Parsed, String> {
         if ty == "Observation" && !by_id && !has(|f| matches!(f, Filter::Category(_))) {
             return Err("Observation searches require a category parameter".into());
         }
+    }
+    if by_id && !by_patient && req.id_needs_patient {
+        return Err(format!(
+            "{ty} searches by _id need a patient or subject parameter on this server"
+        ));
     }
     if info.kind == Kind::Linked && !by_patient && !by_id {
         return Err(format!(
@@ -235,12 +268,20 @@ fn typed_reference(param: &str, ty: &str, value: &str) -> Result<String, String>
 }
 
 /// The resources that could match: resolved from `_id`, the patient, the MRN, or a scan.
-fn candidates(store: &Store, info: &TypeInfo, filters: &[Filter]) -> Result<Vec<Value>, String> {
+fn candidates(
+    store: &Store,
+    info: &TypeInfo,
+    filters: &[Filter],
+    withheld: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Value>, String> {
     let ty = info.name;
     if let Some(Filter::Id(ids)) = filters.iter().find(|f| matches!(f, Filter::Id(_))) {
         let mut out: Vec<Value> = Vec::new();
         for id in ids {
-            if let Some(r) = store.read_searchable(ty, id)
+            if withheld(&format!("{ty}/{id}")) {
+                continue;
+            }
+            if let Some(r) = store.read(ty, id)
                 && !out.iter().any(|o| o["id"] == r["id"])
             {
                 out.push(r);

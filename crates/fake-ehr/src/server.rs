@@ -132,6 +132,22 @@ impl Server {
         self.state.switches.set_ignore_patient(types);
     }
 
+    /// How `_id` and `identifier` searches with several values are answered from now on
+    /// (`None` leaves that one as it is).
+    pub fn set_value_lists(
+        &self,
+        id: Option<crate::switches::ValueLists>,
+        identifier: Option<crate::switches::ValueLists>,
+    ) {
+        self.state.switches.set_value_lists(id, identifier);
+    }
+
+    /// `_id` searches of these types answer 400 unless they also name the patient, from
+    /// now on (an empty list: none do).
+    pub fn set_id_search_needs_patient(&self, types: Vec<String>) {
+        self.state.switches.set_id_needs_patient(types);
+    }
+
     /// From now on, reads of these resources (`Type/id`) answer 403 Forbidden, as from an
     /// EHR that still has them but will not hand them over (replaces the earlier list).
     pub fn set_refused_reads<I: IntoIterator<Item = String>>(&self, refs: I) {

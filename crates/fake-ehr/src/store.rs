@@ -81,6 +81,11 @@ impl Store {
         self.seed
     }
 
+    /// Patients of quarter 1.
+    pub fn patients(&self) -> usize {
+        self.patients
+    }
+
     /// Searchable resources (`Type/id`) of quarter-1 patient `i` that quarter 2 no longer
     /// has, when quarter 2 is served (empty in quarter 1): what an export `_since` a
     /// time before the quarter's changes reports as deleted.
@@ -216,28 +221,16 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// The resource `ty/id`, if the server holds it (hidden resources included).
+    /// The resource `ty/id`, if the server holds it (hidden resources included): what a read
+    /// answers, and what an `_id` search finds.
     pub fn read(&self, ty: &str, id: &str) -> Option<Value> {
-        self.find(ty, id, true)
-    }
-
-    /// The resource `ty/id` if a search may return it (hidden resources excluded).
-    pub fn read_searchable(&self, ty: &str, id: &str) -> Option<Value> {
-        self.find(ty, id, false)
-    }
-
-    fn find(&self, ty: &str, id: &str, hidden: bool) -> Option<Value> {
         let info = catalog::lookup(ty)?;
         match info.kind {
             Kind::Patient | Kind::Linked => {
                 let all = self.owner_data(id)?;
                 let is_it = |r: &&Value| r["resourceType"] == ty && r["id"] == id;
                 let found = all.resources.iter().find(is_it);
-                let found = match found {
-                    None if hidden => all.hidden.iter().find(is_it),
-                    found => found,
-                };
-                found.cloned()
+                found.or_else(|| all.hidden.iter().find(is_it)).cloned()
             }
             Kind::Shared => data::shared_resource(self.seed, ty, id),
             Kind::Binary => {

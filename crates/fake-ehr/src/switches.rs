@@ -1,9 +1,10 @@
 //! Misbehaviours of real EHRs that a test turns on, and off again while the server runs
 //! ("fix the server, run the same command"): searches of some types that ignore the
 //! `patient` parameter (every patient's resources come back, as from a server that drops a
-//! parameter it does not support), and one search whose answer is cut off in the middle of
-//! its JSON on every attempt. Decides only *whether* a request misbehaves; `search` and
-//! `router` make the answer.
+//! parameter it does not support), one search whose answer is cut off in the middle of
+//! its JSON on every attempt, `_id` and `identifier` searches with several values that are
+//! refused or ignored (servers without OR lists), and `_id` searches that need a patient.
+//! Decides only *whether* a request misbehaves; `search` and `router` make the answer.
 
 use std::sync::RwLock;
 
@@ -16,6 +17,39 @@ pub struct TruncateSearch {
     pub patient: String,
 }
 
+/// How the server treats one search parameter given several values (`_id=a,b,c`,
+/// `identifier=sys|1,sys|2`): FHIR's OR list, or what servers without it do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ValueLists {
+    /// Any of the values matches (FHIR search, comma = OR).
+    #[default]
+    Accept,
+    /// 400, as a server that allows one value only.
+    Refuse,
+    /// Answered as if the parameter were absent, as a server that drops what it does not
+    /// understand (one value still works).
+    Ignore,
+}
+
+impl ValueLists {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "accept" => Ok(ValueLists::Accept),
+            "refuse" => Ok(ValueLists::Refuse),
+            "ignore" => Ok(ValueLists::Ignore),
+            other => Err(format!("{other:?} is not one of accept, refuse, ignore")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueLists::Accept => "accept",
+            ValueLists::Refuse => "refuse",
+            ValueLists::Ignore => "ignore",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Switches {
     state: RwLock<State>,
@@ -25,16 +59,55 @@ pub struct Switches {
 struct State {
     ignore_patient: Vec<String>,
     truncate: Option<TruncateSearch>,
+    id_lists: ValueLists,
+    identifier_lists: ValueLists,
+    id_needs_patient: Vec<String>,
 }
 
 impl Switches {
-    pub fn new(ignore_patient: Vec<String>, truncate: Option<TruncateSearch>) -> Self {
+    pub fn new(config: &crate::config::Config) -> Self {
         Switches {
             state: RwLock::new(State {
-                ignore_patient,
-                truncate,
+                ignore_patient: config.ignore_patient_param.clone(),
+                truncate: config.truncate.clone(),
+                id_lists: config.id_lists,
+                identifier_lists: config.identifier_lists,
+                id_needs_patient: config.id_search_needs_patient.clone(),
             }),
         }
+    }
+
+    /// How `_id` searches with several values are answered.
+    pub fn id_lists(&self) -> ValueLists {
+        self.read().id_lists
+    }
+
+    /// How `identifier` searches with several values are answered.
+    pub fn identifier_lists(&self) -> ValueLists {
+        self.read().identifier_lists
+    }
+
+    pub fn set_value_lists(&self, id: Option<ValueLists>, identifier: Option<ValueLists>) {
+        let mut state = self.write();
+        if let Some(id) = id {
+            state.id_lists = id;
+        }
+        if let Some(identifier) = identifier {
+            state.identifier_lists = identifier;
+        }
+    }
+
+    /// Whether `_id` searches of `ty` are refused unless they name a patient.
+    pub fn id_needs_patient(&self, ty: &str) -> bool {
+        self.read().id_needs_patient.iter().any(|t| t == ty)
+    }
+
+    pub fn set_id_needs_patient(&self, types: Vec<String>) {
+        self.write().id_needs_patient = types;
+    }
+
+    pub fn id_needs_patient_types(&self) -> Vec<String> {
+        self.read().id_needs_patient.clone()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

@@ -2,6 +2,14 @@
 //! connection budget, folders equal to separate `export`s, failures contained to their
 //! group, resumption after SIGKILL, and shards that cover every group exactly once.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Config, Flavor, TruncateSearch};
@@ -426,7 +434,7 @@ fn shards_cover_every_group_exactly_once() {
         .collect();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, child) in children.into_iter().enumerate() {
-        let result = wait(child, Duration::from_secs(120));
+        let result = wait(child, HANG_LIMIT);
         assert_success(&result);
         for name in file_names(&outs[i]) {
             if name.starts_with("MRN-") {
@@ -667,7 +675,7 @@ fn a_second_export_into_a_busy_folder_is_refused() {
         stderr.contains("Another smart-fetch is exporting into"),
         "{stderr}"
     );
-    let first = wait(first, Duration::from_secs(120));
+    let first = wait(first, HANG_LIMIT);
     assert_success(&first);
     assert_eq!(leaves(&out), vec![format!("001.{NICK}")]);
     // Once the first has ended the folder is free again (a killed export frees it too).

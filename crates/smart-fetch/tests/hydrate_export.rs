@@ -1,11 +1,20 @@
-//! Acceptance of hydration (issue 3, spec §14.6, §15, §18.3) through the real binary against
-//! the synthetic EHR over real HTTP: a managed `export` of 100 patients (generic, crawl, MRN
-//! file) and a smaller Epic one leave exactly what the spec's task table says in the workdir
-//! — notes inlined with data, size, hash and charset (PDF and wrong-MIME ones untouched),
-//! hidden Observations reached through results and nested or cyclic members, every
-//! referenced Medication, Practitioner, PractitionerRole, Location, Organization, Specimen
-//! and EpisodeOfCare once — with one read per distinct reference (404s included) and links
-//! for the hydrated types; and `hydrate` on a folder exported without hydration ends the same.
+//! Acceptance of hydration (issue 3, docs/hydration.md, docs/folders.md#active-files) through the
+//! real binary against the synthetic EHR over real HTTP: a managed `export` of 100 patients
+//! (generic, crawl, MRN file) and a smaller Epic one leave exactly what the task table of
+//! docs/hydration.md#task-registry says in the workdir — notes inlined with data, size, hash and
+//! charset (PDF and wrong-MIME ones untouched), hidden Observations reached through results and
+//! nested or cyclic members, every referenced Medication, Practitioner, PractitionerRole, Location,
+//! Organization, Specimen and EpisodeOfCare once — with one read per distinct reference (404s
+//! included) and links for the hydrated types; and `hydrate` on a folder exported without hydration
+//! ends the same.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
 
 mod hydration_support;
 mod support;
@@ -61,18 +70,6 @@ fn run_strings(args: &[String]) -> std::process::Output {
     run(&refs)
 }
 
-/// `reads_by_path` entries added between two snapshots.
-fn reads_between(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect()
-}
-
 fn split_binary(reads: &BTreeMap<String, u64>) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
     reads
         .iter()
@@ -94,9 +91,9 @@ fn role_searches(ehr: &Server) -> Vec<String> {
     out
 }
 
-/// Every attachment of the notes holds what §15.6 says: text, HTML and XHTML inlined with
-/// the Binary's bytes, size, SHA-1 and charset; PDF, wrong-MIME and pre-inlined ones as the
-/// server sent them. Returns the count per Binary kind.
+/// Every attachment of the notes holds what docs/hydration.md#inlining-attachments says: text, HTML
+/// and XHTML inlined with the Binary's bytes, size, SHA-1 and charset; PDF, wrong-MIME and
+/// pre-inlined ones as the server sent them. Returns the count per Binary kind.
 fn check_attachments(work: &Path) -> BTreeMap<String, usize> {
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for file in ["DocumentReference.ndjson.gz", "DiagnosticReport.ndjson.gz"] {
@@ -208,7 +205,7 @@ fn check_hydrated_export(out: &Path, ehr: &Server, n: usize, epic: bool) {
     let names = file_names(&work);
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
 
-    // The spec's model of the whole run.
+    // The model of the whole run (tests/hydration_support).
     let mut sim = Sim::exported(SEED, n, &ALL_TYPES, epic);
     sim.export(&ALL_TYPES);
 
@@ -241,8 +238,8 @@ fn check_hydrated_export(out: &Path, ehr: &Server, n: usize, epic: bool) {
         "hydrated Observations"
     );
 
-    // Every referenced resource of the hydrated types: present, exactly once per type
-    // (the searched roles file aside: it records searches, spec §15.7).
+    // Every referenced resource of the hydrated types: present, exactly once per type (the searched
+    // roles file aside: it records searches, docs/hydration.md#searching-practitioner-roles).
     let wanted: BTreeSet<String> = sim
         .known
         .iter()
@@ -281,13 +278,15 @@ fn check_hydrated_export(out: &Path, ehr: &Server, n: usize, epic: bool) {
     let problems = diff_files(&sorted_file_lines(&work), &sim.sorted_lines());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
-    // One read per distinct reference, 404s included; one per note attachment fetched.
-    let (refs, binaries) = split_binary(&ehr.stats().reads_by_path);
+    // One fetch per distinct reference (a read, or a place in an `_id` list), 404s
+    // included; one read per note attachment fetched. A 404 is read on its own once.
+    let stats = ehr.stats();
     assert_eq!(
-        refs.get(fake_ehr::data::GONE_PRACTITIONER),
+        stats.reads_by_path.get(fake_ehr::data::GONE_PRACTITIONER),
         Some(&1),
-        "the missing Practitioner is requested once"
+        "the missing Practitioner is read once"
     );
+    let (refs, binaries) = split_binary(&fetches(&stats));
     let too_many: Vec<_> = refs.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         too_many.is_empty(),
@@ -296,7 +295,7 @@ fn check_hydrated_export(out: &Path, ehr: &Server, n: usize, epic: bool) {
     assert_same_counts(
         &refs,
         &sim.reference_reads(),
-        "reads of referenced resources",
+        "fetches of referenced resources",
     );
     assert_same_counts(&binaries, &sim.binary_reads(), "Binary reads");
 
@@ -396,11 +395,11 @@ fn hydrate_on_an_unhydrated_export_matches_hydration_during_export() {
     assert_success(&b);
     let work_b = out_b.join("001.h");
     assert!(!text(&b.stdout).contains("Downloading referenced"));
-    let before = ehr.stats().reads_by_path;
+    let before = ehr.stats();
     let h = run(&["hydrate", work_b.to_str().unwrap(), "--fhir-url", &url]);
     assert_success(&h);
     assert!(text(&h.stdout).ends_with("✨ Done ✨\n"));
-    let reads = reads_between(&before, &ehr.stats().reads_by_path);
+    let reads = fetches_between(&before, &ehr.stats());
 
     // The same resources, type by type, as hydration during the export.
     let a = lines_by_type(&work_a);
@@ -413,19 +412,19 @@ fn hydrate_on_an_unhydrated_export_matches_hydration_during_export() {
     for (ty, lines) in &a {
         assert!(lines == &b[ty], "{ty} differs");
     }
-    // And the files the spec's single pass in registry order makes.
+    // And the files the Python tool's single pass in registry order makes.
     let mut sim = Sim::exported(SEED, n, &ALL_TYPES, false);
     sim.hydrate(None);
     let problems = diff_files(&sorted_file_lines(&work_b), &sim.sorted_lines());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    // One request per distinct reference and per note attachment fetched.
-    assert_same_counts(&reads, &sim.reads, "reads of the hydrate run");
+    // One fetch per distinct reference (read or listed) and per note attachment fetched.
+    assert_same_counts(&reads, &sim.reads, "fetches of the hydrate run");
 
     // Again: only what failed is asked for again (404s, the wrong-MIME notes), once each.
-    let before = ehr.stats().reads_by_path;
+    let before = ehr.stats();
     let again = run(&["hydrate", work_b.to_str().unwrap(), "--fhir-url", &url]);
     assert_success(&again);
-    let reads = reads_between(&before, &ehr.stats().reads_by_path);
+    let reads = fetches_between(&before, &ehr.stats());
     let failed: BTreeMap<String, u64> = sim
         .reads
         .keys()
@@ -442,7 +441,8 @@ fn hydrate_on_an_unhydrated_export_matches_hydration_during_export() {
 
 #[test]
 fn passes_follow_new_types_and_chained_locations_are_linked() {
-    // Spec §14.6's example: `--type Patient,MedicationRequest` hydrates in three passes.
+    // The example of docs/hydration.md#hydration-after-an-export: `--type
+    // Patient,MedicationRequest` hydrates in three passes.
     let dir = temp_dir("hydrate-passes");
     let n = 20;
     let ehr = server(Flavor::Generic, n, AuthMode::Open);
@@ -481,8 +481,8 @@ fn passes_follow_new_types_and_chained_locations_are_linked() {
         "Locations from Locations.",
         "Organizations from Locations.",
     ];
-    // The passes of §14.6 come first; after them, tasks run again only for what the
-    // earlier ones newly found (the fixpoint), so the list may go on.
+    // The passes of docs/hydration.md#hydration-after-an-export come first; after them, tasks run
+    // again only for what the earlier ones newly found (the fixpoint), so the list may go on.
     assert_eq!(headers[..13], expected[..13], "{headers:?}");
     for header in &expected[13..] {
         assert!(
@@ -496,15 +496,15 @@ fn passes_follow_new_types_and_chained_locations_are_linked() {
     let mut sim = Sim::exported(SEED, n, &types, false);
     sim.export_closure(&types);
     assert_eq!(dedup(lines_by_type(&work)), sim.lines_by_type());
-    // Each reference asked for once, however often its task ran.
-    let (refs, binaries) = split_binary(&ehr.stats().reads_by_path);
+    // Each reference asked for once (read or listed), however often its task ran.
+    let (refs, binaries) = split_binary(&fetches(&ehr.stats()));
     assert!(binaries.is_empty());
     let twice: Vec<_> = refs.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "read more than once: {twice:?}");
     assert!(work.join("Location.referenced.ndjson.gz").exists());
 
-    // Locations came only through Patient → PractitionerRole → Location (and partOf): still
-    // linked (quirk 16 fixed), like every other hydrated type.
+    // Locations came only through Patient → PractitionerRole → Location (and partOf): still linked
+    // (docs/differences.md#symlinks-follow-hydration-chains), like every other hydrated type.
     let links = symlinks(&out);
     for (ty, file) in [
         ("Location", "Location.referenced.ndjson.gz"),

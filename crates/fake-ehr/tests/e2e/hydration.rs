@@ -1,6 +1,6 @@
 //! What hydration needs from the data set: a reference on every path of the task table,
-//! hidden Observations (results, members, a nested member, a cycle) readable by id but never
-//! searched, Specimens and EpisodesOfCare, the chains of the shared pools, the 404s, the
+//! hidden Observations (results, members, a nested member, a cycle) found by id (a read or
+//! an `_id` search) but never by a patient's searches, Specimens and EpisodesOfCare, the chains of the shared pools, the 404s, the
 //! PractitionerRole search by practitioner, Binaries in several MIME types and charsets, and
 //! reads counted per path.
 
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 const SEED: u64 = 1;
 
 /// The `reference` strings reached by a dot-separated path; a segment ending in `*` is an
-/// array (spec §15.2).
+/// array (docs/hydration.md#task-registry).
 fn refs_at<'a>(v: &'a Value, path: &str) -> Vec<&'a str> {
     fn walk<'a>(v: &'a Value, segments: &[&str], out: &mut Vec<&'a str>) {
         let Some((first, rest)) = segments.split_first() else {
@@ -232,7 +232,7 @@ fn hidden_observations_form_nested_members_and_cycles() {
 }
 
 #[tokio::test]
-async fn hidden_resources_are_readable_but_never_searched() {
+async fn hidden_resources_are_read_by_id_but_never_searched() {
     for (patients, flavor) in [(10, Flavor::Generic), (1000, Flavor::Epic)] {
         let server = start(Config {
             patients,
@@ -260,12 +260,13 @@ async fn hidden_resources_are_readable_but_never_searched() {
             let (status, body) = get(&c, &format!("{base}/{path}")).await;
             assert_eq!(status, 200, "{path}");
             assert_eq!(&body, r, "{path}");
-            // Not even `_id` finds it.
+            // `_id` finds it, as a read does (a client reads many at once that way).
             let ty = r["resourceType"].as_str().unwrap_or_default();
             let id = r["id"].as_str().unwrap_or_default();
-            let (status, bundle) = get(&c, &format!("{base}/{ty}?_id={id}")).await;
+            let (status, bundle) = get(&c, &format!("{base}/{ty}?_id={id},nothing-{id}")).await;
             assert_eq!(status, 200);
-            assert_eq!(bundle["total"], 0, "{path}");
+            assert_eq!(bundle["total"], 1, "{path}");
+            assert_eq!(&bundle["entry"][0]["resource"], r, "{path}");
         }
         let pid = data::patient_id(i);
         let url = if flavor == Flavor::Epic {

@@ -1,9 +1,10 @@
 //! Switched-on misbehaviours over HTTP: searches that ignore `patient=` (every patient's
-//! resources of the type come back) and one search cut off halfway on every attempt, both
+//! resources of the type come back), one search cut off halfway on every attempt, `_id`
+//! and `identifier` lists refused or ignored, and `_id` searches that need the patient, all
 //! changeable while the server runs.
 
 use crate::common::{all_pages, client, get};
-use fake_ehr::{Config, TruncateSearch, data, start};
+use fake_ehr::{Config, Flavor, TruncateSearch, ValueLists, data, start};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -118,4 +119,150 @@ async fn one_search_is_cut_off_until_switched_off() {
     let (_, page) = get(&c, &format!("{base}/Condition?patient=pat-000001")).await;
     assert!(page.is_null(), "cut off again: {page}");
     assert_eq!(server.stats().truncated, 3);
+}
+
+/// Ids of a search answer's resources.
+fn ids(resources: &[Value]) -> BTreeSet<String> {
+    resources
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn id_and_identifier_lists_are_answered_refused_or_ignored() {
+    let server = start(Config {
+        patients: 6,
+        flavor: Flavor::Epic,
+        ..Config::default()
+    })
+    .await
+    .expect("start");
+    let c = client();
+    let base = server.base_url();
+    let admin = base.trim_end_matches("/fhir").to_string();
+    // Two hidden Observations of patient 4 (results of its reports), and two MRNs.
+    let hidden: Vec<String> = data::hidden_resources(1, 4)
+        .iter()
+        .filter(|r| r["resourceType"] == "Observation")
+        .take(2)
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(hidden.len(), 2);
+    let by_ids = format!("{base}/Observation?_id={}", hidden.join(","));
+    let by_mrns = format!(
+        "{base}/Patient?identifier={s}%7C{},{s}%7C{}",
+        data::mrn(1),
+        data::mrn(5),
+        s = data::MRN_SYSTEM
+    );
+    // Declared, and answered as OR lists.
+    let (_, statement) = get(&c, &format!("{base}/metadata")).await;
+    let observation = statement["rest"][0]["resource"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["type"] == "Observation"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        observation["searchParam"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "_id"
+                && p["documentation"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("commas"))))
+    );
+    let (found, _) = all_pages(&c, &by_ids).await;
+    assert_eq!(ids(&found), hidden.iter().cloned().collect());
+    let (found, _) = all_pages(&c, &by_mrns).await;
+    assert_eq!(
+        ids(&found),
+        BTreeSet::from([data::patient_id(1), data::patient_id(5)])
+    );
+
+    // Refused: 400 for several values, one still works.
+    server.set_value_lists(Some(ValueLists::Refuse), Some(ValueLists::Refuse));
+    assert_eq!(get(&c, &by_ids).await.0, 400);
+    assert_eq!(get(&c, &by_mrns).await.0, 400);
+    let (status, one) = get(&c, &format!("{base}/Observation?_id={}", hidden[0])).await;
+    assert_eq!((status, one["total"].as_u64()), (200, Some(1)));
+
+    // Ignored: as if the parameter were absent (Epic then wants a category; Patient
+    // answers with everyone).
+    let r = c
+        .post(format!(
+            "{admin}/__admin/value-lists?id=ignore&identifier=ignore"
+        ))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(get(&c, &by_ids).await.0, 400);
+    let (found, _) = all_pages(&c, &by_mrns).await;
+    assert_eq!(found.len(), 6);
+    let r = c
+        .post(format!("{admin}/__admin/value-lists?id=sometimes"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 400);
+
+    // Back to lists.
+    let (_, now) = get(&c, &format!("{admin}/__admin/value-lists")).await;
+    assert_eq!(
+        now,
+        serde_json::json!({"id": "ignore", "identifier": "ignore"})
+    );
+    server.set_value_lists(Some(ValueLists::Accept), Some(ValueLists::Accept));
+    assert_eq!(ids(&all_pages(&c, &by_ids).await.0).len(), 2);
+}
+
+#[tokio::test]
+async fn id_searches_may_need_the_patient() {
+    let server = start(Config {
+        patients: 6,
+        id_search_needs_patient: vec!["Observation".into()],
+        ..Config::default()
+    })
+    .await
+    .expect("start");
+    let c = client();
+    let base = server.base_url();
+    let hidden: Vec<String> = data::hidden_resources(1, 4)
+        .iter()
+        .filter(|r| r["resourceType"] == "Observation")
+        .take(2)
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect();
+    let list = hidden.join(",");
+    assert_eq!(
+        get(&c, &format!("{base}/Observation?_id={list}")).await.0,
+        400
+    );
+    let scoped = format!(
+        "{base}/Observation?patient={}&_id={list}",
+        data::patient_id(4)
+    );
+    assert_eq!(ids(&all_pages(&c, &scoped).await.0).len(), 2);
+    // Another patient's resources are not found with the patient named.
+    let other = format!(
+        "{base}/Observation?patient={}&_id={list}",
+        data::patient_id(3)
+    );
+    assert!(all_pages(&c, &other).await.0.is_empty());
+    // Other types are not affected, and the switch changes at runtime.
+    let specimen = format!("{base}/Specimen?_id=nothing");
+    assert_eq!(get(&c, &specimen).await.0, 200);
+    server.set_id_search_needs_patient(Vec::new());
+    assert_eq!(
+        get(&c, &format!("{base}/Observation?_id={list}")).await.0,
+        200
+    );
+    let admin = base.trim_end_matches("/fhir").to_string();
+    let r = c
+        .post(format!("{admin}/__admin/id-needs-patient?type=Specimen"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(get(&c, &specimen).await.0, 400);
 }

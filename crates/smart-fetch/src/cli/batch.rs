@@ -113,7 +113,7 @@ pub async fn run(args: BatchArgs, reporter: &Reporter, cancel: &Cancel) -> Resul
 /// tests and for sites whose scheduler logs want more or fewer lines.
 pub const PROGRESS_SECS_ENV: &str = "SMART_FETCH_PROGRESS_SECS";
 
-fn progress_every() -> std::time::Duration {
+pub(crate) fn progress_every() -> std::time::Duration {
     std::env::var(PROGRESS_SECS_ENV)
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())

@@ -2,6 +2,7 @@
 //! config file, dispatch to one module per subcommand, and turn the outcome into a message
 //! and an exit code. `main.rs` only builds the runtime around `parse`, `run` and `finish`.
 
+pub mod archive;
 pub mod args;
 pub mod batch;
 pub mod bulk;
@@ -10,6 +11,7 @@ pub mod clients;
 pub mod common;
 pub mod config;
 pub mod crawl;
+pub mod delta;
 pub mod export;
 pub mod groups;
 pub mod hydrate;
@@ -96,11 +98,13 @@ async fn dispatch(cli: Cli, reporter: &Reporter, cancel: &Cancel) -> Result<(), 
         Command::Bundle(args) => bundle::run(args, reporter),
         Command::Groups(args) => groups::run(args),
         Command::Batch(args) => batch::run(args, reporter, cancel).await,
-        Command::Status(args) => status::run(args),
+        Command::Status(args) => cancel.guard(status::run(args)).await,
+        Command::Archive(args) => archive::run(args, reporter, cancel).await,
+        Command::Delta(args) => cancel.guard(delta::run(args, reporter)).await,
     }
 }
 
-/// Report a failed run's message (one line; the spec's multi-line messages as they are)
+/// Report a failed run's message (one line; the Python tool's multi-line messages as they are)
 /// through `reporter` (stderr in every format) and pick the exit code. `AppError::Exit`
 /// prints nothing.
 pub fn finish(result: Result<(), AppError>, reporter: &Reporter) -> ExitCode {
@@ -306,7 +310,9 @@ mod tests {
                 "reset-symlinks",
                 "groups",
                 "batch",
-                "status"
+                "status",
+                "archive",
+                "delta"
             ]
         );
         for name in names {

@@ -6,6 +6,7 @@
 //! No server, no config file, no writes.
 
 use super::args::StatusArgs;
+use crate::archive::{ArchiveState, Destination};
 use crate::console::thousands;
 use crate::error::AppError;
 use crate::status::{self, Completion, Group, Leaf, LeafState, Report, State};
@@ -14,8 +15,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-pub fn run(args: StatusArgs) -> Result<(), AppError> {
+pub async fn run(args: StatusArgs) -> Result<(), AppError> {
     let report = status::read(Path::new(&args.output_root), args.nickname.as_deref())?;
+    let archive = match &args.archive {
+        Some(to) => Some(archive_states(&report, to).await?),
+        None => None,
+    };
+    let archive = archive.as_ref();
     let text = if args.leaf_folders {
         report
             .complete_leaf_folders()
@@ -23,9 +29,9 @@ pub fn run(args: StatusArgs) -> Result<(), AppError> {
             .map(|p| format!("{}\n", p.display()))
             .collect()
     } else if args.json {
-        format!("{}\n", json_text(&report))
+        format!("{}\n", json_text(&report, archive))
     } else {
-        table(&report)
+        table(&report, archive)
     };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
@@ -35,6 +41,52 @@ pub fn run(args: StatusArgs) -> Result<(), AppError> {
         return Err(AppError::Incomplete(check_line(&report)));
     }
     Ok(())
+}
+
+/// `--archive`: where the leaf folders were checked, and each group's answer (by group name;
+/// groups without a leaf folder have none).
+struct Archived {
+    shown: String,
+    states: BTreeMap<String, ArchiveState>,
+}
+
+async fn archive_states(report: &Report, to: &str) -> Result<Archived, AppError> {
+    let dest = Destination::open(to).await?;
+    let mut states = BTreeMap::new();
+    for group in &report.groups {
+        if let Some(leaf) = &group.leaf {
+            let complete = matches!(leaf.state, LeafState::Complete(_));
+            let state =
+                crate::archive::archive_state(&dest, &group.name, &leaf.path, complete).await?;
+            states.insert(group.name.clone(), state);
+        }
+    }
+    Ok(Archived {
+        shown: dest.shown().to_string(),
+        states,
+    })
+}
+
+fn archive_json(state: &ArchiveState) -> Value {
+    match state {
+        ArchiveState::Missing => json!({ "state": "missing", "archived": null }),
+        ArchiveState::Current { archived } => json!({ "state": "current", "archived": archived }),
+        ArchiveState::Outdated { archived } => {
+            json!({ "state": "outdated", "archived": archived })
+        }
+    }
+}
+
+/// The NOTES text for one group's archive state.
+fn archive_note(state: &ArchiveState) -> String {
+    match state {
+        ArchiveState::Missing => "not archived".into(),
+        ArchiveState::Current { archived } => format!("archived {}", short_time(archived)),
+        ArchiveState::Outdated { archived } => format!(
+            "archived {}, changed since: rerun archive",
+            short_time(archived)
+        ),
+    }
 }
 
 /// Why `--check` fails, in one line.
@@ -81,7 +133,7 @@ fn counts_json(map: &BTreeMap<String, u64>) -> Value {
     )
 }
 
-fn json_text(report: &Report) -> String {
+fn json_text(report: &Report, archive: Option<&Archived>) -> String {
     let totals = report.totals();
     let states: serde_json::Map<String, Value> = totals
         .by_state
@@ -92,7 +144,7 @@ fn json_text(report: &Report) -> String {
         "root": path_text(&report.root),
         "nickname": report.nickname,
         "singleGroup": report.single_group,
-        "groups": report.groups.iter().map(group_json).collect::<Vec<_>>(),
+        "groups": report.groups.iter().map(|g| group_json(g, archive)).collect::<Vec<_>>(),
         "otherFolders": report.other_folders.iter().map(|o| json!({
             "name": o.name,
             "path": path_text(&o.path),
@@ -110,17 +162,36 @@ fn json_text(report: &Report) -> String {
             },
         },
     });
+    let mut value = value;
+    if let (Some(archive), Some(map)) = (archive, value.as_object_mut()) {
+        let current = archive
+            .states
+            .values()
+            .filter(|s| matches!(s, ArchiveState::Current { .. }))
+            .count();
+        map.insert(
+            "archive".into(),
+            json!({ "destination": archive.shown, "current": current }),
+        );
+    }
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
-fn group_json(group: &Group) -> Value {
+fn group_json(group: &Group, archive: Option<&Archived>) -> Value {
+    let mut leaf = group.leaf.as_ref().map(leaf_json);
+    if let (Some(Value::Object(map)), Some(state)) = (
+        leaf.as_mut(),
+        archive.and_then(|a| a.states.get(&group.name)),
+    ) {
+        map.insert("archive".into(), archive_json(state));
+    }
     json!({
         "name": group.name,
         "path": path_text(&group.path),
         "state": group.state().as_str(),
         "managedMetadata": group.managed_metadata,
         "leafFolders": group.leaf_folders,
-        "leaf": group.leaf.as_ref().map(leaf_json),
+        "leaf": leaf,
     })
 }
 
@@ -143,6 +214,17 @@ fn leaf_json(leaf: &Leaf) -> Value {
         LeafState::Unknown(why) => Some(why.as_str()),
         _ => None,
     };
+    let delta = match &leaf.state {
+        LeafState::Complete(Completion::Delta(m)) => json!({
+            "current": m.current.name,
+            "currentFinished": m.current.finished,
+            "previous": m.previous.as_ref().map(|p| &p.name),
+            "previousFinished": m.previous.as_ref().map(|p| &p.finished),
+            "fullExportResources": counts_json(&m.resources),
+            "fullExportResourcesTotal": m.resources_total(),
+        }),
+        _ => Value::Null,
+    };
     json!({
         "name": leaf.name,
         "path": path_text(&leaf.path),
@@ -159,6 +241,7 @@ fn leaf_json(leaf: &Leaf) -> Value {
         "acceptedFailedSearches": counts_json(&accepted_searches),
         "acceptedFailedReads": counts_json(&accepted_reads),
         "unreadable": unreadable,
+        "delta": delta,
         "problems": leaf.problems,
     })
 }
@@ -182,7 +265,7 @@ fn tally(map: &BTreeMap<String, u64>, one: &str, many: &str) -> Option<String> {
 }
 
 /// The NOTES column: what a person should know about the row.
-fn notes(group: &Group, nickname: Option<&str>) -> String {
+fn notes(group: &Group, nickname: Option<&str>, archive: Option<&Archived>) -> String {
     let mut notes = Vec::new();
     match &group.leaf {
         None => match (group.leaf_folders.last(), nickname) {
@@ -215,6 +298,9 @@ fn notes(group: &Group, nickname: Option<&str>) -> String {
                     if matches!(c, Completion::Flagged { .. }) {
                         notes.push("no summary recorded: counted from the files".into());
                     }
+                    if let Completion::Delta(m) = c {
+                        notes.push(delta_note(m));
+                    }
                 }
                 LeafState::Failed(f) => {
                     let failed: Vec<String> = [
@@ -240,10 +326,31 @@ fn notes(group: &Group, nickname: Option<&str>) -> String {
             }
         }
     }
-    if !group.managed_metadata && !group.leaf_folders.is_empty() {
+    let delta = matches!(
+        group.leaf.as_ref().map(|l| &l.state),
+        Some(LeafState::Complete(Completion::Delta(_)))
+    );
+    if !group.managed_metadata && !group.leaf_folders.is_empty() && !delta {
         notes.push("no managed .metadata".into());
     }
+    if let Some(state) = archive.and_then(|a| a.states.get(&group.name)) {
+        notes.push(archive_note(state));
+    }
     notes.join("; ")
+}
+
+/// `delta of 002.q2 against 001.q1: 422 of 5,136 resources new or changed`.
+fn delta_note(m: &crate::delta::manifest::Manifest) -> String {
+    let against = match &m.previous {
+        Some(p) => format!("against {}", crate::text::printable(&p.name)),
+        None => "(first export: all new)".to_string(),
+    };
+    format!(
+        "delta of {} {against}: {} of {} resources new or changed",
+        crate::text::printable(&m.current.name),
+        thousands(m.kept_total()),
+        thousands(m.resources_total())
+    )
 }
 
 /// `2026-03-05T10:11:12.123456-05:00` → `2026-03-05 10:11` (its own offset).
@@ -254,7 +361,7 @@ fn short_time(iso: &str) -> String {
     }
 }
 
-fn table(report: &Report) -> String {
+fn table(report: &Report, archive: Option<&Archived>) -> String {
     let mut out = String::new();
     let about = match &report.nickname {
         Some(nick) => format!("leaf folders '{nick}'"),
@@ -300,7 +407,7 @@ fn table(report: &Report) -> String {
                 number(&|l| l.counts.resources_total()),
                 number(&|l| l.counts.deleted_total()),
                 finished,
-                notes(group, report.nickname.as_deref()),
+                notes(group, report.nickname.as_deref(), archive),
             ]);
         }
         let mut widths = [0usize; 8];
@@ -362,6 +469,21 @@ fn table(report: &Report) -> String {
     }
     if !totals.deleted.is_empty() {
         out.push_str(&format!("  Deleted: {}.\n", breakdown(&totals.deleted)));
+    }
+    if let Some(archive) = archive {
+        let count =
+            |f: fn(&ArchiveState) -> bool| archive.states.values().filter(|s| f(s)).count() as u64;
+        out.push_str(&format!(
+            "At {}: {} archived as they are now, {} changed since archived, {} not archived.\n",
+            crate::text::printable(&archive.shown),
+            plural(
+                count(|s| matches!(s, ArchiveState::Current { .. })),
+                "leaf folder",
+                "leaf folders"
+            ),
+            count(|s| matches!(s, ArchiveState::Outdated { .. })),
+            count(|s| matches!(s, ArchiveState::Missing)),
+        ));
     }
 
     if !report.other_folders.is_empty() {

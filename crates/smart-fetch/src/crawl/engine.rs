@@ -11,12 +11,14 @@
 
 use super::CrawlError;
 use super::cohort;
+use super::lookups;
 use super::membership::{Expected, linked_patients};
 use super::report::{ChainOutcome, CrawlReport};
 use super::search::{ChainRequest, encode_query_value, fetch_chain};
 use super::sink::{ChainResult, Finish, Resumed, Sink, SinkSender};
 use crate::bulk::{self, Level};
 use crate::fhir::FhirClient;
+use crate::fhir::batching::{BatchSupport, Probe, Support, Verdict};
 use crate::filters::{self, Filters, Since};
 use crate::folder::{ExportContext, OutputMetadata, log};
 use crate::folder::{discovery, history};
@@ -337,13 +339,98 @@ struct Queue {
 
 /// Patient lookups wait in the queue as bare IDs and get their URLs only when they start,
 /// so a large cohort costs one string per patient while it waits.
-#[derive(Default)]
 struct LookupPlan {
     id_system: Option<String>,
     filters: Option<std::collections::BTreeSet<String>>,
+    /// What the server does with lookup lists (`lookups`), shared by the client's users.
+    support: Arc<BatchSupport>,
+    /// The CapabilityStatement lists the lookup's parameter for Patient.
+    declared: bool,
+    /// Bytes of the base URL and of the longest filter, which count towards a list's URL.
+    base_len: usize,
+    filter_len: usize,
 }
 
 impl LookupPlan {
+    fn new(
+        client: &FhirClient,
+        id_system: Option<String>,
+        filters: Option<std::collections::BTreeSet<String>>,
+    ) -> Self {
+        let param = lookups::param(id_system.as_deref());
+        let filter_len = filters
+            .iter()
+            .flatten()
+            .map(|f| f.len() + 1)
+            .max()
+            .unwrap_or(0);
+        LookupPlan {
+            declared: client
+                .capabilities()
+                .supports_search_param("Patient", param),
+            support: client.batch_support().clone(),
+            base_len: client.base_url().len(),
+            filter_len,
+            id_system,
+            filters,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        lookups::kind(self.id_system.as_deref())
+    }
+
+    /// The next lookups to start: a list where the server takes lists (the first list is
+    /// the probe), else one. `None` while another list is out as the probe.
+    fn take(&self, queue: &mut VecDeque<String>) -> Option<(Vec<String>, Option<Probe>)> {
+        if queue.is_empty() {
+            // Before any probe is taken: taking and dropping one wakes every waiter.
+            return None;
+        }
+        let kind = self.kind();
+        let support = self.support.get(kind, self.declared);
+        match support {
+            Support::Lists | Support::Unknown => {}
+            Support::Probing | Support::ProbingByPatient => return None,
+            // Lookups never name a patient: anything else is one at a time.
+            _ => return queue.pop_front().map(|id| (vec![id], None)),
+        }
+        let ids = lookups::take(
+            queue,
+            self.id_system.as_deref(),
+            self.base_len,
+            self.filter_len,
+        );
+        if ids.len() < 2 {
+            // A lone id is a plain lookup, and proves nothing about lists.
+            return Some((ids, None));
+        }
+        if support == Support::Lists {
+            return Some((ids, None));
+        }
+        match self.support.begin_probe(kind) {
+            Some(probe) => Some((ids, Some(probe))),
+            None => {
+                // Another caller took the probe meanwhile: these wait for its answer.
+                for id in ids.into_iter().rev() {
+                    queue.push_front(id);
+                }
+                None
+            }
+        }
+    }
+
+    /// The chain of a list of lookups.
+    fn list_chain(&self, ids: &[String]) -> Chain {
+        let (base, expected) = lookups::list(self.id_system.as_deref(), ids);
+        Chain {
+            resource_type: ResourceType::Patient,
+            urls: with_filters(base, self.filters.as_ref()),
+            key: ids.join(","),
+            expected,
+        }
+    }
+
     fn chain(&self, id: String) -> Chain {
         let (base, expected) = match &self.id_system {
             Some(system) => (
@@ -388,6 +475,8 @@ struct QueueState {
     patients: VecDeque<(String, bool)>,
     /// IDs or MRNs of Patient lookups, each of which adds a patient's searches.
     lookups: VecDeque<String>,
+    /// Lookups to make one at a time: what a list did not find, or could not be used for.
+    single_lookups: VecDeque<String>,
     in_flight: usize,
     /// Chains ever queued and finished, for the progress line.
     queued: usize,
@@ -399,14 +488,15 @@ struct QueueState {
     aborted: bool,
 }
 
-/// The next piece of work: a chain, or the ID of a Patient lookup.
+/// The next piece of work: a chain, or the IDs of Patient lookups (several when they go
+/// as one list, with the probe of lists when it is this list).
 enum Work {
     Chain(Chain),
-    Lookup(String),
+    Lookups(Vec<String>, Option<Probe>),
 }
 
 impl QueueState {
-    fn pop(&mut self, planner: &Planner) -> Option<Work> {
+    fn pop(&mut self, planner: &Planner, lookup: &LookupPlan) -> Option<Work> {
         while self.chains.len() < READY_SEARCHES
             && let Some((patient, full_history)) = self.patients.pop_front()
         {
@@ -414,9 +504,9 @@ impl QueueState {
             self.chains.extend(chains);
         }
         if self.chains.len() < READY_SEARCHES
-            && let Some(id) = self.lookups.pop_front()
+            && let Some(work) = self.next_lookups(lookup)
         {
-            return Some(Work::Lookup(id));
+            return Some(work);
         }
         while let Some(chain) = self.chains.pop_front() {
             if self.stopped.contains(&chain.resource_type) {
@@ -425,8 +515,24 @@ impl QueueState {
             }
             return Some(Work::Chain(chain));
         }
-        self.lookups.pop_front().map(Work::Lookup)
+        self.next_lookups(lookup)
     }
+
+    fn next_lookups(&mut self, lookup: &LookupPlan) -> Option<Work> {
+        if let Some(id) = self.single_lookups.pop_front() {
+            return Some(Work::Lookups(vec![id], None));
+        }
+        lookup
+            .take(&mut self.lookups)
+            .map(|(ids, probe)| Work::Lookups(ids, probe))
+    }
+}
+
+/// A piece of work as a worker gets it.
+struct Item {
+    chain: Chain,
+    /// The IDs of a list of lookups, and the probe of lists when it is this list.
+    list: Option<(Vec<String>, Option<Probe>)>,
 }
 
 impl Queue {
@@ -435,34 +541,60 @@ impl Queue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn next(&self) -> Option<Chain> {
+    async fn next(&self) -> Option<Item> {
         loop {
             let notified = self.notify.notified();
+            // Lookups may wait for a probe of lists that another export (a batch's other
+            // group) has out; its answer arrives through the client's support, not here.
+            let changed = self.lookup.support.changed();
+            tokio::pin!(notified, changed);
+            notified.as_mut().enable();
+            changed.as_mut().enable();
             {
                 let mut s = self.lock();
                 if s.aborted {
                     return None;
                 }
-                if let Some(work) = s.pop(&self.planner) {
+                if let Some(work) = s.pop(&self.planner, &self.lookup) {
                     s.in_flight += 1;
                     drop(s);
                     return Some(match work {
-                        Work::Chain(chain) => chain,
-                        Work::Lookup(id) => self.lookup.chain(id),
+                        Work::Chain(chain) => Item { chain, list: None },
+                        Work::Lookups(mut ids, None) if ids.len() == 1 => {
+                            let id = ids.remove(0);
+                            Item {
+                                chain: self.lookup.chain(id),
+                                list: None,
+                            }
+                        }
+                        Work::Lookups(ids, probe) => Item {
+                            chain: self.lookup.list_chain(&ids),
+                            list: Some((ids, probe)),
+                        },
                     });
                 }
-                if s.in_flight == 0 {
+                if s.in_flight == 0 && s.lookups.is_empty() && s.single_lookups.is_empty() {
                     return None;
                 }
             }
-            notified.await;
+            tokio::select! {
+                _ = notified => {}
+                _ = changed => {}
+            }
         }
     }
 
     fn complete(&self) {
+        self.complete_many(1, Vec::new());
+    }
+
+    /// One piece of work ended, which stood for `finished` queued chains (a list of
+    /// lookups stands for several); `again` are lookups to start over, one at a time.
+    fn complete_many(&self, finished: usize, again: Vec<String>) {
         let mut s = self.lock();
         s.in_flight -= 1;
-        s.finished += 1;
+        s.finished += finished;
+        s.single_lookups.extend(again);
         drop(s);
         self.notify.notify_waiters();
     }
@@ -648,10 +780,7 @@ async fn crawl(
     let queue = Arc::new(Queue {
         state: Mutex::new(QueueState::default()),
         notify: Notify::new(),
-        lookup: LookupPlan {
-            id_system: plan.id_system.clone(),
-            filters: patient_filters.cloned(),
-        },
+        lookup: LookupPlan::new(client, plan.id_system.clone(), patient_filters.cloned()),
         planner: planner.clone(),
     });
 
@@ -769,7 +898,8 @@ struct Worker {
 
 impl Worker {
     async fn run(self) -> Result<(), CrawlError> {
-        while let Some(chain) = self.queue.next().await {
+        while let Some(item) = self.queue.next().await {
+            let chain = item.chain;
             let request = ChainRequest {
                 resource_type: chain.resource_type,
                 key: chain.key,
@@ -778,49 +908,111 @@ impl Worker {
                 strict: self.strict,
                 now: self.now,
             };
-            let mut result: ChainResult = match fetch_chain(&self.client, request).await {
+            let result: ChainResult = match fetch_chain(&self.client, request).await {
                 Ok(r) => r,
                 Err(err) => {
                     self.queue.complete();
                     return Err(err.into());
                 }
             };
-            self.report.lock().unwrap_or_else(|p| p.into_inner()).note(
-                result.resource_type,
-                &result.outcome,
-                &result.dropped,
-            );
-            if let ChainOutcome::Foreign(_) = result.outcome {
-                // Nothing of this chain is written, and no more of its type is searched.
-                self.queue.stop(result.resource_type);
-                self.queue.complete();
-                continue;
-            }
-            if result.resource_type == ResourceType::Patient
-                && result.outcome == ChainOutcome::Complete
-            {
-                for record in &result.records {
-                    if let Some(id) = &record.id {
-                        let patient = serde_json::from_str::<serde_json::Value>(&record.line)
-                            .unwrap_or_default();
-                        let linked = linked_patients(&patient);
-                        if !linked.is_empty() {
-                            result.links.push((id.clone(), linked.clone()));
-                        }
-                        self.planner.note_links(id, linked);
-                        let replaces = history::replaced_ids(&patient);
-                        self.planner.enqueue_found(
-                            &self.queue,
-                            id,
-                            self.planner.is_new(id, &replaces),
-                        );
-                    }
+            match item.list {
+                None => {
+                    let delivered = self.deliver(result).await;
+                    self.queue.complete();
+                    delivered?;
+                }
+                Some((ids, probe)) => {
+                    let delivered = self.deliver_list(result, &ids, probe).await;
+                    let (finished, again) = match &delivered {
+                        Ok(again) => (ids.len() - again.len(), again.clone()),
+                        Err(_) => (ids.len(), Vec::new()),
+                    };
+                    self.queue.complete_many(finished, again);
+                    delivered?;
                 }
             }
-            let sent = self.sender.send(result).await;
-            self.queue.complete();
-            sent?;
         }
+        Ok(())
+    }
+
+    /// A list of lookups came back: what it shows about the server's lists is recorded,
+    /// each ID it found goes on as its own lookup's result, and the IDs to look up again
+    /// one at a time are returned (those it did not find, or all of them when its answer
+    /// cannot be used).
+    async fn deliver_list(
+        &self,
+        result: ChainResult,
+        ids: &[String],
+        probe: Option<Probe>,
+    ) -> Result<Vec<String>, CrawlError> {
+        let lookup = &self.queue.lookup;
+        let verdict = lookups::verdict(&result);
+        let before = lookup.support.get(lookup.kind(), lookup.declared);
+        let was_probe = probe.is_some();
+        let now = match probe {
+            Some(probe) => probe.settle(false, verdict),
+            None => lookup.support.note(lookup.kind(), verdict),
+        };
+        let reporter = self.client.reporter();
+        let param = lookups::param(lookup.id_system.as_deref());
+        let why = || match &result.outcome {
+            ChainOutcome::Foreign(detail) => crate::text::printable(detail).into_owned(),
+            ChainOutcome::Failed(kind) => kind.because(),
+            ChainOutcome::Complete => "nothing found".to_string(),
+        };
+        match (was_probe, now) {
+            (true, Support::Lists) => reporter.verbose(|| {
+                format!("The server looks up several patients by {param} in one search; asking up to {} at a time.", crate::hydrate::batch::MAX_IDS)
+            }),
+            (true, Support::Single) => reporter.verbose(|| {
+                format!("The server did not look up several patients by {param} in one search ({}); looking them up one at a time.", why())
+            }),
+            (false, Support::Single) if before != Support::Single => reporter.warn(format!(
+                "The server answered a search for several patients by {param} wrongly ({}); nothing of that answer was kept, and patients are looked up one at a time from now on.",
+                why()
+            )),
+            _ => {}
+        }
+        if !matches!(verdict, Verdict::Confirmed | Verdict::Empty) {
+            return Ok(ids.to_vec());
+        }
+        let (found, missing) = lookups::split(result, lookup.id_system.as_deref(), ids);
+        for result in found {
+            self.deliver(result).await?;
+        }
+        Ok(missing)
+    }
+
+    /// One chain's result: tallied, its patients queued (lookups), and handed to the sink.
+    async fn deliver(&self, mut result: ChainResult) -> Result<(), CrawlError> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).note(
+            result.resource_type,
+            &result.outcome,
+            &result.dropped,
+        );
+        if let ChainOutcome::Foreign(_) = result.outcome {
+            // Nothing of this chain is written, and no more of its type is searched.
+            self.queue.stop(result.resource_type);
+            return Ok(());
+        }
+        if result.resource_type == ResourceType::Patient && result.outcome == ChainOutcome::Complete
+        {
+            for record in &result.records {
+                if let Some(id) = &record.id {
+                    let patient =
+                        serde_json::from_str::<serde_json::Value>(&record.line).unwrap_or_default();
+                    let linked = linked_patients(&patient);
+                    if !linked.is_empty() {
+                        result.links.push((id.clone(), linked.clone()));
+                    }
+                    self.planner.note_links(id, linked);
+                    let replaces = history::replaced_ids(&patient);
+                    self.planner
+                        .enqueue_found(&self.queue, id, self.planner.is_new(id, &replaces));
+                }
+            }
+        }
+        self.sender.send(result).await?;
         Ok(())
     }
 }

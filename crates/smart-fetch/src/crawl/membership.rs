@@ -24,6 +24,12 @@ pub enum Expected {
     Identifier { system: String, value: String },
     /// A Patient lookup by `_id`.
     Id(String),
+    /// Several Patient lookups in one search (`identifier=<system>|<v1>,<system>|<v2>`):
+    /// every Patient must carry at least one of them, or the server did not search by
+    /// the list (`lookups`).
+    Identifiers { system: String, values: Vec<String> },
+    /// Several Patient lookups by `_id` in one search.
+    Ids(Vec<String>),
     /// Nothing to check (a type without a patient field).
     Anything,
 }
@@ -58,6 +64,17 @@ impl Expected {
                         && i.get("value").and_then(Value::as_str) == Some(value)
                 }),
             Expected::Id(id) => patient.get("id").and_then(Value::as_str) == Some(id),
+            Expected::Identifiers { system, values } => values.iter().any(|value| {
+                Expected::Identifier {
+                    system: system.clone(),
+                    value: value.clone(),
+                }
+                .accepts_patient(patient)
+            }),
+            Expected::Ids(ids) => patient
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| ids.iter().any(|i| i == id)),
             Expected::Patient { .. } | Expected::Anything => true,
         }
     }
@@ -72,7 +89,28 @@ impl Expected {
 
     /// Whether this is a Patient lookup (its results need the identifier check).
     pub fn is_lookup(&self) -> bool {
-        matches!(self, Expected::Identifier { .. } | Expected::Id(_))
+        matches!(
+            self,
+            Expected::Identifier { .. }
+                | Expected::Id(_)
+                | Expected::Identifiers { .. }
+                | Expected::Ids(_)
+        )
+    }
+
+    /// Whether this looks up several patients at once: a Patient carrying none of them
+    /// is not left out quietly but ends the search (the server ignored the list).
+    pub fn is_list(&self) -> bool {
+        matches!(self, Expected::Identifiers { .. } | Expected::Ids(_))
+    }
+
+    /// Most patients a list can match, when that is known: one per id. An MRN may match
+    /// several patients (a duplicate chart), so a list of identifiers has no such bound.
+    pub fn most_matches(&self) -> Option<usize> {
+        match self {
+            Expected::Ids(ids) => Some(ids.len()),
+            _ => None,
+        }
     }
 
     /// The patient searched, for messages.
@@ -161,6 +199,14 @@ mod tests {
         assert!(!by_mrn.accepts_patient(&json!({"resourceType": "Patient", "id": "p1"})));
         assert!(Expected::Id("p1".into()).accepts_patient(&patient(json!([]))));
         assert!(!Expected::Id("p2".into()).accepts_patient(&patient(json!([]))));
+        let by_mrns = Expected::Identifiers {
+            system: "urn:mrn".into(),
+            values: vec!["9".into(), "123".into()],
+        };
+        assert!(by_mrns.accepts_patient(&patient(json!([{"system": "urn:mrn", "value": "123"}]))));
+        assert!(!by_mrns.accepts_patient(&patient(json!([{"system": "urn:mrn", "value": "12"}]))));
+        assert!(Expected::Ids(vec!["p0".into(), "p1".into()]).accepts_patient(&patient(json!([]))));
+        assert!(!Expected::Ids(vec!["p0".into()]).accepts_patient(&patient(json!([]))));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The crawl: emulating a bulk export with per-patient searches (spec §13). `cohort` reads
 //! the IDs a user names, `engine` plans and schedules the search chains, `search` runs one
-//! chain, `membership` checks that its answers hold only the patient searched, `sink`
+//! chain, `lookups` sends Patient lookups several to a search, `membership` checks that
+//! its answers hold only the patient searched, `sink`
 //! commits results crash-safely and resumably, `error_file` keeps `error/` describing the
 //! folder, and `report` says what a run did not get.
 
 pub mod cohort;
 pub mod engine;
 pub mod error_file;
+pub mod lookups;
 pub mod membership;
 pub mod report;
 pub mod search;

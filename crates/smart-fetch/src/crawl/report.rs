@@ -31,7 +31,7 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    fn because(self) -> String {
+    pub(crate) fn because(self) -> String {
         match self {
             FailureKind::Http(status) => format!("the server answered HTTP {status}"),
             FailureKind::Transport => {

@@ -191,6 +191,9 @@ struct Chain<'a> {
 struct RawPage<'a> {
     #[serde(rename = "resourceType", borrow, default)]
     resource_type: Option<Cow<'a, str>>,
+    /// Matches of the whole search (any JSON: only a number is read, for lookup lists).
+    #[serde(borrow, default)]
+    total: Option<&'a RawValue>,
     #[serde(borrow, default)]
     entry: Option<Vec<RawEntry<'a>>>,
     #[serde(borrow, default)]
@@ -273,7 +276,7 @@ impl Head<'_> {
 
 /// Whether an OperationOutcome says the search went wrong (`error` or `fatal`), as opposed
 /// to the warnings and notes servers put next to good results (Epic: "no results").
-fn is_error_outcome(outcome: &Value) -> bool {
+pub(crate) fn is_error_outcome(outcome: &Value) -> bool {
     outcome
         .get("issue")
         .and_then(Value::as_array)
@@ -295,6 +298,16 @@ impl Chain<'_> {
         };
         if page.resource_type.as_deref() != Some("Bundle") {
             return self.take_page_value(&response.json()?, &response.url);
+        }
+        // An `_id` list that matched more patients than it names was not searched as a
+        // list, even when this page happens to hold only patients it names.
+        let total = page.total.and_then(|t| t.get().parse::<u64>().ok());
+        if let (Some(total), Some(asked)) = (total, self.expected.most_matches())
+            && total > asked as u64
+        {
+            self.result.outcome =
+                ChainOutcome::Foreign(format!("the search matched {total} patients"));
+            return Ok(None);
         }
         for entry in page.entry.into_iter().flatten() {
             if let Some(resource) = entry.resource {
@@ -439,6 +452,15 @@ impl Chain<'_> {
             }
         }
         if !self.expected.accepts_patient(resource) {
+            if self.expected.is_list() {
+                // Several lookups in one search: a stranger means the server did not
+                // search by the list, and nothing of the answer can be trusted.
+                self.result.outcome = ChainOutcome::Foreign(format!(
+                    "Patient/{} carries none of the identifiers looked up",
+                    id.unwrap_or("(no id)")
+                ));
+                return;
+            }
             self.result.dropped.unmatched_patients += 1;
             return;
         }

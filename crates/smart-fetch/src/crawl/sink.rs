@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 pub const STATE_DIR: &str = ".resume";
 
 /// One resource, already serialized as its NDJSON line (with the trailing newline).
+#[derive(Clone)]
 pub struct Record {
     pub id: Option<String>,
     pub line: String,

@@ -109,9 +109,13 @@ fn median(values: &VecDeque<f64>) -> Option<f64> {
 
 /// What kind of request a URL is, for comparing answer times like with like: the last
 /// path segment that is an R4 resource type (`Observation` for a search or a read of one),
-/// else `other` (metadata, bulk status, files, ...). A fixed set, so the per-kind memory
-/// stays small however many different resources are read.
+/// else `other` (metadata, bulk status, files, ...); a search for several ids or
+/// identifiers at once is a list of its length (`list_kind`). A fixed set, so the per-kind
+/// memory stays small however many different resources are read.
 pub fn request_kind(url: &str) -> &'static str {
+    if let Some(kind) = list_kind(url) {
+        return kind;
+    }
     let path = url.split(['?', '#']).next().unwrap_or_default();
     path.rsplit('/')
         .find_map(|segment| {
@@ -121,6 +125,29 @@ pub fn request_kind(url: &str) -> &'static str {
                 .find(|t| *t == segment)
         })
         .unwrap_or("other")
+}
+
+/// A search that names several ids or identifiers (`Observation?_id=a,b,c`, as
+/// `hydrate::batch` and `crawl::lookups` send) does the work of that many reads, so its
+/// answer takes longer the more it names: it is compared only with lists of about its
+/// length, never with reads of its type, or every full list would look like a slow server.
+fn list_kind(url: &str) -> Option<&'static str> {
+    let query = url.split('#').next()?.split_once('?')?.1;
+    let values = query
+        .split('&')
+        .filter_map(|p| {
+            p.strip_prefix("_id=")
+                .or_else(|| p.strip_prefix("identifier="))
+        })
+        .map(|v| v.matches(',').count() + 1)
+        .max()?;
+    match values {
+        0..=1 => None,
+        2..=8 => Some("list of 2-8"),
+        9..=16 => Some("list of 9-16"),
+        17..=32 => Some("list of 17-32"),
+        _ => Some("list of 33 or more"),
+    }
 }
 
 impl BudgetStatus {
@@ -590,6 +617,30 @@ mod tests {
         assert_eq!(request_kind("http://h/fhir/Patient/Patient"), "Patient");
         assert_eq!(request_kind("https://EHR/api/FHIR/R4/metadata"), "other");
         assert_eq!(request_kind("http://h/fhir/bulk-status/7"), "other");
+        // Lists of ids or identifiers by their length, not their type.
+        let ids = |n: usize| {
+            (0..n)
+                .map(|i| format!("o{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let list = |n| format!("http://h/fhir/Observation?_id={}&_count={n}", ids(n));
+        assert_eq!(request_kind(&list(1)), "Observation");
+        assert_eq!(request_kind(&list(2)), "list of 2-8");
+        assert_eq!(request_kind(&list(20)), "list of 17-32");
+        assert_eq!(request_kind(&list(50)), "list of 33 or more");
+        assert_eq!(
+            request_kind("http://h/fhir/Patient?identifier=s%7C1,s%7C2&_count=2"),
+            "list of 2-8"
+        );
+        assert_eq!(
+            request_kind("http://h/fhir/Observation?patient=p&_id=a,b"),
+            "list of 2-8"
+        );
+        assert_eq!(
+            request_kind("http://h/fhir/Observation?patient=1&category=a,b"),
+            "Observation"
+        );
     }
 
     #[tokio::test]

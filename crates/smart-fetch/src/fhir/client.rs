@@ -263,6 +263,9 @@ struct Inner {
     scope_types: RwLock<Option<Vec<ResourceType>>>,
     /// Set once `open_once` has succeeded: the groups of a batch share one discovery.
     opened: tokio::sync::Mutex<bool>,
+    /// What this server does with searches of several values, learnt once for every user
+    /// of the client.
+    batch_support: Arc<super::batching::BatchSupport>,
 }
 
 /// Makes the form body of one attempt.
@@ -368,6 +371,7 @@ impl FhirClient {
                 failures_in_a_row: std::sync::atomic::AtomicU32::new(0),
                 scope_types: RwLock::new(None),
                 opened: tokio::sync::Mutex::new(false),
+                batch_support: Default::default(),
             }),
         })
     }
@@ -414,6 +418,11 @@ impl FhirClient {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// What this server does with searches of several values (`batching`).
+    pub fn batch_support(&self) -> &Arc<super::batching::BatchSupport> {
+        &self.inner.batch_support
     }
 
     /// The base URL with a trailing slash.

@@ -3,6 +3,7 @@
 //! capabilities. It knows nothing about export folders.
 
 mod auth;
+pub mod batching;
 pub mod budget;
 pub mod capabilities;
 pub mod client;

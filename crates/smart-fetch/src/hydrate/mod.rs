@@ -6,6 +6,7 @@
 //! tells deleted-resource detection. Talks to the server only through the `FhirClient` it
 //! is given; touches only the workdir (and reads the source dir).
 
+pub mod batch;
 pub mod evidence;
 pub mod inline;
 pub mod input;

@@ -1,8 +1,9 @@
-//! What hydration must produce, worked out from the spec alone: the task registry of §15.2
-//! as a table, a model of a workdir (file name → resources) and a simulation of the tasks
-//! (§15.3–§15.7) and of `export`'s multi-pass loop (§14.6) against the synthetic data set,
-//! with the references it must request (once each per run) and the Binaries it must read.
-//! Also readers for the folders the real binary writes.
+//! What hydration must produce, worked out from docs/ alone: the task registry of
+//! docs/hydration.md#task-registry as a table, a model of a workdir (file name → resources) and a
+//! simulation of the tasks (docs/hydration.md) and of `export`'s multi-pass loop
+//! (docs/hydration.md#hydration-after-an-export) against the synthetic data set, with the
+//! references it must request (once each per run) and the Binaries it must read. Also readers for
+//! the folders the real binary writes.
 #![allow(dead_code)]
 
 use base64::Engine;
@@ -14,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{expected_resources_of, read_lines};
 
-/// Spec §15.2, in registry order: group, task, input, output, slug, reference paths.
+/// docs/hydration.md#task-registry, in registry order: group, task, input, output, slug, reference
+/// paths.
 const REGISTRY: &str = "\
 episodeofcare docref-epofcare DocumentReference EpisodeOfCare referenced context.encounter*
 episodeofcare enc-epofcare Encounter EpisodeOfCare referenced episodeOfCare*
@@ -168,7 +170,7 @@ pub fn media_type(content_type: &str) -> String {
         .to_lowercase()
 }
 
-/// What inlining does to one attachment (spec §15.6).
+/// What inlining does to one attachment (docs/hydration.md#inlining-attachments).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fate {
     /// Not fetched: no content type, not an allowed type, or no url.
@@ -262,7 +264,7 @@ pub fn attachments(r: &Value) -> Vec<&Value> {
     }
 }
 
-/// A workdir as the spec says hydration leaves it, and what hydration had to request.
+/// A workdir as docs/hydration.md says hydration leaves it, and what hydration had to request.
 pub struct Sim {
     pub seed: u64,
     /// File name → resources, in write order.
@@ -275,6 +277,8 @@ pub struct Sim {
     pub searched: Vec<String>,
     /// Fate of every attachment inlining examined.
     pub fates: Vec<(String, Fate)>,
+    /// Every run of a reference task: its name and the references it requested, in order.
+    pub runs: Vec<(String, Vec<String>)>,
 }
 
 impl Sim {
@@ -305,6 +309,7 @@ impl Sim {
             reads: BTreeMap::new(),
             searched: Vec::new(),
             fates: Vec::new(),
+            runs: Vec::new(),
         }
     }
 
@@ -327,7 +332,7 @@ impl Sim {
         fake_ehr::data::resource(self.seed, ty, id)
     }
 
-    /// Runs one task on the workdir (spec §15.3–§15.7).
+    /// Runs one task on the workdir (docs/hydration.md).
     pub fn run(&mut self, task: &Task) {
         if task.is_inline() {
             self.inline(&task.input);
@@ -372,6 +377,7 @@ impl Sim {
         }
         let mut pool = self.keys_of(&task.output);
         let file = format!("{}.{}.ndjson.gz", task.output, task.slug);
+        self.runs.push((task.name.clone(), Vec::new()));
         for r in inputs {
             self.follow(&r, task, &mut pool, &file);
         }
@@ -392,6 +398,9 @@ impl Sim {
             }
             pool.insert(reference.clone());
             self.known.insert(reference.clone());
+            if let Some((_, claimed)) = self.runs.last_mut() {
+                claimed.push(reference.clone());
+            }
             match self.read(&reference) {
                 Some(found) if found["resourceType"] == task.output.as_str() => {
                     self.files
@@ -443,7 +452,8 @@ impl Sim {
         }
     }
 
-    /// `export`'s hydration: passes until no new output type appears (spec §14.6).
+    /// `export`'s hydration: passes until no new output type appears
+    /// (docs/hydration.md#hydration-after-an-export).
     pub fn export(&mut self, selected: &[&str]) {
         let tasks = registry();
         let mut done: BTreeSet<String> = BTreeSet::new();
@@ -464,9 +474,10 @@ impl Sim {
         }
     }
 
-    /// The full reference closure of `export`'s hydration, whatever the task order: every
-    /// task over the selected types and everything hydrated from them, swept again and again
-    /// until a sweep adds nothing (the Python tool's passes stop earlier: §14.6).
+    /// The full reference closure of `export`'s hydration, whatever the task order: every task over
+    /// the selected types and everything hydrated from them, swept again and again until a sweep
+    /// adds nothing (the Python tool's passes stop earlier:
+    /// docs/hydration.md#hydration-after-an-export).
     pub fn export_closure(&mut self, selected: &[&str]) {
         let tasks = registry();
         let mut reachable: BTreeSet<String> = selected.iter().map(|s| s.to_string()).collect();
@@ -497,7 +508,7 @@ impl Sim {
             let t = r["resourceType"].as_str().unwrap_or_default().to_string();
             out.entry(t)
                 .or_default()
-                .push(smart_fetch::json::to_ndjson_line(r));
+                .push(crate::support::python::ndjson_line(r));
         }
         for lines in out.values_mut() {
             lines.sort();
@@ -506,7 +517,8 @@ impl Sim {
         out
     }
 
-    /// `hydrate`: every task of the selected groups once, in registry order (spec §15.9).
+    /// `hydrate`: every task of the selected groups once, in registry order
+    /// (docs/hydration.md#the-hydrate-command).
     pub fn hydrate(&mut self, groups: Option<&[&str]>) {
         for task in registry() {
             if groups.is_none_or(|g| g.contains(&task.group.as_str())) {
@@ -521,7 +533,7 @@ impl Sim {
             .iter()
             .map(|(name, rs)| {
                 let mut lines: Vec<String> =
-                    rs.iter().map(smart_fetch::json::to_ndjson_line).collect();
+                    rs.iter().map(crate::support::python::ndjson_line).collect();
                 lines.sort();
                 (name.clone(), lines)
             })
@@ -672,4 +684,74 @@ pub fn assert_same_counts(
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// One `_id` list search a fake EHR received (not a Patient lookup): the type, the ids
+/// asked for, and the patient named, if any.
+#[derive(Clone, Debug)]
+pub struct ListSearch {
+    pub ty: String,
+    pub ids: Vec<String>,
+    pub patient: Option<String>,
+}
+
+/// The `_id` searches of other types than Patient among `searches` (decoded).
+pub fn list_searches_in(searches: &[String]) -> Vec<ListSearch> {
+    searches
+        .iter()
+        .filter_map(|s| {
+            let (ty, query) = s.split_once('?')?;
+            if ty == "Patient" {
+                return None;
+            }
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                    .map(str::to_string)
+            };
+            let ids = param("_id")?;
+            Some(ListSearch {
+                ty: ty.to_string(),
+                ids: ids.split(',').map(str::to_string).collect(),
+                patient: param("patient"),
+            })
+        })
+        .collect()
+}
+
+/// Every `_id` list search a fake EHR received.
+pub fn list_searches(stats: &fake_ehr::Stats) -> Vec<ListSearch> {
+    list_searches_in(&crate::support::decoded_searches(stats))
+}
+
+/// Per `Type/id`, how often a run between two snapshots fetched it: read on its own or
+/// named in an `_id` list. A reference a list named but did not bring back is then read on
+/// its own; that pair counts once (one fetch of it, by the only means that works).
+pub fn fetches_between(before: &fake_ehr::Stats, after: &fake_ehr::Stats) -> BTreeMap<String, u64> {
+    let searches = crate::support::decoded_searches(after);
+    let new = searches.get(before.search_urls.len()..).unwrap_or_default();
+    let mut listed: BTreeMap<String, u64> = BTreeMap::new();
+    for list in list_searches_in(new) {
+        for id in list.ids {
+            *listed.entry(format!("{}/{id}", list.ty)).or_default() += 1;
+        }
+    }
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for (key, n) in &after.reads_by_path {
+        let read = n - before.reads_by_path.get(key).copied().unwrap_or(0);
+        if read > 0 {
+            out.insert(key.clone(), read);
+        }
+    }
+    for (key, n) in listed {
+        let read = out.get(&key).copied().unwrap_or(0);
+        out.insert(key, n + read - u64::from(read > 0));
+    }
+    out
+}
+
+/// `fetches_between` since the server started.
+pub fn fetches(stats: &fake_ehr::Stats) -> BTreeMap<String, u64> {
+    fetches_between(&fake_ehr::Stats::default(), stats)
 }

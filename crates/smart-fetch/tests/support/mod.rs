@@ -20,22 +20,41 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_smart-fetch")
 }
 
-/// A fresh folder for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sf-e2e-{}-{name}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// A fresh folder for one test, under the system's temp folder. It is removed with
+/// everything in it when the test ends, so a run leaves nothing behind; a test that fails
+/// keeps it for a look and says where.
+pub fn temp_dir(name: &str) -> TestDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("sf-e2e-{name}-"))
+        .tempdir()
+        .expect("create temp dir");
+    TestDir(Some(dir))
 }
 
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+/// See [`temp_dir`]. Derefs to its `Path`.
+pub struct TestDir(Option<tempfile::TempDir>);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!("test folder kept: {}", dir.keep().display());
+        }
+    }
 }
 
 pub fn server(flavor: Flavor, patients: usize, auth: AuthMode) -> Server {
@@ -63,7 +82,7 @@ pub fn mrn_file(dir: &Path, name: &str, n: usize) -> PathBuf {
 /// Run smart-fetch to completion (killed after two minutes so a hang fails the test).
 pub fn run(args: &[&str]) -> Output {
     let child = spawn(args);
-    wait(child, Duration::from_secs(120))
+    wait(child, HANG_LIMIT)
 }
 
 /// Like [`run`], with retries a few milliseconds apart instead of over two minutes, for
@@ -77,7 +96,7 @@ pub fn run_quick_retries(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start smart-fetch");
-    wait(child, Duration::from_secs(120))
+    wait(child, HANG_LIMIT)
 }
 
 /// Like [`run`], with these environment variables set for the child.
@@ -90,7 +109,7 @@ pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start smart-fetch");
-    wait(child, Duration::from_secs(120))
+    wait(child, HANG_LIMIT)
 }
 
 pub fn spawn(args: &[&str]) -> Child {
@@ -102,6 +121,11 @@ pub fn spawn(args: &[&str]) -> Child {
         .spawn()
         .expect("start smart-fetch")
 }
+
+/// How long a command may run before a test takes it for hung and kills it. Only a safety
+/// net: no test measures speed with it. Generous, because a loaded two-core CI machine runs
+/// many tests' exports at once and a 20-group batch can take minutes there.
+pub const HANG_LIMIT: Duration = Duration::from_secs(600);
 
 pub fn wait(mut child: Child, limit: Duration) -> Output {
     // Read both pipes while waiting: a child that writes more than a pipe holds (64 KiB)
@@ -286,7 +310,7 @@ pub fn expected_resources_of(
             let id = resource["id"].as_str().unwrap_or_default().to_string();
             out.entry(t)
                 .or_default()
-                .insert(id, smart_fetch::json::to_ndjson_line(&resource));
+                .insert(id, python::ndjson_line(&resource));
         }
     }
     out
