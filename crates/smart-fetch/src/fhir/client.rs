@@ -53,11 +53,12 @@ const MAX_REDIRECTS: usize = 10;
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 const FHIR_JSON: &str = "application/fhir+json";
 /// Sent with every request (the token endpoint's too), so the EHR's operators can see who is
-/// calling and which version.
+/// calling and which version. No project URL: the crate names no repository of its own, and
+/// the Python tool's would point operators at the wrong project.
 pub const USER_AGENT: &str = concat!(
     "smart-fetch/",
     env!("CARGO_PKG_VERSION"),
-    " (Rust; +https://github.com/smart-on-fhir/smart-fetch)"
+    " (Rust)"
 );
 const EPIC_CLIENT_ID: HeaderName = HeaderName::from_static("epic-client-id");
 
