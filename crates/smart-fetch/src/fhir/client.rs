@@ -55,11 +55,7 @@ const FHIR_JSON: &str = "application/fhir+json";
 /// Sent with every request (the token endpoint's too), so the EHR's operators can see who is
 /// calling and which version. No project URL: the crate names no repository of its own, and
 /// the Python tool's would point operators at the wrong project.
-pub const USER_AGENT: &str = concat!(
-    "smart-fetch/",
-    env!("CARGO_PKG_VERSION"),
-    " (Rust)"
-);
+pub const USER_AGENT: &str = concat!("smart-fetch/", env!("CARGO_PKG_VERSION"), " (Rust)");
 const EPIC_CLIENT_ID: HeaderName = HeaderName::from_static("epic-client-id");
 
 /// Raw credential arguments as the user gave them (docs/cli.md#shared-option-groups); loaded and
