@@ -405,8 +405,12 @@ fn rerun_after_kills_ends_like_an_uninterrupted_batch() {
     eprintln!(
         "{killed_requests} requests with kills at {kills:?} vs {whole_requests} uninterrupted"
     );
+    // A kill during note inlining loses that task's Binary reads (a rewrite is kept only
+    // whole, by design) in each group in flight; with `_id` lists those reads are a third
+    // of a run's requests instead of a quarter, so the same loss is a larger share.
+    // Measured: from +0.7 % to just over +5 % over runs with kills at random points.
     assert!(
-        killed_requests as f64 <= whole_requests as f64 * 1.05,
+        killed_requests as f64 <= whole_requests as f64 * 1.08,
         "{killed_requests} requests with kills at {kills:?} vs {whole_requests} uninterrupted"
     );
 }
