@@ -92,6 +92,11 @@ SCENARIOS = {
     "faults-5xx": Scenario("faults-5xx", "(faults-5xx) 500 patients, 20 ms latency, Epic, "
                            "5 % of 500/502 answers only", 500, 20, kind="faults",
                            fault_rate=0.05, fault_kinds="500,502"),
+    # Issue 16: the delta of a quarter. Two full exports of one 20,000-patient group (quarter
+    # 1, then fake-ehr's quarter 2: 22,000 MRNs, new, changed, merged and deleted patients)
+    # into one managed folder, then `delta`; ours only (the Python tool has no delta).
+    "delta": Scenario("delta", "(delta) a 20,000-patient quarter against the one before, Epic",
+                      20000, 0, kind="delta"),
 }
 
 BATCH_GROUPS = 40
@@ -307,7 +312,7 @@ def scan_output(out):
 
 def download_phase(log_path):
     """Seconds from the first download request to the last completed download, from the
-    log.ndjson both tools write (spec §12), so kickoff and the server's export time are
+    log.ndjson both tools write (docs/log.md), so kickoff and the server's export time are
     left out of the download rate."""
     first = last = None
     try:
@@ -545,6 +550,113 @@ def batch_runs(scenario, bins, work, python_tool, with_python):
     return summary
 
 
+def tree_bytes(root):
+    """Bytes of the files under root (links not followed)."""
+    total = 0
+    for base, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(base) / name
+            if not path.is_symlink():
+                total += path.stat().st_size
+    return total
+
+
+def zcat_run(leaves, log_path):
+    """Wall and CPU time to decompress every NDJSON file of these leaf folders once (to
+    /dev/null): what merely reading both exports costs, the floor of any comparison."""
+    files = [str(p) for leaf in leaves for p in sorted(Path(leaf).glob("*.ndjson.gz"))]
+    script = 'zcat "$@" > /dev/null'
+    return run_measured(["sh", "-c", script, "zcat", *files], log_path)
+
+
+def delta_runs(scenario, bins, work, runs):
+    """Quarter 1 and quarter 2 exported into one managed folder, then `delta`, measured."""
+    run_dir = work / f"{scenario.key}-rust"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    managed = run_dir / "out" / "MRN-000"
+    mrns = run_dir / "MRN-000"
+    # Every MRN of both quarters: the new patients' MRNs find nobody in quarter 1.
+    new = -(-scenario.patients // 10)
+    with open(mrns, "w") as f:
+        subprocess.run([str(bins / "fake-ehr"), "mrns", "--patients",
+                        str(scenario.patients + new)], stdout=f, check=True)
+    result = {}
+    with Server(bins / "fake-ehr", scenario, run_dir) as server:
+        for quarter in (1, 2):
+            if quarter == 2:
+                req = urllib.request.Request(server.root + "/__admin/quarter?n=2", method="POST")
+                urllib.request.urlopen(req, timeout=30).read()
+            args = [str(bins / "smart-fetch"), "export", "--fhir-url", server.url,
+                    "--id-system", ID_SYSTEM, "--id-file", str(mrns), "--hydration-tasks",
+                    "none", "--nickname", f"q{quarter}", "--log-format", "plain", str(managed)]
+            log(f"  export of quarter {quarter}: {' '.join(args)}")
+            export = run_measured(args, run_dir / f"export-q{quarter}.log")
+            if export["exit"] != 0:
+                raise RuntimeError(f"export exited with {export['exit']}")
+            result[f"export_q{quarter}_wall"] = export["wall"]
+        with urllib.request.urlopen(server.root + "/__admin/changes", timeout=600) as r:
+            result["server_changed"] = json.load(r)["changedCount"]
+    leaves = [managed / "001.q1", managed / "002.q2"]
+    result["gz_bytes"] = sum(tree_bytes(leaf) for leaf in leaves)
+    zcats = [zcat_run(leaves, run_dir / f"zcat-{i}.log") for i in range(2)]
+    result["zcat"] = min(z["wall"] for z in zcats)
+    result["zcat_cpu"] = min(z["cpu"] for z in zcats)
+    measured = []
+    for i in range(runs):
+        deltas = run_dir / "deltas"
+        shutil.rmtree(deltas, ignore_errors=True)
+        args = [str(bins / "smart-fetch"), "delta", str(managed), "--nickname", "q2", "--to",
+                str(deltas / "MRN-000")]
+        log(f"  delta run {i + 1}: {' '.join(args)}")
+        one = run_measured(args, run_dir / f"delta-{i}.log")
+        if one["exit"] != 0:
+            tail = (run_dir / f"delta-{i}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"delta exited with {one['exit']}:\n{tail}")
+        measured.append(one)
+    manifest = json.loads((deltas / "MRN-000" / "002.q2" / "delta.json").read_text())
+    result["kept"] = sum(manifest["kept"].values())
+    result["lines"] = sum(manifest["resources"].values())
+    result["deleted"] = sum(manifest["deleted"].values())
+    result["delta_gz_bytes"] = tree_bytes(deltas / "MRN-000" / "002.q2")
+    result["q1_lines"] = sum(1 for p in leaves[0].glob("*.ndjson.gz") for _ in gzip.open(p, "rb"))
+    for key in ("wall", "cpu", "rss"):
+        result[key] = sum(r[key] for r in measured) / len(measured)
+    result["runs"] = measured
+    log(f"    {result['wall']:.2f} s wall, {result['cpu']:.2f} s CPU, "
+        f"{result['rss'] / MIB:.1f} MiB, kept {result['kept']:,} of {result['lines']:,} lines; "
+        f"zcat of both exports {result['zcat']:.2f} s wall, {result['zcat_cpu']:.2f} s CPU")
+    shutil.rmtree(run_dir / "out", ignore_errors=True)
+    shutil.rmtree(run_dir / "deltas", ignore_errors=True)
+    return result
+
+
+def delta_table(scenario, r):
+    share = r["kept"] / r["lines"] if r["lines"] else 0
+    rows = [
+        ("Wall time", fmt_value("wall", r["wall"])),
+        ("CPU time (user+sys)", fmt_value("cpu", r["cpu"])),
+        ("Peak RSS", fmt_value("rss", r["rss"])),
+        ("Lines read: quarter 1 + quarter 2", f"{r['q1_lines']:,} + {r['lines']:,}"),
+        ("Both exports, gzip on disk", f"{r['gz_bytes'] / MIB:,.0f} MiB"),
+        ("Reading both exports once (zcat to /dev/null): wall, CPU",
+         f"{fmt_value('wall', r['zcat'])}, {fmt_value('cpu', r['zcat_cpu'])}"),
+        ("Delta ÷ zcat: wall, CPU",
+         f"{r['wall'] / r['zcat']:.1f} ×, {r['cpu'] / r['zcat_cpu']:.1f} ×"),
+        ("Lines kept (new or changed)", f"{r['kept']:,} of {r['lines']:,} ({share * 100:.1f} %)"),
+        ("fake-ehr's change list (searchable resources, before Epic's filters)",
+         f"{r['server_changed']:,}"),
+        ("deleted/ entries (copied)", f"{r['deleted']:,}"),
+        ("Delta folder, gzip on disk", f"{r['delta_gz_bytes'] / MIB:,.1f} MiB"),
+        ("The two exports it compares (wall, for scale)",
+         f"{r['export_q1_wall']:.0f} s + {r['export_q2_wall']:.0f} s"),
+    ]
+    lines = []
+    for i, (label, value) in enumerate(rows):
+        lines.append(f"| {scenario.title if i == 0 else ''} | {label} | {value} | no delta | |")
+    return lines
+
+
 def faults_runs(scenario, bins, work, mrn_file, python_tool, with_python, runs):
     """Each tool against the faulty server and against its clean twin, `runs` times,
     alternating who goes first. A tool that exits non-zero under faults is recorded, not
@@ -745,6 +857,9 @@ def table(results, python_notes):
         if scenario.kind == "batch":
             lines.extend(batch_table(scenario, summary))
             continue
+        if scenario.kind == "delta":
+            lines.extend(delta_table(scenario, summary))
+            continue
         if scenario.kind == "faults":
             lines.extend(faults_table(scenario, summary))
             continue
@@ -856,6 +971,13 @@ def targets(results):
               f"(batch) efficiency ≥ 0.9: {rust['efficiency']:.2f}")
         check(rust["rss"] <= 64 * MIB,
               f"(batch) peak RSS ≤ 64 MB for the whole batch: {rust['rss'] / MIB:.1f} MiB")
+    if "delta" in results:
+        r = results["delta"]
+        check(r["rss"] <= 64 * MIB,
+              f"(delta) peak RSS ≤ 64 MB for a 20,000-patient group: {r['rss'] / MIB:.1f} MiB")
+        check(r["cpu"] <= 3 * r["zcat_cpu"],
+              f"(delta) CPU time comparable to reading both exports once (≤ 3 × zcat's): "
+              f"{r['cpu'] / r['zcat_cpu']:.1f} ×")
     if "resume" in results:
         r = results["resume"]
         check(r["extra"] <= 0.05 and r["same_output"],
@@ -896,7 +1018,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*",
-                        help="a b c d e f resume batch faults faults-5xx, or all (default: a b resume)")
+                        help="a b c d e f resume batch faults faults-5xx delta, or all (default: a b resume)")
     parser.add_argument("--bin", required=True, type=Path, help="folder with smart-fetch and fake-ehr")
     parser.add_argument("--python-tool", required=True, help="the Python smart-fetch executable")
     parser.add_argument("--work", required=True, type=Path, help="work folder")
@@ -942,6 +1064,10 @@ def main():
             continue
         if scenario.kind == "batch":
             results[key] = batch_runs(scenario, bins, work, args.python_tool, not args.no_python)
+            raw[key] = results[key]
+            continue
+        if scenario.kind == "delta":
+            results[key] = delta_runs(scenario, bins, work, args.runs)
             raw[key] = results[key]
             continue
         if scenario.kind == "faults":

@@ -4,7 +4,7 @@
 #
 #   bench/run.sh [options] [scenario...]
 #
-# Scenarios: a b c d e f resume batch faults faults-5xx, or all. Default: a b resume.
+# Scenarios: a b c d e f resume batch faults faults-5xx delta, or all. Default: a b resume.
 #   a       2,000 patients, 20 ms latency, 5 connections, Epic (latency-bound)
 #   b       2,000 patients, no added latency (CPU-bound)
 #   c       20,000 patients, no added latency (scale); the Python tool only with --python-c
@@ -17,6 +17,9 @@
 #   faults  200 patients, 20 ms latency, 5 % of 429/500/502/503/slow answers, SMART tokens of
 #           20 s; each tool also runs the same export without faults (the ratio is the cost)
 #   faults-5xx  500 patients, 20 ms latency, 5 % of 500/502 answers only, and without faults
+#           (the Python tool takes about 15 and 45 minutes in these two)
+#   delta   a 20,000-patient group exported in quarter 1 and 2 (Epic, no hydration), then
+#           `delta` of the two: wall, CPU, peak RSS, lines kept (ours only)
 # Options:
 #   --runs N       runs of each tool per scenario, alternating who goes first (default 2)
 #   --work DIR     work folder: venv, MRN files, logs, results (default target/bench)
@@ -40,7 +43,7 @@ while [ $# -gt 0 ]; do
     --work) work="$2"; shift 2 ;;
     --work=*) work="${1#--work=}"; shift ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) pass+=("$1"); shift ;;
   esac
 done

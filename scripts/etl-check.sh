@@ -5,6 +5,7 @@
 #
 #   scripts/etl-check.sh install
 #   scripts/etl-check.sh LOCAL_LEAF_FOLDER s3://bucket/prefix/GROUP/LEAF/    # exit 0 if equal
+#   scripts/etl-check.sh --rows LEAF_FOLDER ...    # also every row the ETL read, by id
 #
 # S3 credentials, region and endpoint come from the environment (AWS_ACCESS_KEY_ID,
 # AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL), as for cumulus-etl itself.
@@ -34,7 +35,7 @@ install() {
 
 case "${1:-}" in
     install) install ;;
-    "") echo "usage: $0 install | FOLDER_OR_URL [FOLDER_OR_URL ...]" >&2; exit 2 ;;
+    "") echo "usage: $0 install | [--rows] FOLDER_OR_URL [FOLDER_OR_URL ...]" >&2; exit 2 ;;
     *)
         install
         exec "$VENV/bin/python" "$ROOT/scripts/etl-check.py" "$@"

@@ -1,5 +1,10 @@
 //! The `fake-ehr` command: serve the synthetic FHIR server, generate client keys
 //! (`keygen`), or list patient MRNs (`mrns`).
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command line: its address, keys, MRN lists and errors are its output"
+)]
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fake_ehr::keys::{self, KeyAlg};

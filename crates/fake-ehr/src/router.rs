@@ -5,6 +5,7 @@ use crate::auth::Auth;
 use crate::capability;
 use crate::catalog;
 use crate::config::Config;
+use crate::data;
 use crate::faults::{self, Fault, Faults};
 use crate::latency::Latency;
 use crate::outcome;
@@ -123,6 +124,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             // Just the counters, without the recorded URLs: cheap enough to poll (benchmarks).
             "counts" => outcome::json(StatusCode::OK, &state.counters.counts()),
             "quarter" => admin_quarter(&state, request.method(), request.uri().query()),
+            "changes" => admin_changes(&state, request.method()).await,
             "latency" => admin_latency(&state, request.method(), request.uri().query()),
             "truncate" => admin_truncate(&state, request.method(), request.uri().query()),
             "throttle" => admin_throttle(&state, request.method(), request.uri().query()),
@@ -573,6 +575,27 @@ fn admin_quarter(state: &AppState, method: &Method, query: Option<&str>) -> Resp
         StatusCode::OK,
         &serde_json::json!({ "quarter": state.store.quarter() }),
     )
+}
+
+/// `GET /__admin/changes`: quarter 2's change list against quarter 1 (`data::ChangeList`),
+/// whichever quarter is served: the ground truth of what a delta of two full exports holds.
+/// Computed from the data on each call (seconds for tens of thousands of patients), off the
+/// request threads.
+async fn admin_changes(state: &Arc<AppState>, method: &Method) -> Response {
+    if *method != Method::GET {
+        return outcome::error(StatusCode::METHOD_NOT_ALLOWED, "not-supported", "use GET");
+    }
+    let (seed, patients) = (state.store.seed(), state.store.patients());
+    match tokio::task::spawn_blocking(move || data::quarter2_change_list(seed, patients).to_json())
+        .await
+    {
+        Ok(list) => outcome::json(StatusCode::OK, &list),
+        Err(e) => outcome::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            &format!("computing the change list failed: {e}"),
+        ),
+    }
 }
 
 /// Draws a fault; `Some` is the faulty response (a slow fault only waits, then `None`).

@@ -81,6 +81,11 @@ impl Store {
         self.seed
     }
 
+    /// Patients of quarter 1.
+    pub fn patients(&self) -> usize {
+        self.patients
+    }
+
     /// Searchable resources (`Type/id`) of quarter-1 patient `i` that quarter 2 no longer
     /// has, when quarter 2 is served (empty in quarter 1): what an export `_since` a
     /// time before the quarter's changes reports as deleted.

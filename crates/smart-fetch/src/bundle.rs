@@ -1,7 +1,8 @@
-//! Turning a folder of NDJSON into one FHIR Bundle file (spec §17): `bundle DIR` and the
-//! `--bundle` flag of `crawl`/`bulk`. Unlike the Python tool the Bundle is written to a temp
+//! Turning a folder of NDJSON into one FHIR Bundle file (docs/commands.md#bundle): `bundle DIR` and
+//! the `--bundle` flag of `crawl`/`bulk`. Unlike the Python tool the Bundle is written to a temp
 //! file and renamed, and a symlinked input loses only its link, never the file it points at
-//! (quirk 23), so bundling a managed folder cannot destroy its workdirs.
+//! (docs/differences.md#bundling-is-all-or-nothing), so bundling a managed folder cannot destroy
+//! its workdirs.
 //!
 //! Bundling deletes its inputs, so it is all or nothing: every line of every input must be
 //! carried over. A line that is not UTF-8 or not JSON, or a file that cannot be read to its

@@ -1,5 +1,5 @@
-//! What the user sees on stdout: rule lines, the done line, human sizes and durations,
-//! thousands separators (spec §19.1). Pure formatting: what is printed, and where, is
+//! What the user sees on stdout: rule lines, the done line, human sizes and durations, thousands
+//! separators (docs/cli.md#console-output). Pure formatting: what is printed, and where, is
 //! `report`'s business.
 
 use std::io::IsTerminal;

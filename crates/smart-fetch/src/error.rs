@@ -30,21 +30,20 @@ pub enum AppError {
     Status(#[from] crate::status::StatusError),
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
-    /// A fatal message worded at the point of failure (spec §19.3).
+    #[error(transparent)]
+    Delta(#[from] crate::delta::DeltaError),
+    /// A fatal message worded at the point of failure (docs/cli.md#fatal-errors).
     #[error("{0}")]
     Message(String),
     /// Already printed to stdout (help listings, unknown type/task): exit with this code.
     #[error("")]
     Exit(u8),
-    /// A feature that a later version brings (bulk export, hydration, bundling).
-    #[error("{0}")]
-    NotYet(String),
     /// The run finished, but some work failed after its retries (searches, reads,
     /// downloads): the folder is left incomplete and a rerun retries only what failed.
     /// The message is the summary (one line per kind of failure and a total).
     #[error("{0}")]
     Incomplete(String),
-    /// Interrupted by the user (SIGINT): committed work is safe.
+    /// Interrupted (Ctrl-C, or SIGTERM from a scheduler): committed work is safe (exit 130).
     #[error("Interrupted. Run the same command again to resume.")]
     Interrupted,
 }
@@ -57,7 +56,6 @@ impl AppError {
             AppError::Incomplete(_)
             | AppError::Bulk(BulkError::Incomplete(_))
             | AppError::Crawl(CrawlError::Bulk(BulkError::Incomplete(_))) => 3,
-            AppError::NotYet(_) | AppError::Crawl(CrawlError::NotYet(_)) => 2,
             AppError::Groups(err) if err.is_usage() => 2,
             AppError::Archive(err) if err.is_usage() => 2,
             AppError::Archive(crate::archive::ArchiveError::Interrupted) => 130,

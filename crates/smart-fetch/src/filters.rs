@@ -1,7 +1,8 @@
-//! Type selection, type filters and since handling (spec §5.4, §6): which types a run exports,
-//! with which search parameters. Pure logic over the CLI values and server capabilities; the
-//! only output is the handful of stdout lines the spec puts here (type help, skipped types,
-//! the since-mode fallback).
+//! Type selection, type filters and since handling (docs/cli.md#choosing-types to
+//! docs/cli.md#default-observation-filter, docs/since.md): which types a run exports, with which
+//! search parameters. Pure logic over the CLI values and server capabilities; the only output is
+//! the handful of stdout lines the Python tool prints here (type help, skipped types, the
+//! since-mode fallback).
 
 use crate::error::AppError;
 use crate::fhir::Capabilities;
@@ -28,7 +29,7 @@ impl SinceMode {
     }
 }
 
-/// Outcome of `--type` parsing (spec §6.1).
+/// Outcome of `--type` parsing (docs/cli.md#choosing-types).
 #[derive(Debug, PartialEq, Eq)]
 pub enum TypeSelection {
     Selected(Vec<ResourceType>),
@@ -46,10 +47,10 @@ pub enum FilterError {
     NotSelected(String),
 }
 
-/// Spec §6.1. `values` are the `--type` arguments (empty = the default `all`); each is split
-/// on `,` without trimming; tokens are case-insensitive. The first unknown token (in the order
-/// given) wins over `help`; `all` selects every patient type; otherwise canonical order, no
-/// duplicates.
+/// docs/cli.md#choosing-types. `values` are the `--type` arguments (empty = the default `all`);
+/// each is split on `,` without trimming; tokens are case-insensitive. The first unknown token (in
+/// the order given) wins over `help`; `all` selects every patient type; otherwise canonical order,
+/// no duplicates.
 pub fn parse_types(values: &[String]) -> TypeSelection {
     let tokens: Vec<&str> = if values.is_empty() {
         vec!["all"]
@@ -73,12 +74,12 @@ pub fn parse_types(values: &[String]) -> TypeSelection {
         .iter()
         .filter_map(|t| ResourceType::parse_patient_type_ci(t))
         .collect();
-    // ResourceType's order is the canonical order (spec §5.1).
+    // ResourceType's order is the canonical order (docs/cli.md#resource-types).
     TypeSelection::Selected(chosen.into_iter().collect())
 }
 
-/// `These resource types are supported:` listing (spec §6.1), lines joined by `\n`, without a
-/// trailing newline.
+/// `These resource types are supported:` listing (docs/cli.md#choosing-types), lines joined by
+/// `\n`, without a trailing newline.
 pub fn type_help() -> String {
     let mut lines = vec![
         "These resource types are supported:".to_string(),
@@ -112,8 +113,8 @@ pub fn select_types(values: &[String], reporter: &Reporter) -> Result<Vec<Resour
     }
 }
 
-/// Spec §6.2; reports `Skipping <Type> because the server does not support it.` for each
-/// dropped type, alphabetically.
+/// docs/cli.md#types-the-server-lacks; reports `Skipping <Type> because the server does not support
+/// it.` for each dropped type, alphabetically.
 pub fn limit_to_server(
     types: Vec<ResourceType>,
     caps: &Capabilities,
@@ -135,7 +136,8 @@ pub fn limit_to_server(
     kept
 }
 
-/// Spec §6.3 + default filters (§5.4). Every selected type gets an entry.
+/// docs/cli.md#type-filters + default filters (docs/cli.md#default-observation-filter). Every
+/// selected type gets an entry.
 pub fn build_filters(
     type_filters: &[String],
     types: &[ResourceType],
@@ -162,8 +164,8 @@ pub fn build_filters(
     Ok(filters)
 }
 
-/// Spec §6.4 (`auto` reports the fallback message when it picks `created`). `requested` is
-/// `None` for `--since-mode=auto`; the result is `None` when there is no `--since`.
+/// docs/since.md#since-modes (`auto` reports the fallback message when it picks `created`).
+/// `requested` is `None` for `--since-mode=auto`; the result is `None` when there is no `--since`.
 pub fn since_mode(
     requested: Option<SinceMode>,
     since: Option<&str>,
@@ -183,13 +185,14 @@ pub fn since_mode(
     }
 }
 
-/// The created-mode search parameter of a type, if the server declares it (§5.3, §6.6).
+/// The created-mode search parameter of a type, if the server declares it
+/// (docs/since.md#created-date-fields, docs/since.md#declared-search-parameters).
 pub fn created_param(t: ResourceType, caps: &Capabilities) -> Option<&'static str> {
     t.created_search_param()
         .filter(|param| caps.supports_search_param(t.as_str(), param))
 }
 
-/// Spec §6.5.
+/// docs/since.md#types-with-a-since-restriction.
 pub fn since_resources(
     types: &[ResourceType],
     mode: Option<SinceMode>,
@@ -206,7 +209,7 @@ pub fn since_resources(
     }
 }
 
-/// The since value to apply (spec §6.7).
+/// The since value to apply (docs/since.md#search-parameters-with-a-since).
 #[derive(Clone, Debug)]
 pub enum Since {
     None,
@@ -226,8 +229,8 @@ impl Since {
     }
 }
 
-/// Spec §6.7: base filters plus since parameters. In updated mode a bulk export gets no extra
-/// filters (it uses `_since`, see `bulk_since`).
+/// docs/since.md#search-parameters-with-a-since: base filters plus since parameters. In updated
+/// mode a bulk export gets no extra filters (it uses `_since`, see `bulk_since`).
 pub fn effective_params(
     base: &Filters,
     since: &Since,
@@ -257,7 +260,8 @@ pub fn effective_params(
         .collect()
 }
 
-/// "Append" of spec §6.7: each filter becomes `<filter>&<new>`; no filter → just `<new>`.
+/// "Append" of docs/since.md#search-parameters-with-a-since: each filter becomes `<filter>&<new>`;
+/// no filter → just `<new>`.
 fn append(filters: &BTreeSet<String>, new: &str) -> BTreeSet<String> {
     if filters.is_empty() {
         BTreeSet::from([new.to_string()])
@@ -266,7 +270,7 @@ fn append(filters: &BTreeSet<String>, new: &str) -> BTreeSet<String> {
     }
 }
 
-/// Spec §6.8: the bulk `_since` value. `types` are the selected types.
+/// docs/since.md#the-bulk-since-value: the bulk `_since` value. `types` are the selected types.
 pub fn bulk_since(
     since: &Since,
     mode: Option<SinceMode>,

@@ -608,21 +608,16 @@ pub fn is_removed_list(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    struct TempDir(PathBuf);
+    struct TempDir(
+        PathBuf,
+        #[allow(dead_code, reason = "held so the folder is removed when the test ends")]
+        crate::folder::discovery::tests::TestDir,
+    );
 
     impl TempDir {
         fn new(name: &str) -> TempDir {
-            let dir =
-                std::env::temp_dir().join(format!("sf-groups-unit-{}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
+            let dir = crate::folder::discovery::tests::temp_dir(&format!("groups-{name}"));
+            TempDir(dir.to_path_buf(), dir)
         }
     }
 

@@ -1,7 +1,7 @@
-//! The three JSON spellings the Python tool writes (spec §22): compact ASCII-escaped NDJSON
-//! records, `json.dumps`-default log lines, and 2-space pretty `.metadata`. Numbers pass
-//! through as the server spelled them (serde_json `arbitrary_precision`), keys keep order.
-//! Owns serialization only; never touches files (callers hand in any `io::Write`).
+//! The three JSON spellings the Python tool writes (docs/folders.md#json-spellings): compact
+//! ASCII-escaped NDJSON records, `json.dumps`-default log lines, and 2-space pretty `.metadata`.
+//! Numbers pass through as the server spelled them (serde_json `arbitrary_precision`), keys keep
+//! order. Owns serialization only; never touches files (callers hand in any `io::Write`).
 
 use serde::Serialize;
 use serde_json::Value;

@@ -4,6 +4,8 @@
 //! Library modules never print: every message goes through a `report::Reporter` value, so
 //! one run can be shown as console text, log lines or JSON, and many exports can share one
 //! process. Only `cli` (and the reporter's own sinks) may write to stdout or stderr.
+//! (`print!`-style macros are denied for the whole workspace in Cargo.toml; the process's
+//! streams, `std::io::stdout`/`stderr`, by clippy.toml.)
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
 pub mod archive;
@@ -11,10 +13,16 @@ pub mod batch;
 pub mod bulk;
 pub mod bundle;
 pub mod cancel;
-#[allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    reason = "the command line is where output is printed"
+)]
 pub mod cli;
 pub mod console;
 pub mod crawl;
+pub mod delta;
 pub mod error;
 pub mod export;
 pub mod fhir;
@@ -31,6 +39,7 @@ pub mod safe_file;
 pub mod status;
 pub mod text;
 pub mod timestamp;
+pub mod url_encoding;
 
 /// The SMART Fetch version whose on-disk format and output we reproduce. Written into
 /// `.metadata` and `log.ndjson` so downstream tools see a folder they know.

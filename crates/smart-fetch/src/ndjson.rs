@@ -1,7 +1,8 @@
-//! NDJSON files on disk: names and compression (decided by name only, spec §9.1), reading
-//! plain or multi-member gzip line by line (§9.4), line counting (§9.6), the crash-safe
-//! writer (§9.2: `<target>.tmp`, fsync, rename; commit only on success) and whole-file
-//! atomic writes. Must not know about workdirs, metadata or resource types.
+//! NDJSON files on disk: names and compression (decided by name only,
+//! docs/folders.md#compression-and-file-names), reading plain or multi-member gzip line by line
+//! (docs/folders.md#reading-ndjson), line counting (docs/folders.md#counting-lines), the crash-safe
+//! writer (docs/folders.md#writing-ndjson: `<target>.tmp`, fsync, rename; commit only on success)
+//! and whole-file atomic writes. Must not know about workdirs, metadata or resource types.
 
 use crate::report::Reporter;
 use flate2::Compression;
@@ -104,7 +105,7 @@ pub fn open_decompressed(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
 }
 
 /// Every JSON value of a file, skipping blank lines; undecodable lines and unreadable files
-/// are skipped with the spec's warning to `reporter`, at the moment they are met (the
+/// are skipped with the Python tool's warning to `reporter`, at the moment they are met (the
 /// text format keeps them in their place among the other lines).
 pub fn read_values(path: &Path, reporter: &Reporter) -> impl Iterator<Item = Value> + use<> {
     ValueReader::new(path, None, reporter)
@@ -215,7 +216,7 @@ impl Iterator for ValueReader {
     }
 }
 
-/// Lines in the decompressed content (spec §9.6).
+/// Lines in the decompressed content (docs/folders.md#counting-lines).
 pub fn line_count(path: &Path) -> io::Result<u64> {
     let mut reader = open_decompressed(path)?;
     let mut count = 0u64;
@@ -418,20 +419,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!(
-            "sf-ndjson-{tag}-{}-{n}-{}",
-            std::process::id(),
-            crate::timestamp::now().timestamp_micros()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        if let Err(e) = fs::create_dir_all(&dir) {
-            panic!("temp dir: {e}");
-        }
-        dir
-    }
+    use crate::folder::discovery::tests::temp_dir;
 
     fn read_text(path: &Path) -> String {
         let mut out = String::new();

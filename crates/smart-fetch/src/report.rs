@@ -44,7 +44,7 @@ pub enum Kind {
     /// Shown only with `--verbose` (stderr in text).
     Verbose,
     /// Shown only with `--verbose`, printed on stdout in text (hydration's per-item errors,
-    /// spec §15.4).
+    /// docs/hydration.md#fetching-a-reference).
     StdoutVerbose,
     /// The message a failed run ends with (stderr in text).
     Error,

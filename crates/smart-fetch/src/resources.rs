@@ -33,7 +33,7 @@ pub enum ResourceType {
 }
 
 impl ResourceType {
-    /// Patient-linked ("exportable") types in canonical order (spec §5.1).
+    /// Patient-linked ("exportable") types in canonical order (docs/cli.md#resource-types).
     pub const PATIENT_TYPES: [ResourceType; 15] = [
         Self::Patient,
         Self::Encounter,
@@ -52,7 +52,7 @@ impl ResourceType {
         Self::Specimen,
     ];
 
-    /// Every type that gets an OAuth scope and symlinks (spec §5.2).
+    /// Every type that gets an OAuth scope and symlinks (docs/cli.md#scope-types).
     pub const SCOPE_TYPES: [ResourceType; 21] = [
         Self::Patient,
         Self::Encounter,
@@ -114,7 +114,7 @@ impl ResourceType {
             .find(|t| t.as_str().eq_ignore_ascii_case(token))
     }
 
-    /// Created-mode search parameter (spec §5.3, middle column).
+    /// Created-mode search parameter (docs/since.md#created-date-fields, middle column).
     pub fn created_search_param(self) -> Option<&'static str> {
         match self {
             Self::AllergyIntolerance => Some("date"),
@@ -151,7 +151,8 @@ impl ResourceType {
         }
     }
 
-    /// Field read from resources for crawl transaction-time tracking (spec §5.3, right column).
+    /// Field read from resources for crawl transaction-time tracking
+    /// (docs/since.md#created-date-fields, right column).
     pub fn created_field(self) -> Option<&'static str> {
         match self {
             Self::AllergyIntolerance | Self::Condition => Some("recordedDate"),
@@ -186,7 +187,7 @@ impl FromStr for ResourceType {
     }
 }
 
-/// Default Observation category filter (spec §5.4).
+/// Default Observation category filter (docs/cli.md#default-observation-filter).
 pub fn default_observation_filter(epic: bool) -> &'static str {
     if epic {
         "category=social-history,vital-signs,imaging,laboratory,survey,exam"
@@ -195,7 +196,8 @@ pub fn default_observation_filter(epic: bool) -> &'static str {
     }
 }
 
-/// Every FHIR R4 resource type name, for sniffing a file's type from its name (spec §9.5).
+/// Every FHIR R4 resource type name, for sniffing a file's type from its name
+/// (docs/folders.md#finding-files-by-type).
 pub const R4_RESOURCE_TYPES: &[&str] = &[
     "Account",
     "ActivityDefinition",

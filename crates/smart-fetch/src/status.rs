@@ -149,6 +149,9 @@ impl LeafState {
 pub enum Completion {
     /// Our completion marker, still describing the folder.
     Recorded(ExportCompletion),
+    /// A delta leaf folder (`smart-fetch delta`): whole once it exists, described by its
+    /// manifest.
+    Delta(Box<crate::delta::manifest::Manifest>),
     /// Only `complete: true`: the Python tool, an older version of ours, a `crawl`/`bulk`
     /// run into the folder, or a marker made stale by a later write. `metadata_written`
     /// is the `.metadata` timestamp, which the Python tool last sets when it marks the
@@ -164,6 +167,7 @@ impl Completion {
     pub fn finished(&self) -> Option<&str> {
         match self {
             Completion::Recorded(c) => Some(&c.finished),
+            Completion::Delta(m) => Some(&m.made),
             Completion::Flagged {
                 metadata_written, ..
             } => metadata_written.as_deref(),
@@ -171,8 +175,10 @@ impl Completion {
     }
 
     pub fn accepted_failed_searches(&self) -> &BTreeMap<String, u64> {
+        static NONE: BTreeMap<String, u64> = BTreeMap::new();
         match self {
             Completion::Recorded(c) => &c.accepted_failed_searches,
+            Completion::Delta(_) => &NONE,
             Completion::Flagged {
                 accepted_failed_searches,
                 ..
@@ -184,13 +190,14 @@ impl Completion {
     pub fn accepted_failed_reads(&self) -> BTreeMap<String, u64> {
         match self {
             Completion::Recorded(c) => c.accepted_failed_reads.clone(),
-            Completion::Flagged { .. } => BTreeMap::new(),
+            Completion::Flagged { .. } | Completion::Delta(_) => BTreeMap::new(),
         }
     }
 
     pub fn tool(&self) -> Option<&str> {
         match self {
             Completion::Recorded(c) => Some(&c.tool),
+            Completion::Delta(m) => Some(&m.tool),
             Completion::Flagged { .. } => None,
         }
     }
@@ -381,6 +388,14 @@ pub fn read(root: &Path, nickname: Option<&str>) -> Result<Report, StatusError> 
                 message,
             });
         }
+        // One group's folder of deltas (`delta --to DELTA_ROOT/MRN-123`).
+        Kind::Plain if is_delta_group(root) => {
+            report.single_group = true;
+            report
+                .groups
+                .push(read_group(&group_name(root), root, false, nickname));
+            return Ok(report);
+        }
         // A root without `.metadata` is a folder of groups; leaf folders directly in it are
         // listed as other folders, which says what they are.
         Kind::Plain => {}
@@ -435,6 +450,13 @@ pub fn read(root: &Path, nickname: Option<&str>) -> Result<Report, StatusError> 
     Ok(report)
 }
 
+/// A folder whose leaf folders are deltas (`smart-fetch delta`), not a folder of groups.
+fn is_delta_group(path: &Path) -> bool {
+    workdir::list(path)
+        .iter()
+        .any(|w| crate::delta::manifest::present(&w.path))
+}
+
 fn is_empty_dir(path: &Path) -> bool {
     fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
 }
@@ -476,6 +498,30 @@ pub fn read_leaf(name: &str, path: &Path) -> Leaf {
         counts,
         problems,
     };
+    // A delta leaf folder (no `.metadata`: it is no export) is known by its manifest.
+    match crate::delta::manifest::load(path) {
+        Ok(None) => {}
+        Ok(Some(m)) => {
+            let counts = Counts {
+                patients: m.kept.get("Patient").copied().unwrap_or(0),
+                // As an export's record lists them: types with lines only.
+                resources: m
+                    .kept
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(t, n)| (t.clone(), *n))
+                    .collect(),
+                deleted: m.deleted.clone(),
+                from_marker: true,
+            };
+            return leaf(
+                LeafState::Complete(Completion::Delta(Box::new(m))),
+                counts,
+                Vec::new(),
+            );
+        }
+        Err(why) => return leaf(LeafState::Unknown(why), Counts::default(), Vec::new()),
+    }
     let metadata = match OutputMetadata::load(path) {
         Ok(m) => m,
         Err(e) => {

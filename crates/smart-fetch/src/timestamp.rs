@@ -1,6 +1,7 @@
 //! Timestamps as the Python tool spells them (local-offset ISO-8601, `+00:00` never `Z`,
-//! microseconds only when non-zero) and FHIR date parsing for comparisons (spec §9.7).
-//! Pure functions over strings and the clock; no files, no knowledge of where values go.
+//! microseconds only when non-zero) and FHIR date parsing for comparisons
+//! (docs/since.md#reading-fhir-dates). Pure functions over strings and the clock; no files, no
+//! knowledge of where values go.
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 

@@ -3,6 +3,14 @@
 //! the crawl gives connections back until it sends one request at a time; when the EHR is
 //! fast again the crawl climbs back to five. `--verbose` says so, and the output is complete.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Config, Flavor};
@@ -76,7 +84,8 @@ fn most_in_flight_reaching(ehr: &fake_ehr::Server, wanted: u64, limit: Duration)
 #[test]
 fn backs_off_while_the_server_is_slow_and_climbs_back() {
     let ehr = epic_server(PATIENTS, Vec::new());
-    let out = temp_dir("adaptive").join("out");
+    let dir = temp_dir("adaptive");
+    let out = dir.join("out");
     let child = spawn_verbose_crawl(&ehr, PATIENTS, &out);
     let started = Instant::now();
 
@@ -141,7 +150,8 @@ fn costly_requests_of_one_kind_are_not_a_slowdown() {
         PATIENTS,
         vec![("Observation".to_string(), Duration::from_millis(400))],
     );
-    let out = temp_dir("adaptive-mix").join("out");
+    let dir = temp_dir("adaptive-mix");
+    let out = dir.join("out");
     let output = wait(
         spawn_verbose_crawl(&ehr, PATIENTS, &out),
         Duration::from_secs(120),

@@ -7,6 +7,14 @@
 //! an unknown bucket refused with one line each, and Cumulus ETL's own loader reading an
 //! archived leaf folder from the bucket as it reads the local one.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod archive_support;
 mod support;
 
@@ -28,7 +36,7 @@ const PER_GROUP: usize = 4;
 /// in MRN-000's leaf folder (to a file and to a folder outside it).
 struct Tree {
     ehr: Server,
-    dir: PathBuf,
+    dir: TestDir,
     groups: PathBuf,
     out: PathBuf,
 }
@@ -557,7 +565,7 @@ fn kill_mid_upload_then_resume(
 #[test]
 fn s3_sigkill_during_a_300_mb_upload_then_rerun_completes_it() {
     let dir = temp_dir("archive-s3-kill");
-    let _cleanup = RemoveOnDrop(dir.clone());
+    let _cleanup = RemoveOnDrop(dir.to_path_buf());
     let s3 = S3Server::start();
     s3.create_bucket(BUCKET);
     let key = "epic/MRN-000/001.q1/padding.bin";
@@ -598,7 +606,7 @@ fn s3_sigkill_during_a_300_mb_upload_then_rerun_completes_it() {
 #[test]
 fn local_sigkill_during_a_300_mb_upload_then_rerun_completes_it() {
     let dir = temp_dir("archive-local-kill");
-    let _cleanup = RemoveOnDrop(dir.clone());
+    let _cleanup = RemoveOnDrop(dir.to_path_buf());
     let dest = dir.join("archive");
     std::fs::create_dir_all(&dest).expect("mkdir");
     let leaf_copy = dest.join("MRN-000/001.q1");
@@ -634,7 +642,7 @@ fn local_sigkill_during_a_300_mb_upload_then_rerun_completes_it() {
 #[test]
 fn s3_sigterm_aborts_the_upload_in_flight() {
     let dir = temp_dir("archive-s3-term");
-    let _cleanup = RemoveOnDrop(dir.clone());
+    let _cleanup = RemoveOnDrop(dir.to_path_buf());
     let s3 = S3Server::start();
     s3.create_bucket(BUCKET);
     let out = dir.join("out");
@@ -701,7 +709,7 @@ fn s3_sigterm_aborts_the_upload_in_flight() {
 #[test]
 fn wrong_credentials_unknown_bucket_and_unreachable_store_each_give_one_line() {
     let dir = temp_dir("archive-credentials");
-    let _cleanup = RemoveOnDrop(dir.clone());
+    let _cleanup = RemoveOnDrop(dir.to_path_buf());
     let s3 = S3Server::start_with_auth().with_iam_user(BUCKET);
     let out = dir.join("out");
     synthetic_group(&out, "MRN-000", "001.q1");

@@ -1,6 +1,14 @@
 //! Bad input fails fast with one clear line on stderr, no panic text, and nothing created
 //! in the output folder when the problem was found before any request. Secrets never show.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Config, Flavor};

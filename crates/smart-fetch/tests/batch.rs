@@ -2,6 +2,14 @@
 //! connection budget, folders equal to separate `export`s, failures contained to their
 //! group, resumption after SIGKILL, and shards that cover every group exactly once.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Config, Flavor, TruncateSearch};

@@ -6,6 +6,14 @@
 //! only with the patient named. Request counts are worked out from the data: one list per
 //! 50 references of a task run, plus one read for each reference a list did not bring back.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod hydration_support;
 mod support;
 

@@ -2,6 +2,14 @@
 //! whatever the `Accept` header asks for: the inlined notes are the decoded content, exactly
 //! as from a server that sends the raw bytes, never the JSON envelope.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Config, Flavor};

@@ -2,6 +2,14 @@
 //! are in use at once (the scheduler does not throttle below the budget), and
 //! `--max-connections 2` is a ceiling the server never sees exceeded.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Config, Flavor};
@@ -20,7 +28,8 @@ fn slow_epic() -> fake_ehr::Server {
     })
 }
 
-fn crawl(ehr: &fake_ehr::Server, name: &str, extra: &[&str]) -> std::path::PathBuf {
+/// Crawl into a new test folder; returns the folder (removed when dropped) and the output.
+fn crawl(ehr: &fake_ehr::Server, name: &str, extra: &[&str]) -> (TestDir, std::path::PathBuf) {
     let dir = temp_dir(name);
     let mrns = mrn_file(&dir, "mrns.txt", PATIENTS);
     let out = dir.join("out");
@@ -37,13 +46,13 @@ fn crawl(ehr: &fake_ehr::Server, name: &str, extra: &[&str]) -> std::path::PathB
     ];
     args.extend_from_slice(extra);
     assert_success(&run(&args));
-    out
+    (dir, out)
 }
 
 #[test]
 fn default_budget_keeps_five_requests_in_flight() {
     let ehr = slow_epic();
-    let out = crawl(&ehr, "budget-5", &[]);
+    let (_dir, out) = crawl(&ehr, "budget-5", &[]);
     let stats = ehr.stats();
     assert_eq!(
         stats.max_in_flight, 5,
@@ -61,7 +70,7 @@ fn default_budget_keeps_five_requests_in_flight() {
 fn max_connections_two_is_a_ceiling() {
     let ehr = slow_epic();
     let types = ["Patient", "Condition", "Observation"];
-    let out = crawl(
+    let (_dir, out) = crawl(
         &ehr,
         "budget-2",
         &["--max-connections", "2", "--type", &types.join(",")],

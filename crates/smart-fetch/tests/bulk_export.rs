@@ -2,6 +2,14 @@
 //! `$export` over real HTTP, checked the way a user (and Cumulus ETL) sees the folder:
 //! files, `.metadata`, symlinks, `log.ndjson`, messages and exit status.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, BulkConfig, Config, Flavor, RetryAfter, Server};
@@ -111,7 +119,7 @@ fn events_named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["eventId"] == name).collect()
 }
 
-/// Spec §12 for one uninterrupted export into `workdir`: the event sequence, every field,
+/// docs/log.md for one uninterrupted export into `workdir`: the event sequence, every field,
 /// one exportId (the status URL), and the sums of `export_complete`.
 fn check_log(workdir: &Path, kickoff_path: &str, files: usize) {
     let events = log_events(&workdir.join("log.ndjson"));
@@ -254,9 +262,9 @@ fn system_and_group_exports_of_200_patients() {
         .to_string();
     let done = meta["done"].as_object().expect("done");
     assert_eq!(done.len(), 15);
-    let tt_parsed = smart_fetch::timestamp::parse_fhir(&tt).expect("tt parses");
+    let tt_parsed = support::python::parse_fhir_date(&tt).expect("tt parses");
     for (t, when) in done {
-        let when = smart_fetch::timestamp::parse_fhir(when.as_str().unwrap()).unwrap();
+        let when = support::python::parse_fhir_date(when.as_str().unwrap()).unwrap();
         assert_eq!(when, tt_parsed, "{t}");
     }
     let managed = read_json(&out.join(".metadata"));
@@ -332,7 +340,7 @@ fn since_exports_changes_and_deleted_resources() {
     assert_success(&o);
     assert!(text(&o.stdout).contains(&format!("Using since value of '{since}'.")));
 
-    let since_ts = smart_fetch::timestamp::parse_fhir(since).unwrap();
+    let since_ts = support::python::parse_fhir_date(since).unwrap();
     let all: Vec<usize> = (0..30).collect();
     let expected = expected_values(&all, &["Condition", "Encounter"], |r| {
         let reference = format!(
@@ -341,7 +349,7 @@ fn since_exports_changes_and_deleted_resources() {
             r["id"].as_str().unwrap()
         );
         let updated =
-            smart_fetch::timestamp::parse_fhir(r["meta"]["lastUpdated"].as_str().unwrap()).unwrap();
+            support::python::parse_fhir_date(r["meta"]["lastUpdated"].as_str().unwrap()).unwrap();
         updated > since_ts && !deleted.contains(&reference)
     });
     assert!(!expected.is_empty());
@@ -766,9 +774,11 @@ fn crawl_of_a_group_gets_its_patients_by_bulk_export() {
     let tt = events[1]["eventDetail"]["transactionTime"]
         .as_str()
         .unwrap();
+    let done_at = support::python::parse_fhir_date(done["Patient"].as_str().unwrap());
+    let tt_at = support::python::parse_fhir_date(tt);
+    assert!(done_at.is_some(), "{done:?}");
     assert_eq!(
-        smart_fetch::timestamp::parse_fhir(done["Patient"].as_str().unwrap()),
-        smart_fetch::timestamp::parse_fhir(tt),
+        done_at, tt_at,
         "Patient is done as of the export's transaction time"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -1065,8 +1075,50 @@ fn bundle_flag_leaves_one_bundle_file() {
         args.extend(extra);
         assert_success(&run(&args));
         assert_eq!(file_names(&out), [".metadata", bundle, "log.ndjson"]);
+        // The Bundle's fixed layout, then one entry per resource in the NDJSON spelling
+        // (built here without smart-fetch's serializer), then the closing lines.
         let lines = read_lines(&out.join(bundle));
-        assert!(lines.len() > 8, "{lines:?}");
+        assert!(lines.len() >= 10, "{lines:?}");
+        let head = [
+            "{",
+            "  \"resourceType\": \"Bundle\",",
+            "  \"meta\": {",
+            "    \"profile\": [\"http://hl7.org/fhir/R4/StructureDefinition/Bundle\"]",
+            "  },",
+            "  \"type\": \"collection\",",
+        ];
+        assert_eq!(&lines[..6], head);
+        let stamp = lines[6]
+            .strip_prefix("  \"timestamp\": \"")
+            .and_then(|rest| rest.strip_suffix("\","))
+            .unwrap_or_else(|| panic!("timestamp line: {}", lines[6]));
+        assert!(support::python::parse_fhir_date(stamp).is_some(), "{stamp}");
+        assert_eq!(lines[7], "  \"entry\": [");
+        assert_eq!(&lines[lines.len() - 2..], ["  ]", "}"]);
+        let entries = &lines[8..lines.len() - 2];
+        let mut written: Vec<String> = entries
+            .iter()
+            .map(|l| l.strip_suffix(',').unwrap_or(l).to_string())
+            .collect();
+        assert!(!entries[entries.len() - 1].ends_with(','));
+        assert!(
+            entries[..entries.len() - 1]
+                .iter()
+                .all(|l| l.ends_with(','))
+        );
+        let mut expected: Vec<String> =
+            expected_values(&[0, 1, 2, 3], &["Patient", "Condition"], |_| true)
+                .values()
+                .flat_map(|ids| ids.values())
+                .map(|r| format!("    {{\"resource\": {}}}", support::python::ndjson_line(r)))
+                .collect();
+        assert_eq!(
+            expected.len(),
+            4 + expected_values(&[0, 1, 2, 3], &["Condition"], |_| true)["Condition"].len()
+        );
+        written.sort();
+        expected.sort();
+        assert_eq!(written, expected);
         assert_eq!(read_json(&out.join(".metadata"))["complete"], true);
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -1126,7 +1178,7 @@ fn kickoff_errors_are_logged_and_delete_errors_only_warn() {
     // A DELETE the server refuses is only a warning; an unparsable transactionTime is
     // reported and replaced by the current time.
     let out = dir.join("ok");
-    let before = smart_fetch::timestamp::now();
+    let before = chrono::Utc::now().fixed_offset();
     let o = run(&["bulk", p(&out), "--fhir-url", &url, "--type", "Patient"]);
     assert_success(&o);
     let stdout = text(&o.stdout);
@@ -1141,9 +1193,9 @@ fn kickoff_errors_are_logged_and_delete_errors_only_warn() {
         "{stdout}"
     );
     let meta = read_json(&out.join(".metadata"));
-    let done =
-        smart_fetch::timestamp::parse_fhir(meta["done"]["Patient"].as_str().unwrap()).unwrap();
+    let done = support::python::parse_fhir_date(meta["done"]["Patient"].as_str().unwrap()).unwrap();
     assert!(done >= before - chrono_seconds(1));
+    assert!(done <= chrono::Utc::now().fixed_offset() + chrono_seconds(1));
     assert!(meta.get("bulk-status").is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,13 @@
-//! `bundle DIR` and `crawl --bundle` (spec §17): one Bundle holding every resource, the
-//! inputs gone, and (unlike the Python tool) no symlink target ever deleted.
+//! `bundle DIR` and `crawl --bundle` (docs/commands.md#bundle): one Bundle holding every resource,
+//! the inputs gone, and (unlike the Python tool) no symlink target ever deleted.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
 
 mod support;
 
@@ -17,7 +25,7 @@ fn bundle_resources(path: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for entry in bundle["entry"].as_array().expect("entries") {
         let r = &entry["resource"];
-        let line = smart_fetch::json::to_ndjson_line(r);
+        let line = support::python::ndjson_line(r);
         let t = r["resourceType"].as_str().unwrap().to_string();
         let id = r["id"].as_str().unwrap().to_string();
         assert!(

@@ -1,10 +1,18 @@
 //! The command line as a user meets it, through the real binary and without a server: help,
 //! version, usage errors, `--type` parsing, the config file and the early folder checks.
 
-use std::path::PathBuf;
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
+use std::path::Path;
 use std::process::{Command, Output};
 
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 12] = [
     "export",
     "bulk",
     "crawl",
@@ -16,6 +24,7 @@ const SUBCOMMANDS: [&str; 11] = [
     "batch",
     "status",
     "archive",
+    "delta",
 ];
 
 /// Nothing listens here, so any accidental request fails at once instead of hanging.
@@ -40,13 +49,28 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("smart-fetch-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        panic!("{}: {e}", dir.display());
+/// A fresh folder for one test, removed when it ends; derefs to its path.
+struct TempDir(tempfile::TempDir);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
     }
-    dir
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("smart-fetch-cli-{name}-"))
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temp dir: {e}"));
+    TempDir(dir)
 }
 
 fn path_str(p: &std::path::Path) -> &str {
@@ -348,7 +372,8 @@ fn hydration_task_parsing_needs_no_server() {
         let body = text.strip_prefix(&rule).unwrap_or(&text);
         assert_eq!(body, format!("\n{listing}"), "{args:?}");
     }
-    // Like `--type help`, the listing needs `--fhir-url` (spec quirk 4).
+    // Like `--type help`, the listing needs `--fhir-url`
+    // (docs/differences.md#type-help-needs-a-server-url).
     let o = run(&["hydrate", path_str(&out), "--tasks", "help"]);
     assert_one_line_error(&o, 1, "--fhir-url is required");
     assert!(!out.exists());

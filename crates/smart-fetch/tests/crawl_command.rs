@@ -1,7 +1,15 @@
-//! The standalone `crawl` subcommand (spec §13, §12.8) against a generic or Epic fake EHR:
-//! cohorts from `--id-list`, an `--id-file` CSV of MRNs, or an earlier crawl's Patients;
-//! custom type filters; and search failures that are written down, leave the folder
+//! The standalone `crawl` subcommand (docs/crawl.md, docs/log.md#the-crawl-log) against a generic
+//! or Epic fake EHR: cohorts from `--id-list`, an `--id-file` CSV of MRNs, or an earlier crawl's
+//! Patients; custom type filters; and search failures that are written down, leave the folder
 //! incomplete (exit 3) and are retried, unless accepted with `--allow-incomplete`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
 
 mod support;
 
@@ -44,8 +52,8 @@ fn instant(text: &str) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
 }
 
-/// A FHIR date, dateTime or instant as an instant (spec §9.7): partial dates are filled
-/// in, `:60` becomes `:59`, and values without a zone get +14:00.
+/// A FHIR date, dateTime or instant as an instant (docs/since.md#reading-fhir-dates): partial dates
+/// are filled in, `:60` becomes `:59`, and values without a zone get +14:00.
 fn fhir_instant(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     let text = text.replace(":60", ":59");
     let plus14 = chrono::FixedOffset::east_opt(14 * 3600)?;
@@ -72,8 +80,8 @@ fn fhir_instant(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
         })
 }
 
-/// The newest `meta.lastUpdated` or created-field value (spec §5.3) among `lines`, ignoring
-/// values after `now`.
+/// The newest `meta.lastUpdated` or created-field value (docs/since.md#created-date-fields) among
+/// `lines`, ignoring values after `now`.
 fn newest_date<'a>(
     resource_type: &str,
     lines: impl Iterator<Item = &'a String>,
@@ -101,7 +109,8 @@ fn newest_date<'a>(
         .max()
 }
 
-/// The five fake-log events of one crawl run (spec §12.8), checked; returns the export URL.
+/// The five fake-log events of one crawl run (docs/log.md#the-crawl-log), checked; returns the
+/// export URL.
 fn check_fake_log(events: &[Value], metadata: &Value) -> String {
     let ids: Vec<_> = events
         .iter()
@@ -184,7 +193,8 @@ fn id_list_crawl_of_every_type_then_a_rerun_with_a_group_nickname() {
         check_fake_log(&events, &meta),
         format!("{url}/Group/cohort-a/$export")
     );
-    // Each type's done time is the newest date seen in what was crawled (spec §13.6).
+    // Each type's done time is the newest date seen in what was crawled
+    // (docs/crawl.md#writing-resources-and-finishing-a-type).
     for (t, resources) in &expected {
         assert_eq!(
             Some(instant(meta["done"][t].as_str().unwrap())),

@@ -6,6 +6,14 @@
 //! search (exit 3, the folder not complete) or left out of the files; `--strict-search`
 //! asks the server not to ignore parameters.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use serde_json::{Value, json};

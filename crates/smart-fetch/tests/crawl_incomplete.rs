@@ -5,6 +5,14 @@
 //! ignores `patient=` for Condition (nothing of another patient is written, the other
 //! types are complete).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{Config, Flavor, TruncateSearch};

@@ -1,6 +1,14 @@
 //! Acceptance of the crawl foundation: a managed `export` of patients named by MRN against
 //! the synthetic EHR over real HTTP, with each way of authenticating, checked file by file.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::keys::{self, KeyAlg};
@@ -19,7 +27,8 @@ fn smart(public_jwks: serde_json::Value) -> AuthMode {
     }
 }
 
-/// Everything about a finished first export that the spec pins down (§12.8, §10, §14.9).
+/// Everything about a finished first export that docs/ pins down (docs/log.md#the-crawl-log,
+/// docs/folders.md#writing-metadata, docs/export.md#worked-example).
 fn check_first_export(out: &Path, url: &str, n: usize, epic: bool, group: &str) {
     let workdir = out.join("001.initial");
     let expected = expected_resources(SEED, n, &ALL_TYPES, epic);
@@ -87,7 +96,7 @@ fn check_first_export(out: &Path, url: &str, n: usize, epic: bool, group: &str) 
     assert_eq!(managed["group"], serde_json::Value::Null);
     assert_eq!(managed["kind"], "managed");
 
-    // The crawl's fake Bulk Data log (spec §12.8).
+    // The crawl's fake Bulk Data log (docs/log.md#the-crawl-log).
     let log = std::fs::read_to_string(workdir.join("log.ndjson")).unwrap();
     let events: Vec<serde_json::Value> = log
         .lines()

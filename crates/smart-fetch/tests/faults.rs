@@ -5,6 +5,14 @@
 //! is sick; bulk downloads that are slow to start are not a slow server; every request
 //! names us in its `User-Agent`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, BulkConfig, Config, Fault, Flavor, Server};
@@ -246,7 +254,7 @@ fn in_flight_per_window(ehr: &Server, windows: usize) -> Vec<u64> {
 
 /// 5 % of 500 and 502 answers are single requests' bad luck: each is retried on its own,
 /// and the server keeps seeing all five connections busy from start to end; the budget is
-/// never cut (`--verbose` would say "Connections: 4 of 5").
+/// never cut for them (`--verbose` would say "Connections: 4 of 5 (many requests fail)").
 #[test]
 fn five_percent_500_and_502_keep_every_connection_busy() {
     const PATIENTS: usize = 150;
@@ -276,10 +284,12 @@ fn five_percent_500_and_502_keep_every_connection_busy() {
         windows.iter().all(|&n| n == 5),
         "five requests in flight in every half second: {windows:?}"
     );
+    // Cut for failures, never. (A loaded machine can make answers slow for a moment, and a
+    // cut for slowness, "(answers take N ms)", is the controller doing its job.)
     let stderr = text(&output.stderr);
     assert!(
-        !stderr.contains("Connections: "),
-        "the budget was never cut:\n{stderr}"
+        !stderr.contains("(many requests fail)"),
+        "the budget was never cut for failures:\n{stderr}"
     );
     assert!(
         stderr.contains("[500]") && stderr.contains("[502]"),

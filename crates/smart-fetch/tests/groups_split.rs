@@ -2,6 +2,14 @@
 //! built by hand from the MRN lists here, never from the tool's own code; the checks are
 //! what a site sees: the files, their bytes and mtimes, the exit status and the messages.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -4,6 +4,14 @@
 //! fake-ehr for planted links and server messages. Checked as a user sees it: exit status,
 //! stderr/stdout lines, files, and what reached each server.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{BulkConfig, Config};

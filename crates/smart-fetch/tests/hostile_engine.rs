@@ -4,6 +4,14 @@
 //! binary against `support::hostile` servers on 127.0.0.1 ("the EHR") and 127.0.0.2
 //! ("another origin"), whose listeners record every request's headers.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use serde_json::{Value, json};

@@ -1,11 +1,20 @@
-//! Acceptance of hydration (issue 3, spec §14.6, §15, §18.3) through the real binary against
-//! the synthetic EHR over real HTTP: a managed `export` of 100 patients (generic, crawl, MRN
-//! file) and a smaller Epic one leave exactly what the spec's task table says in the workdir
-//! — notes inlined with data, size, hash and charset (PDF and wrong-MIME ones untouched),
-//! hidden Observations reached through results and nested or cyclic members, every
-//! referenced Medication, Practitioner, PractitionerRole, Location, Organization, Specimen
-//! and EpisodeOfCare once — with one read per distinct reference (404s included) and links
-//! for the hydrated types; and `hydrate` on a folder exported without hydration ends the same.
+//! Acceptance of hydration (issue 3, docs/hydration.md, docs/folders.md#active-files) through the
+//! real binary against the synthetic EHR over real HTTP: a managed `export` of 100 patients
+//! (generic, crawl, MRN file) and a smaller Epic one leave exactly what the task table of
+//! docs/hydration.md#task-registry says in the workdir — notes inlined with data, size, hash and
+//! charset (PDF and wrong-MIME ones untouched), hidden Observations reached through results and
+//! nested or cyclic members, every referenced Medication, Practitioner, PractitionerRole, Location,
+//! Organization, Specimen and EpisodeOfCare once — with one read per distinct reference (404s
+//! included) and links for the hydrated types; and `hydrate` on a folder exported without hydration
+//! ends the same.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
 
 mod hydration_support;
 mod support;
@@ -82,9 +91,9 @@ fn role_searches(ehr: &Server) -> Vec<String> {
     out
 }
 
-/// Every attachment of the notes holds what §15.6 says: text, HTML and XHTML inlined with
-/// the Binary's bytes, size, SHA-1 and charset; PDF, wrong-MIME and pre-inlined ones as the
-/// server sent them. Returns the count per Binary kind.
+/// Every attachment of the notes holds what docs/hydration.md#inlining-attachments says: text, HTML
+/// and XHTML inlined with the Binary's bytes, size, SHA-1 and charset; PDF, wrong-MIME and
+/// pre-inlined ones as the server sent them. Returns the count per Binary kind.
 fn check_attachments(work: &Path) -> BTreeMap<String, usize> {
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for file in ["DocumentReference.ndjson.gz", "DiagnosticReport.ndjson.gz"] {
@@ -196,7 +205,7 @@ fn check_hydrated_export(out: &Path, ehr: &Server, n: usize, epic: bool) {
     let names = file_names(&work);
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
 
-    // The spec's model of the whole run.
+    // The model of the whole run (tests/hydration_support).
     let mut sim = Sim::exported(SEED, n, &ALL_TYPES, epic);
     sim.export(&ALL_TYPES);
 
@@ -229,8 +238,8 @@ fn check_hydrated_export(out: &Path, ehr: &Server, n: usize, epic: bool) {
         "hydrated Observations"
     );
 
-    // Every referenced resource of the hydrated types: present, exactly once per type
-    // (the searched roles file aside: it records searches, spec §15.7).
+    // Every referenced resource of the hydrated types: present, exactly once per type (the searched
+    // roles file aside: it records searches, docs/hydration.md#searching-practitioner-roles).
     let wanted: BTreeSet<String> = sim
         .known
         .iter()
@@ -403,7 +412,7 @@ fn hydrate_on_an_unhydrated_export_matches_hydration_during_export() {
     for (ty, lines) in &a {
         assert!(lines == &b[ty], "{ty} differs");
     }
-    // And the files the spec's single pass in registry order makes.
+    // And the files the Python tool's single pass in registry order makes.
     let mut sim = Sim::exported(SEED, n, &ALL_TYPES, false);
     sim.hydrate(None);
     let problems = diff_files(&sorted_file_lines(&work_b), &sim.sorted_lines());
@@ -432,7 +441,8 @@ fn hydrate_on_an_unhydrated_export_matches_hydration_during_export() {
 
 #[test]
 fn passes_follow_new_types_and_chained_locations_are_linked() {
-    // Spec §14.6's example: `--type Patient,MedicationRequest` hydrates in three passes.
+    // The example of docs/hydration.md#hydration-after-an-export: `--type
+    // Patient,MedicationRequest` hydrates in three passes.
     let dir = temp_dir("hydrate-passes");
     let n = 20;
     let ehr = server(Flavor::Generic, n, AuthMode::Open);
@@ -471,8 +481,8 @@ fn passes_follow_new_types_and_chained_locations_are_linked() {
         "Locations from Locations.",
         "Organizations from Locations.",
     ];
-    // The passes of §14.6 come first; after them, tasks run again only for what the
-    // earlier ones newly found (the fixpoint), so the list may go on.
+    // The passes of docs/hydration.md#hydration-after-an-export come first; after them, tasks run
+    // again only for what the earlier ones newly found (the fixpoint), so the list may go on.
     assert_eq!(headers[..13], expected[..13], "{headers:?}");
     for header in &expected[13..] {
         assert!(
@@ -493,8 +503,8 @@ fn passes_follow_new_types_and_chained_locations_are_linked() {
     assert!(twice.is_empty(), "read more than once: {twice:?}");
     assert!(work.join("Location.referenced.ndjson.gz").exists());
 
-    // Locations came only through Patient → PractitionerRole → Location (and partOf): still
-    // linked (quirk 16 fixed), like every other hydrated type.
+    // Locations came only through Patient → PractitionerRole → Location (and partOf): still linked
+    // (docs/differences.md#symlinks-follow-hydration-chains), like every other hydrated type.
     let links = symlinks(&out);
     for (ty, file) in [
         ("Location", "Location.referenced.ndjson.gz"),

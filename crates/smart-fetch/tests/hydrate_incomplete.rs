@@ -3,6 +3,14 @@
 //! complete. Once the server is fixed, the same command asks again only for what is
 //! missing, and the folder equals that of an export that never failed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Config, Flavor, Server};

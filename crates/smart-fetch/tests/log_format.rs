@@ -5,6 +5,14 @@
 //! line and in order, with a parseable UTC timestamp on every line and nothing else
 //! printed; verbose lines appear only with `--verbose`; an unknown format is a usage error.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{Config, Flavor, Server, TruncateSearch};
@@ -20,7 +28,7 @@ const LEVELS: [&str; 4] = ["info", "warning", "verbose", "error"];
 
 struct Ehr {
     server: Server,
-    dir: PathBuf,
+    dir: TestDir,
     mrns: PathBuf,
 }
 

@@ -2,6 +2,14 @@
 //! and a FHIR URL whose host does not even resolve, the export still works, because every
 //! request goes through the proxy.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Flavor};

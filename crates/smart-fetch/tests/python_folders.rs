@@ -1,13 +1,21 @@
-//! Folders written by the Python SMART Fetch 1.0.3, continued by ours (issue 5). The
-//! fixture is laid out by a small writer (`support/python.rs`), exactly as the Python tool
-//! writes a managed crawl export (spec §10, §12.8, §13, §14.9): both kinds of `.metadata`
-//! with Python's key order and JSON spelling, `001.<nick>/<Type>.ndjson.gz` with Python's
-//! re-spelled floats, the fake `log.ndjson`, and the symlinks. The writer was checked once
-//! by hand against the real tool run on the same fake EHR (see
+//! Folders written by the Python SMART Fetch 1.0.3, continued by ours (issue 5). The fixture is
+//! laid out by a small writer (`support/python.rs`), exactly as the Python tool writes a managed
+//! crawl export (docs/folders.md, docs/log.md#the-crawl-log, docs/crawl.md, docs/export.md): both
+//! kinds of `.metadata` with Python's key order and JSON spelling, `001.<nick>/<Type>.ndjson.gz`
+//! with Python's re-spelled floats, the fake `log.ndjson`, and the symlinks. The writer was checked
+//! once by hand against the real tool run on the same fake EHR (see
 //! `write_fixture_for_comparison`); the tests need no Python.
 //!
 //! Then the fake EHR moves to quarter 2 (deleted, new and merged patients, churned and
 //! changed records) and our tool continues the folder with `--since auto`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
 
 mod support;
 
@@ -197,8 +205,8 @@ fn python_folder_continued_with_since_auto() {
         }
     }
 
-    // Symlinks over both tools' subfolders (spec §18): the since Condition export adds to
-    // Python's; full exports of the other types replace Python's.
+    // Symlinks over both tools' subfolders (docs/folders.md#symlinks): the since Condition export
+    // adds to Python's; full exports of the other types replace Python's.
     let links = symlinks(&out);
     let of = |ty: &str| -> BTreeMap<String, PathBuf> {
         links

@@ -11,6 +11,14 @@
 //! an export cannot compare lists (a since export), the references its hydration reads
 //! that answer 404, simulated from the registry of `hydration_support`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod hydration_support;
 mod support;
 
@@ -69,7 +77,7 @@ fn workdir(out: &Path, number: &str) -> PathBuf {
     found[0].clone()
 }
 
-/// No search failed (failures only show in `error/`, spec §13.7).
+/// No search failed (failures only show in `error/`, docs/crawl.md#failed-searches).
 fn assert_no_errors(workdir: &Path) {
     let error = workdir.join("error");
     assert!(
@@ -106,7 +114,7 @@ fn searched(dir: &Path) -> Snapshot {
 }
 
 /// Type → ids named by `deleted/Bundle.<Type>.ndjson.gz`, each line checked to be the
-/// exact Bundle the spec gives (§14.8).
+/// exact Bundle (docs/export.md#deleted-resources).
 fn deleted(workdir: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let dir = workdir.join("deleted");
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -181,7 +189,7 @@ fn server_lines(i: usize, quarter: u8, ty: &str, epic: bool) -> BTreeMap<String,
         .filter(|r| ty != "Observation" || in_categories(r, epic))
         .map(|r| {
             let id = r["id"].as_str().unwrap_or_default().to_string();
-            (id, smart_fetch::json::to_ndjson_line(&r))
+            (id, support::python::ndjson_line(&r))
         })
         .collect()
 }
@@ -381,6 +389,8 @@ struct Refresh {
     /// Type → ids the quarter-2 export names in `deleted/`.
     written: BTreeMap<String, BTreeSet<String>>,
     w2: PathBuf,
+    /// The test folder `w2` is in (removed when the `Refresh` is dropped).
+    _dir: TestDir,
 }
 
 /// Run a full export of quarter 1, switch the server, run a second full export, and check
@@ -472,7 +482,12 @@ fn full_refresh(flavor: Flavor, extra: &[&str]) -> Refresh {
     if epic {
         assert!(stdout.contains("Count of deleted patients: 4."), "{stdout}");
     }
-    Refresh { held, written, w2 }
+    Refresh {
+        held,
+        written,
+        w2,
+        _dir: dir,
+    }
 }
 
 /// The default hydration: hidden resources of every hydrated type are named, both those
@@ -794,7 +809,8 @@ fn since_auto_bulk_keeps_the_servers_deletion_report() {
         ..Config::default()
     });
     let url = ehr.base_url();
-    let out = temp_dir("since-bulk").join("out");
+    let dir = temp_dir("since-bulk");
+    let out = dir.join("out");
     let base = ["export", "--fhir-url", &url, "--hydration-tasks", "none"];
     let first: Vec<&str> = base.iter().copied().chain([p(&out)]).collect();
     export(&first);
@@ -845,7 +861,8 @@ fn since_auto_bulk_keeps_the_servers_deletion_report() {
 fn since_auto_updated_crawl_holds_every_change() {
     let ehr = quarter_server(Flavor::Generic);
     let url = ehr.base_url();
-    let out = temp_dir("since-updated").join("out");
+    let dir = temp_dir("since-updated");
+    let out = dir.join("out");
     let base = ["export", "--fhir-url", &url, "--export-mode", "crawl"];
     let first: Vec<&str> = base.iter().copied().chain([p(&out)]).collect();
     export(&first);
@@ -902,7 +919,7 @@ fn since_auto_updated_crawl_holds_every_change() {
             let id = r["id"].as_str().unwrap_or_default().to_string();
             // Patients are always looked up in full (never since-filtered).
             if changed.contains(&format!("{t}/{id}")) || t == "Patient" {
-                let line = smart_fetch::json::to_ndjson_line(&r);
+                let line = support::python::ndjson_line(&r);
                 expected.entry(t).or_default().insert(id, line);
             }
         }

@@ -1,6 +1,14 @@
 //! A flaky EHR and a killed process change nothing in the result: injected 429/5xx faults
 //! with short-lived tokens, and SIGKILL mid-crawl followed by the same command.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::keys::{self, KeyAlg};

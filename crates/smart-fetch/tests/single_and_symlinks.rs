@@ -1,5 +1,15 @@
-//! `single` (spec §16), `reset-symlinks` (spec §18) and the uncompressed layout of a
-//! managed `export --no-compression` (spec §9.1, §18.2), through the real binary.
+//! `single` (docs/commands.md#single), `reset-symlinks` (docs/folders.md#symlinks) and the
+//! uncompressed layout of a managed `export --no-compression`
+//! (docs/folders.md#compression-and-file-names, docs/folders.md#rebuilding-the-links), through the
+//! real binary.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
 
 mod support;
 
@@ -251,7 +261,7 @@ fn condition_links(out: &Path) -> Vec<String> {
 
 #[test]
 fn links_follow_filters_and_supersession() {
-    // Spec §18.3 "filters_are_independent".
+    // docs/folders.md#active-files "filters_are_independent".
     let dir = temp_dir("link-filters");
     let ehr = server(Flavor::Generic, 10, AuthMode::Open);
     let url = ehr.base_url();

@@ -8,6 +8,14 @@
 //! be using it, and the next `slurm-up.sh` finds it up in a fraction of a second);
 //! `scripts/slurm-down.sh` stops it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{Config, Flavor};

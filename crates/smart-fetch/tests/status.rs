@@ -8,6 +8,14 @@
 //! by it), never by the code under test; and status must leave the tree byte for byte as it
 //! was.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{Config, Flavor, TruncateSearch, data};

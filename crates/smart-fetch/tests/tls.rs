@@ -2,6 +2,14 @@
 //! without it the certificate is refused with one clear line. Reached through the
 //! hospital's proxy (`HTTPS_PROXY`), the TLS session is tunnelled with `CONNECT`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
+
 mod support;
 
 use fake_ehr::{AuthMode, Flavor};
@@ -225,11 +233,10 @@ fn https_goes_through_the_proxy_in_a_connect_tunnel() {
 #[test]
 fn internal_ca_is_trusted_only_with_ca_file() {
     let dir = temp_dir("tls");
-    let (_ehr, port, ca_file) = ehr_behind_tls(&dir);
+    let (ehr, port, ca_file) = ehr_behind_tls(&dir);
     let url = format!("https://localhost:{port}/fhir");
 
-    // Unknown CA: refused, one line, nothing written.
-    let refused_out = dir.join("refused");
+    // Unknown CA: refused, one line, nothing printed, nothing reached the server.
     let started = std::time::Instant::now();
     let refused = run(&["single", "Patient/pat-000001", "--fhir-url", &url]);
     // A certificate we do not trust will not be trusted a second later: no retries
@@ -244,7 +251,12 @@ fn internal_ca_is_trusted_only_with_ca_file() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("certificate"), "{stderr}");
     assert!(stderr.contains("--ca-file"), "the fix is named: {stderr}");
-    assert!(!refused_out.exists());
+    assert!(refused.stdout.is_empty(), "{}", text(&refused.stdout));
+    assert_eq!(
+        ehr.stats().requests,
+        0,
+        "the handshake failed before any request"
+    );
 
     // The hospital's CA added: the resource comes back over TLS.
     let trusted = run(&[

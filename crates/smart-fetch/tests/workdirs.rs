@@ -1,5 +1,14 @@
-//! Numbered subfolders across exports (spec §14.3): a new nickname makes `002.<nickname>`,
-//! the same arguments without a nickname resume the newest folder, an old nickname fails.
+//! Numbered subfolders across exports (docs/export.md#choosing-the-workdir): a new nickname makes
+//! `002.<nickname>`, the same arguments without a nickname resume the newest folder, an old
+//! nickname fails.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test: a panic is how it fails, with its message"
+)]
 
 mod support;
 
@@ -45,7 +54,7 @@ fn second_export_reuse_and_old_nickname() {
     assert!(text(&second.stdout).contains("Creating new subfolder '002.2026-03'."));
     let expected = expected_resources(1, 6, &["Patient", "Condition", "Observation"], true);
     assert_same_resources(&folder_resources(&out.join("002.2026-03")), &expected);
-    // A full unfiltered export obsoletes the older one's links (spec §18.3).
+    // A full unfiltered export obsoletes the older one's links (docs/folders.md#active-files).
     assert_eq!(
         std::fs::read_link(out.join("Condition.001.ndjson.gz")).unwrap(),
         std::path::Path::new("002.2026-03/Condition.ndjson.gz")

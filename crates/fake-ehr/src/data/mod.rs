@@ -7,6 +7,7 @@
 //! deletions, new patients, merges, ID churn, modified and back-filled records.
 
 mod binary;
+mod changes;
 mod patient;
 mod quarter;
 mod rng;
@@ -18,6 +19,7 @@ use serde_json::Value;
 
 pub use binary::binary;
 pub(crate) use binary::binary_from;
+pub use changes::{ChangeList, quarter2_change_list};
 pub use patient::{EXTERNAL_PRACTITIONER, Generated};
 pub use quarter::{
     Changes, FIRST_QUARTER, Fate, LAST_QUARTER, QUARTER2_END, QUARTER2_START, exists_in_quarter,

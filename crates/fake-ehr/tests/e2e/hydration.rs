@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 const SEED: u64 = 1;
 
 /// The `reference` strings reached by a dot-separated path; a segment ending in `*` is an
-/// array (spec §15.2).
+/// array (docs/hydration.md#task-registry).
 fn refs_at<'a>(v: &'a Value, path: &str) -> Vec<&'a str> {
     fn walk<'a>(v: &'a Value, segments: &[&str], out: &mut Vec<&'a str>) {
         let Some((first, rest)) = segments.split_first() else {

@@ -21,12 +21,16 @@ async fn post_latency(c: &reqwest::Client, admin: &str, value: &str) -> u16 {
         .as_u16()
 }
 
+/// Far above any answer time on a loaded machine, far below what a server that added its
+/// latency twice, read it in seconds, or answered one request at a time would take.
+const SLACK: Duration = Duration::from_millis(1000);
+
 #[tokio::test]
 async fn latency_is_an_answer_time_changeable_at_runtime() {
     let server = start(Config {
         patients: 3,
         latency: Duration::from_millis(60),
-        type_latency: vec![("Condition".to_string(), Duration::from_millis(150))],
+        type_latency: vec![("Condition".to_string(), Duration::from_millis(300))],
         ..Config::default()
     })
     .await
@@ -40,10 +44,29 @@ async fn latency_is_an_answer_time_changeable_at_runtime() {
     let (status, took) = timed(&c, &patient).await;
     assert_eq!(status, 200);
     assert!(took >= Duration::from_millis(60), "{took:?}");
+    assert!(took < Duration::from_millis(60) + SLACK, "{took:?}");
     let (_, took) = timed(&c, &conditions).await;
     assert!(
-        took >= Duration::from_millis(150),
+        took >= Duration::from_millis(300),
         "per-type time: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(300) + SLACK,
+        "per-type time replaces the default: {took:?}"
+    );
+
+    // Requests wait side by side, not one after another: eight at once take one answer
+    // time (one after another would be 2.4 s).
+    let began = Instant::now();
+    let answers = (0..8).map(|_| timed(&c, &conditions));
+    for (status, took) in futures_util::future::join_all(answers).await {
+        assert_eq!(status, 200);
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+    }
+    let all = began.elapsed();
+    assert!(
+        all < Duration::from_millis(300) + SLACK,
+        "eight at once: {all:?}"
     );
 
     assert_eq!(post_latency(&c, &admin, "0").await, 200);

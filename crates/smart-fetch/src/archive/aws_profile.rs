@@ -187,10 +187,8 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
-    fn dir_with(name: &str, files: &[(&str, &str)]) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("sf-aws-profile-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn dir_with(name: &str, files: &[(&str, &str)]) -> crate::folder::discovery::tests::TestDir {
+        let dir = crate::folder::discovery::tests::temp_dir(&format!("aws-profile-{name}"));
         let aws = dir.join(".aws");
         std::fs::create_dir_all(&aws).unwrap_or_else(|e| panic!("{e}"));
         for (name, text) in files {

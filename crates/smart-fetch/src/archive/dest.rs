@@ -596,8 +596,8 @@ mod tests {
 
     #[test]
     fn local_folders_must_exist() {
-        let dir = std::env::temp_dir().join(format!("sf-archive-dest-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let root = crate::folder::discovery::tests::temp_dir("archive-dest");
+        let dir = root.join("dest");
         let missing = open(&format!("file://{}/", dir.display()));
         assert!(matches!(missing, Err(ArchiveError::NoFolder(_))));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));

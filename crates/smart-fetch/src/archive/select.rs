@@ -234,12 +234,8 @@ pub fn list_files(leaf: &Path) -> io::Result<Listing> {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("sf-archive-select-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        dir
+    fn temp(name: &str) -> crate::folder::discovery::tests::TestDir {
+        crate::folder::discovery::tests::temp_dir(&format!("archive-select-{name}"))
     }
 
     fn write(path: &Path, text: &str) {

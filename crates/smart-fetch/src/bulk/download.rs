@@ -1,8 +1,8 @@
-//! Bulk file downloads (spec §11.4, §9.3): all files of the manifest at once within the
-//! connection budget (each holds a slot while its body streams), each body streamed chunk
-//! by chunk into `<file>.tmp` — through gzip unless `--no-compression` — by a blocking
-//! writer, then fsynced and renamed into place. Memory stays flat however large a file is:
-//! at most a few chunks per download are in flight between network and disk.
+//! Bulk file downloads (docs/bulk.md#downloads, docs/folders.md#bulk-files-on-disk): all files of
+//! the manifest at once within the connection budget (each holds a slot while its body streams),
+//! each body streamed chunk by chunk into `<file>.tmp` — through gzip unless `--no-compression` —
+//! by a blocking writer, then fsynced and renamed into place. Memory stays flat however large a
+//! file is: at most a few chunks per download are in flight between network and disk.
 //!
 //! Which files are fetched, and which with credentials, is `trust`'s decision; a refused
 //! file is never requested. Redirects to another host never carry the token (the HTTP
@@ -74,7 +74,7 @@ pub struct Report {
 /// What one finished file held.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct FileStats {
-    /// Lines (spec §9.6).
+    /// Lines (docs/folders.md#counting-lines).
     lines: u64,
     /// Decoded characters (`fileSize` of the log; bytes for ASCII).
     chars: u64,

@@ -1,5 +1,6 @@
-//! One bulk export from kickoff to cleanup (spec §11.3), "perform bulk" around it (§11.1:
-//! context, skipping done types, marking them done) and `--cancel` (§11.5).
+//! One bulk export from kickoff to cleanup (docs/bulk.md#waiting-and-polling), "perform bulk"
+//! around it (docs/bulk.md#running-a-bulk-export: context, skipping done types, marking them done)
+//! and `--cancel` (docs/bulk.md#cleanup-and-cancel).
 //!
 //! Deliberate differences from the Python tool, each for a reason:
 //! * a resumed export downloads only the files not yet complete (see `journal`);
@@ -41,7 +42,7 @@ const FHIR_JSON: &str = "application/fhir+json";
 pub struct Export<'a> {
     pub client: &'a FhirClient,
     pub workdir: &'a Path,
-    /// `--fhir-url` as given (the kickoff URL is built from it, spec §11.2).
+    /// `--fhir-url` as given (the kickoff URL is built from it, docs/bulk.md#kickoff-url).
     pub fhir_url: &'a str,
     pub level: &'a Level,
     pub types: &'a [ResourceType],
@@ -61,9 +62,9 @@ pub struct Exported {
     pub transaction_time: Timestamp,
 }
 
-/// Kick off (or resume), wait, download, clean up, report server messages (spec §11.3).
-/// `metadata` is the workdir's: `bulk-status` is saved there right after the kickoff and
-/// removed once the job is finished on our side.
+/// Kick off (or resume), wait, download, clean up, report server messages
+/// (docs/bulk.md#waiting-and-polling). `metadata` is the workdir's: `bulk-status` is saved there
+/// right after the kickoff and removed once the job is finished on our side.
 pub async fn export(
     job: &Export<'_>,
     metadata: &mut OutputMetadata,
@@ -201,7 +202,7 @@ pub async fn export(
     Ok(Exported { transaction_time })
 }
 
-/// The kickoff (spec §11.3 step 2): logged once, after success or final failure.
+/// The kickoff (docs/bulk.md#waiting-and-polling): logged once, after success or final failure.
 async fn kickoff(
     job: &Export<'_>,
     log: &BulkLog,
@@ -279,8 +280,8 @@ async fn kickoff(
     Ok(status_url)
 }
 
-/// DELETE the job on the server (spec §11.5). Not fatal: a 404 means the server already
-/// forgot it; anything else is a warning.
+/// DELETE the job on the server (docs/bulk.md#cleanup-and-cancel). Not fatal: a 404 means the
+/// server already forgot it; anything else is a warning.
 async fn delete_job(
     client: &FhirClient,
     status_url: &str,
@@ -359,7 +360,7 @@ fn unusable_status(client: &FhirClient, url: &str) -> ForeignStatus {
     }
 }
 
-/// Everything "perform bulk" (spec §11.1) needs.
+/// Everything "perform bulk" (docs/bulk.md#running-a-bulk-export) needs.
 pub struct BulkPlan {
     pub workdir: PathBuf,
     pub fhir_url: String,
@@ -384,8 +385,8 @@ pub struct BulkOutcome {
     pub transaction_time: Option<Timestamp>,
 }
 
-/// Spec §11.1: note the context, skip done types (unless an export is in progress), run the
-/// export and mark its types done with its transaction time.
+/// docs/bulk.md#running-a-bulk-export: note the context, skip done types (unless an export is in
+/// progress), run the export and mark its types done with its transaction time.
 pub async fn run(client: &FhirClient, plan: BulkPlan) -> Result<BulkOutcome, BulkError> {
     std::fs::create_dir_all(&plan.workdir).map_err(|e| {
         BulkError::Message(format!("Could not create {}: {e}", plan.workdir.display()))
@@ -450,8 +451,8 @@ pub async fn run(client: &FhirClient, plan: BulkPlan) -> Result<BulkOutcome, Bul
     })
 }
 
-/// `bulk --cancel` (spec §11.5): DELETE the saved export, then forget it here (unlike the
-/// Python tool, which kept trying to resume it).
+/// `bulk --cancel` (docs/bulk.md#cleanup-and-cancel): DELETE the saved export, then forget it here
+/// (unlike the Python tool, which kept trying to resume it).
 pub async fn cancel(
     client: &FhirClient,
     workdir: &Path,

@@ -1,4 +1,4 @@
-//! The bulk export log (spec §12): which `log.ndjson` events a bulk export writes, with which
+//! The bulk export log (docs/log.md): which `log.ndjson` events a bulk export writes, with which
 //! details, and the request observer that writes the per-attempt ones (`status_error`,
 //! `download_request`, `download_error`) from inside the request engine's retry loop. The
 //! line format itself belongs to `folder::log`.
@@ -33,7 +33,7 @@ impl ItemType {
 /// Appends the events of one exporter run to `<workdir>/log.ndjson`.
 pub struct BulkLog {
     workdir: PathBuf,
-    /// A random UUID until the kickoff succeeds, then the status URL (spec §12).
+    /// A random UUID until the kickoff succeeds, then the status URL (docs/log.md).
     export_id: Mutex<String>,
     /// When this run logged its first event (`export_complete.duration`).
     first_event: Mutex<Option<Instant>>,
@@ -127,8 +127,8 @@ impl BulkLog {
         log::append_event(&self.workdir, &id, event, detail)
     }
 
-    /// `kickoff` (§12.1): `outcome` is the 202's headers, or the error with the headers of
-    /// the answer that carried it.
+    /// `kickoff` (docs/log.md#kickoff): `outcome` is the 202's headers, or the error with the
+    /// headers of the answer that carried it.
     pub fn kickoff(
         &self,
         url: &str,
@@ -137,7 +137,7 @@ impl BulkLog {
     ) -> Result<(), FolderError> {
         let (code, body, headers) = match outcome {
             Ok(headers) => (Value::Null, Value::Null, headers_value(headers)),
-            // Without an answer, the body is the message (spec §12.1).
+            // Without an answer, the body is the message (docs/log.md#kickoff).
             Err(e) if e.code.is_null() => {
                 (Value::Null, Value::String(e.message.clone()), Value::Null)
             }
@@ -167,7 +167,8 @@ impl BulkLog {
         )
     }
 
-    /// `status_complete`, `status_page_complete`, `manifest_complete` (§12.2).
+    /// `status_complete`, `status_page_complete`, `manifest_complete`
+    /// (docs/log.md#status-and-manifest-events).
     pub fn manifest(
         &self,
         transaction_time: &Value,
@@ -235,7 +236,8 @@ impl BulkLog {
         )
     }
 
-    /// `export_complete` (§12.7); `duration` counts from this run's first event.
+    /// `export_complete` (docs/log.md#export_complete); `duration` counts from this run's first
+    /// event.
     pub fn export_complete(
         &self,
         files: u64,

@@ -10,8 +10,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Folder of our own resume state inside a workdir (shared with the crawl's journals).
-pub const STATE_DIR: &str = ".resume";
+use crate::folder::STATE_DIR;
+
 const FILE_NAME: &str = "bulk.journal";
 
 fn path(workdir: &Path) -> PathBuf {

@@ -1,10 +1,11 @@
-//! The kickoff URL (spec §11.2): system, Group or Patient level, `_type`, `_typeFilter` (with
-//! the commas inside one filter sent as a literal `%2C`, so servers that split the list on
-//! commas still see whole filters) and `_since`, form-encoded like Python's `urlencode`. Also
-//! the decoded `requestParameters` of the kickoff log event.
+//! The kickoff URL (docs/bulk.md#kickoff-url): system, Group or Patient level, `_type`,
+//! `_typeFilter` (with the commas inside one filter sent as a literal `%2C`, so servers that split
+//! the list on commas still see whole filters) and `_since`, form-encoded like Python's
+//! `urlencode` (`url_encoding`). Also the decoded `requestParameters` of the kickoff log event.
 
 use crate::filters::Filters;
 use crate::resources::ResourceType;
+use crate::url_encoding::{quote_plus, unquote_plus};
 use serde_json::{Map, Value};
 
 /// Where an export is kicked off.
@@ -77,7 +78,7 @@ pub fn kickoff_url(
 
     let ours = params
         .iter()
-        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .map(|(k, v)| format!("{}={}", quote_plus(k), quote_plus(v)))
         .collect::<Vec<_>>()
         .join("&");
     match existing_query.filter(|q| !q.is_empty()) {
@@ -86,59 +87,15 @@ pub fn kickoff_url(
     }
 }
 
-/// `application/x-www-form-urlencoded` like Python's `quote_plus(safe='')`: letters, digits
-/// and `_.-~` stay, space becomes `+`, every other byte is `%XX`.
-pub fn form_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 3 / 2);
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
-                out.push(char::from(byte));
-            }
-            b' ' => out.push('+'),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
-}
-
-/// Undo `form_encode` (`+` is a space; a malformed `%` sequence is kept as it is).
-pub fn form_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(value) => {
-                        out.push(value);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `requestParameters` of the kickoff event (spec §12.1): the URL's query decoded once,
+/// `requestParameters` of the kickoff event (docs/log.md#kickoff): the URL's query decoded once,
 /// repeated names comma-joined, `patient` left out.
 pub fn request_parameters(url: &str) -> Value {
     let mut map = Map::new();
     let query = url.split_once('?').map_or("", |(_, q)| q);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = form_decode(key);
-        let value = form_decode(value);
+        let key = unquote_plus(key);
+        let value = unquote_plus(value);
         if key == "patient" {
             continue;
         }
@@ -230,6 +187,5 @@ mod tests {
         );
         let params = request_parameters("http://x/$export?_type=A&patient=p1&_type=B");
         assert_eq!(params, serde_json::json!({"_type": "A,B"}));
-        assert_eq!(form_decode("a+b%2Cc%zz"), "a b,c%zz");
     }
 }

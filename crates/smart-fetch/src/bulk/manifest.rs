@@ -1,7 +1,7 @@
-//! The export manifest (spec §11.4): its `output`, `error` and `deleted` entries become the
-//! files to download, named `<type>.<NNN>.ndjson[.gz]` (numbered per type within each array)
-//! under the workdir, `error/` or `deleted/`. A type name from the server becomes part of a
-//! file name, so only plain resource-type names are accepted.
+//! The export manifest (docs/bulk.md#downloads): its `output`, `error` and `deleted` entries become
+//! the files to download, named `<type>.<NNN>.ndjson[.gz]` (numbered per type within each array)
+//! under the workdir, `error/` or `deleted/`. A type name from the server becomes part of a file
+//! name, so only plain resource-type names are accepted.
 
 use super::BulkError;
 use super::events::ItemType;

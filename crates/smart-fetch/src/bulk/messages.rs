@@ -1,7 +1,7 @@
-//! Server messages after a bulk export (spec §11.6): every OperationOutcome issue in the
-//! workdir's `error/` files, sorted and de-duplicated; `fatal`/`error` issues end the run,
-//! the rest are printed. The server wrote them, so they are printed through
-//! `text::printable`: an escape sequence in a diagnostic must not drive the terminal.
+//! Server messages after a bulk export (docs/bulk.md#server-messages): every OperationOutcome issue
+//! in the workdir's `error/` files, sorted and de-duplicated; `fatal`/`error` issues end the run,
+//! the rest are printed. The server wrote them, so they are printed through `text::printable`: an
+//! escape sequence in a diagnostic must not drive the terminal.
 
 use crate::folder::discovery;
 use crate::ndjson;

@@ -1,6 +1,6 @@
-//! FHIR Bulk Data export (spec §11, §12): the kickoff URL, the server-driven waiting loop,
-//! the manifest, downloads streamed straight to (gzip) files on disk, the `log.ndjson`
-//! events Cumulus ETL reads, server messages, DELETE, cancel and resume.
+//! FHIR Bulk Data export (docs/bulk.md, docs/log.md): the kickoff URL, the server-driven waiting
+//! loop, the manifest, downloads streamed straight to (gzip) files on disk, the `log.ndjson` events
+//! Cumulus ETL reads, server messages, DELETE, cancel and resume.
 //!
 //! Resume is finer than the Python tool's: besides the status URL in `.metadata` (which the
 //! Python tool also keeps), a journal of our own (`.resume/bulk.journal`) lists the files
@@ -32,7 +32,7 @@ pub enum BulkError {
     Fhir(#[from] FhirError),
     #[error(transparent)]
     Folder(#[from] FolderError),
-    /// A fatal message worded at the point of failure (spec §19.3 and our own).
+    /// A fatal message worded at the point of failure (docs/cli.md#fatal-errors and our own).
     #[error("{0}")]
     Message(String),
     /// Every file that could be downloaded was, but some could not (refused or still

@@ -1,7 +1,8 @@
-//! New and newly merged patients of a managed bulk export (spec §14.7, "find new patients";
-//! §11.1 step 6): compared with the newest earlier export of Patient that covers the same
-//! filters, the patients that appeared, and those that absorbed another record (a
-//! `link[type=replaces]` they did not have before), whose history must be fetched in full.
+//! New and newly merged patients of a managed bulk export
+//! (docs/export.md#new-deleted-and-merged-patients, "find new patients";
+//! docs/bulk.md#running-a-bulk-export step 6): compared with the newest earlier export of Patient
+//! that covers the same filters, the patients that appeared, and those that absorbed another record
+//! (a `link[type=replaces]` they did not have before), whose history must be fetched in full.
 //! Deleted patients are not computed: a bulk export's server reports them itself.
 
 use crate::folder::{ExportContext, OutputMetadata, discovery, workdir};

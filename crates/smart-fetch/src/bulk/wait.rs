@@ -1,8 +1,8 @@
-//! Waiting on the server (spec §11.3): kickoff, status polls and DELETE repeat while the
-//! server answers 202, sleeping what its `Retry-After` asks (seconds, an HTTP date, or — one
-//! reference server does this — an absolute Unix time; at most five minutes), showing its
-//! `X-Progress`, until the export's total wait (those pauses plus retry pauses) would pass
-//! the limit (30 days unless `--bulk-timeout` says otherwise).
+//! Waiting on the server (docs/bulk.md#waiting-and-polling): kickoff, status polls and DELETE
+//! repeat while the server answers 202, sleeping what its `Retry-After` asks (seconds, an HTTP
+//! date, or — one reference server does this — an absolute Unix time; at most five minutes),
+//! showing its `X-Progress`, until the export's total wait (those pauses plus retry pauses) would
+//! pass the limit (30 days unless `--bulk-timeout` says otherwise).
 //!
 //! Both headers come from the server and are checked before use: `Retry-After` is read by
 //! the request engine's one parser (`fhir::retry::parse_retry_after`, which brings any

@@ -1,7 +1,7 @@
-//! clap definitions: every subcommand and flag of spec §2 with the Python tool's names,
-//! metavars, defaults and help groups, parsed argparse-style (`options:` heading, unique-prefix
-//! long options, `-c`/`-v` in either position). Parsing only; values are validated by the
-//! commands, and the config file is layered on top by `cli::config`.
+//! clap definitions: every subcommand and flag of docs/cli.md#subcommands with the Python tool's
+//! names, metavars, defaults and help groups, parsed argparse-style (`options:` heading,
+//! unique-prefix long options, `-c`/`-v` in either position). Parsing only; values are validated by
+//! the commands, and the config file is layered on top by `cli::config`.
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -44,7 +44,8 @@ pub struct General {
     /// show more output (like network errors)
     #[arg(short = 'v', long = "verbose", action = ArgAction::SetTrue, global = true)]
     pub verbose: bool,
-    /// how messages are printed: text (the console, default), plain (timestamped lines for log files) or json (one JSON object a line)
+    /// how messages are printed: text (the console, default), plain (timestamped lines for log
+    /// files) or json (one JSON object a line)
     #[arg(long = "log-format", value_enum, value_name = "FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
 }
@@ -102,6 +103,8 @@ pub enum Command {
     Status(StatusArgs),
     /// copy each group's leaf folder of a quarter to object storage (S3, GCS, Azure, a path)
     Archive(ArchiveArgs),
+    /// write a quarter's new and changed resources only (against the export before), for the ETL
+    Delta(DeltaArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -116,7 +119,8 @@ pub struct AuthArgs {
     /// JWK Set URL to name in the client assertion's `jku` header (Epic asks for one)
     #[arg(long, value_name = "URL")]
     pub smart_jku: Option<String>,
-    /// client ID for bulk-export SMART authentication, only needed if the EHR uses separate bulk credentials
+    /// client ID for bulk-export SMART authentication, only needed if the EHR uses separate bulk
+    /// credentials
     #[arg(long, value_name = "ID")]
     pub bulk_smart_client_id: Option<String>,
     /// JWKS or PEM file for bulk-export SMART authentication
@@ -146,7 +150,8 @@ pub struct AuthArgs {
     /// longest wait in seconds for the next byte of an answer, the first included (default 120)
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
     pub request_timeout: Option<u32>,
-    /// largest answer in MiB (after decompression) read into memory: a search page, a read, an attachment (default 128)
+    /// largest answer in MiB (after decompression) read into memory: a search page, a read, an
+    /// attachment (default 128)
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_body_size: Option<u32>,
     /// one resource or MRN per request: never several in one search (`_id`/`identifier` lists), even where the server takes them
@@ -185,10 +190,12 @@ pub struct CohortArgs {
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "resource selection")]
 pub struct ResourceArgs {
-    /// only consider this resource type (can be specified multiple times or comma-separated; use 'help' to list them)
+    /// only consider this resource type (can be specified multiple times or comma-separated; use
+    /// 'help' to list them)
     #[arg(long = "type", value_name = "TYPE")]
     pub types: Vec<String>,
-    /// search filter for a resource type, like 'Observation?category=laboratory' (can be specified multiple times)
+    /// search filter for a resource type, like 'Observation?category=laboratory' (can be specified
+    /// multiple times)
     #[arg(long = "type-filter", value_name = "FILTER")]
     pub type_filters: Vec<String>,
     /// disable any default filters (e.g. Observation categories)
@@ -240,10 +247,12 @@ pub struct ExportArgs {
     /// how to export the data
     #[arg(long, value_enum, default_value_t = ExportMode::Auto, value_name = "MODE")]
     pub export_mode: ExportMode,
-    /// in bulk mode without --group, export every patient with Patient/$export instead of a system-level export
+    /// in bulk mode without --group, export every patient with Patient/$export instead of a
+    /// system-level export
     #[arg(long)]
     pub patient_level: bool,
-    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h, 90m, 600s)
+    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h,
+    /// 90m, 600s)
     #[arg(long, value_name = "DURATION")]
     pub bulk_timeout: Option<String>,
     /// only get data since this date (or 'auto' to use the previous export's time)
@@ -255,7 +264,8 @@ pub struct ExportArgs {
     /// which hydration tasks to run (comma separated, default is all; use 'help' to list them)
     #[arg(long, value_name = "NAMES")]
     pub hydration_tasks: Option<String>,
-    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported
+    /// in some downstream tools)
     #[arg(long)]
     pub no_compression: bool,
     #[command(flatten)]
@@ -290,13 +300,15 @@ pub struct BatchArgs {
     /// how many groups are exported at once (they share --max-connections)
     #[arg(long, value_name = "K", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub parallel_groups: u16,
-    /// export only shard I of N of the groups (default: the Slurm array task's, else all); --max-connections is then the total of all shards
+    /// export only shard I of N of the groups (default: the Slurm array task's, else all);
+    /// --max-connections is then the total of all shards
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
     /// how to export the data
     #[arg(long, value_enum, default_value_t = ExportMode::Auto, value_name = "MODE")]
     pub export_mode: ExportMode,
-    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h, 90m, 600s)
+    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h,
+    /// 90m, 600s)
     #[arg(long, value_name = "DURATION")]
     pub bulk_timeout: Option<String>,
     /// only get data since this date (or 'auto' to use the previous export's time)
@@ -308,10 +320,12 @@ pub struct BatchArgs {
     /// which hydration tasks to run (comma separated, default is all; use 'help' to list them)
     #[arg(long, value_name = "NAMES")]
     pub hydration_tasks: Option<String>,
-    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported
+    /// in some downstream tools)
     #[arg(long)]
     pub no_compression: bool,
-    /// the system of the IDs in the group files (e.g. your MRN system); without it they are Patient IDs
+    /// the system of the IDs in the group files (e.g. your MRN system); without it they are Patient
+    /// IDs
     #[arg(
         long,
         alias = "mrn-system",
@@ -358,10 +372,12 @@ pub struct ArchiveArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct CrawlChecks {
-    /// accept searches that failed after retries: their types are marked done anyway and the run exits 0 (a summary is still printed)
+    /// accept searches that failed after retries: their types are marked done anyway and the run
+    /// exits 0 (a summary is still printed)
     #[arg(long)]
     pub allow_incomplete: bool,
-    /// ask the server to refuse search parameters it does not support (sends 'Prefer: handling=strict' with every search)
+    /// ask the server to refuse search parameters it does not support (sends 'Prefer:
+    /// handling=strict' with every search)
     #[arg(long)]
     pub strict_search: bool,
 }
@@ -389,16 +405,19 @@ pub struct BulkArgs {
     /// put all resources into one Bundle file
     #[arg(long)]
     pub bundle: bool,
-    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported
+    /// in some downstream tools)
     #[arg(long)]
     pub no_compression: bool,
     /// cancel an interrupted export
     #[arg(long)]
     pub cancel: bool,
-    /// export every patient with Patient/$export instead of a system-level export (for servers without one)
+    /// export every patient with Patient/$export instead of a system-level export (for servers
+    /// without one)
     #[arg(long)]
     pub patient_level: bool,
-    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h, 90m, 600s)
+    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h,
+    /// 90m, 600s)
     #[arg(long, value_name = "DURATION")]
     pub bulk_timeout: Option<String>,
     #[command(flatten)]
@@ -424,13 +443,15 @@ pub struct CrawlArgs {
     /// how to interpret --since
     #[arg(long, value_enum, default_value_t = SinceModeArg::Auto, value_name = "MODE")]
     pub since_mode: SinceModeArg,
-    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h, 90m, 600s)
+    /// give up on a bulk export the server has not finished after this long (default 30d; e.g. 12h,
+    /// 90m, 600s)
     #[arg(long, value_name = "DURATION")]
     pub bulk_timeout: Option<String>,
     /// put all resources into one Bundle file
     #[arg(long)]
     pub bundle: bool,
-    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported
+    /// in some downstream tools)
     #[arg(long)]
     pub no_compression: bool,
     /// folder with existing Patient resources, to use as a cohort (defaults to output folder)
@@ -466,7 +487,8 @@ pub struct HydrateArgs {
     /// mimetypes to inline, comma separated (default is text, HTML, and XHTML)
     #[arg(long, value_name = "MIMES")]
     pub mimetypes: Option<String>,
-    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported
+    /// in some downstream tools)
     #[arg(long)]
     pub no_compression: bool,
     #[command(flatten)]
@@ -505,7 +527,8 @@ pub struct BundleArgs {
     /// folder of exported data to bundle
     #[arg(value_name = "DIR", help_heading = "positional arguments")]
     pub dir: String,
-    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported in some downstream tools)
+    /// turns off gzip compression of files (which saves ~90% of file size, but may not be supported
+    /// in some downstream tools)
     #[arg(long)]
     pub no_compression: bool,
 }
@@ -612,4 +635,30 @@ pub struct StatusArgs {
     /// `archive --to` (s3://, gs://, az://, file:// or a path)
     #[arg(long, value_name = "URL")]
     pub archive: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(
+    next_help_heading = "options",
+    next_display_order = 10,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+pub struct DeltaArgs {
+    /// one group's managed export folder, or an output root holding one per group
+    #[arg(value_name = "SOURCE", help_heading = "positional arguments")]
+    pub source: String,
+    /// the quarter's export: each group's leaf folder of this nickname
+    #[arg(long, value_name = "NAME")]
+    pub nickname: String,
+    /// where the deltas go, never inside an export folder: the group's folder of deltas
+    /// (DELTA_ROOT/MRN-123) for one group, the delta root for an output root
+    #[arg(long, value_name = "FOLDER")]
+    pub to: String,
+    /// the earlier export to compare with, by nickname (default: the one just before)
+    #[arg(long, value_name = "NAME")]
+    pub previous: Option<String>,
+    /// groups worked on at once (default 2)
+    #[arg(long, value_name = "N", default_value_t = 2, hide_default_value = true)]
+    pub parallel: usize,
 }

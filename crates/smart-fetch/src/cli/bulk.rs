@@ -1,5 +1,5 @@
-//! `bulk`: a bare bulk export into one output folder (spec §11.0): no managed folder, no
-//! hydration, no symlinks. `--bundle` turns the folder into one Bundle file afterwards;
+//! `bulk`: a bare bulk export into one output folder (docs/bulk.md#the-bulk-command): no managed
+//! folder, no hydration, no symlinks. `--bundle` turns the folder into one Bundle file afterwards;
 //! `--cancel` deletes the server's job and forgets it here.
 
 use super::args::BulkArgs;
@@ -76,7 +76,8 @@ pub async fn run(args: BulkArgs, reporter: &Reporter) -> Result<(), AppError> {
     let outcome = bulk::run(&client, plan).await?;
     let mut metadata = outcome.metadata;
     if args.bundle {
-        // Spec §11.0 step 6: overwrites an earlier Bundle; nothing to bundle is fine here.
+        // docs/bulk.md#the-bulk-command step 6: overwrites an earlier Bundle; nothing to bundle is
+        // fine here.
         crate::bundle::bundle_folder(metadata.dir(), !args.no_compression, true, reporter)?;
     }
     metadata.mark_complete()?;

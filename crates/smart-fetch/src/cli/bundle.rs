@@ -1,4 +1,5 @@
-//! `bundle DIR`: one Bundle file from a folder's NDJSON (spec §17). No server needed.
+//! `bundle DIR`: one Bundle file from a folder's NDJSON (docs/commands.md#bundle). No server
+//! needed.
 
 use super::args::BundleArgs;
 use super::clients;

@@ -1,7 +1,8 @@
-//! The "prepare clients" step shared by export, bulk, crawl, hydrate and single (spec §4.1):
-//! `--fhir-url` is required, REST/bulk credentials fall back on each other, and two
-//! `FhirClient`s are built over one connection budget. No network happens here: sessions are
-//! opened later by the commands. Also the local-folder checks of spec §4.2.
+//! The "prepare clients" step shared by export, bulk, crawl, hydrate and single
+//! (docs/cli.md#preparing-the-clients): `--fhir-url` is required, REST/bulk credentials fall back
+//! on each other, and two `FhirClient`s are built over one connection budget. No network happens
+//! here: sessions are opened later by the commands. Also the local-folder checks of
+//! docs/cli.md#folder-arguments.
 
 use super::args::AuthArgs;
 use crate::error::AppError;
@@ -21,7 +22,7 @@ pub struct SmartCredentials {
     pub key: Option<String>,
 }
 
-/// Spec §4.1 step 3: which SMART id/key each client uses, as (REST, bulk).
+/// docs/cli.md#preparing-the-clients step 3: which SMART id/key each client uses, as (REST, bulk).
 pub fn fallback_credentials(auth: &AuthArgs) -> (SmartCredentials, SmartCredentials) {
     // Python tests truthiness, so an empty string counts as "not given".
     let given = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(String::from);
@@ -145,9 +146,9 @@ pub fn prepare_with_budget(
     Ok(Clients { rest, bulk, budget })
 }
 
-/// Spec §4.2: does this path parse as a URL with a scheme (`s3://…`, `http://…`, `a:b`)?
-/// Deliberate difference from the Python tool: a Windows drive path (`C:\x`, `C:/x`, `C:`)
-/// is a local folder, not a URL with scheme `c`.
+/// docs/cli.md#folder-arguments: does this path parse as a URL with a scheme (`s3://…`,
+/// `http://…`, `a:b`)? A Windows drive path (`C:\x`, `C:/x`, `C:`) is a local folder, not a
+/// URL with scheme `c` (docs/differences.md#windows-drive-paths). The only copy of this rule.
 pub fn looks_like_url(path: &str) -> bool {
     let Some(colon) = path.find(':') else {
         return false;
@@ -167,7 +168,8 @@ pub fn looks_like_url(path: &str) -> bool {
     !drive
 }
 
-/// Output-folder check (spec §4.2): refuses URL-looking paths. The folder may not exist yet.
+/// Output-folder check (docs/cli.md#folder-arguments): refuses URL-looking paths. The folder may
+/// not exist yet.
 pub fn check_output_folder(path: &str) -> Result<PathBuf, AppError> {
     if looks_like_url(path) {
         return Err(FolderError::LooksLikeUrl(path.to_string()).into());
@@ -175,7 +177,8 @@ pub fn check_output_folder(path: &str) -> Result<PathBuf, AppError> {
     Ok(PathBuf::from(path))
 }
 
-/// Input-folder check (spec §4.2): refuses URL-looking paths and paths that do not exist.
+/// Input-folder check (docs/cli.md#folder-arguments): refuses URL-looking paths and paths that do
+/// not exist.
 pub fn check_input_folder(path: &str) -> Result<PathBuf, AppError> {
     let folder = check_output_folder(path)?;
     if !Path::new(path).exists() {

@@ -51,7 +51,8 @@ pub fn select(
     )
 }
 
-/// Spec §12.8: `--group-nickname`, `--group`, the ID file's stem, else the folder's name.
+/// docs/log.md#the-crawl-log: `--group-nickname`, `--group`, the ID file's stem, else the folder's
+/// name.
 pub fn group_name(cohort: &CohortArgs, folder: &str) -> String {
     if let Some(n) = cohort.group_nickname.as_ref().or(cohort.group.as_ref()) {
         return n.clone();

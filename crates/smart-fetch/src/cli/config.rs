@@ -1,8 +1,8 @@
-//! The TOML config file (`--config`/`-c`, spec §3): loading it, and layering its values under
-//! the command line. Keys are long option names; a key fills an option only where the
-//! subcommand has that option and the command line left it unset. Boolean flags, the choice
-//! options (`export-mode`, `since-mode`) and positionals never come from the config; unknown
-//! keys (including the deprecated `mrn-file`/`mrn-system`) are ignored.
+//! The TOML config file (`--config`/`-c`, docs/cli.md#config-file): loading it, and layering its
+//! values under the command line. Keys are long option names; a key fills an option only where the
+//! subcommand has that option and the command line left it unset. Boolean flags, the choice options
+//! (`export-mode`, `since-mode`) and positionals never come from the config; unknown keys
+//! (including the deprecated `mrn-file`/`mrn-system`) are ignored.
 
 use super::args::{
     AuthArgs, BatchArgs, BulkArgs, CohortArgs, Command, CrawlArgs, ExportArgs, HydrateArgs,
@@ -72,13 +72,14 @@ pub fn apply(command: &mut Command, config: &Table) -> Result<(), AppError> {
         | Command::ResetSymlinks(_)
         | Command::Groups(_)
         | Command::Status(_)
-        | Command::Archive(_) => Ok(()),
+        | Command::Archive(_)
+        | Command::Delta(_) => Ok(()),
     }
 }
 
-/// Whether a subcommand reads the config file at all (spec §3: not `bundle`/`reset-symlinks`;
-/// nor `groups`, `status` and `archive`, ours, which talk to no FHIR server and have no keys
-/// of their own there).
+/// Whether a subcommand reads the config file at all (docs/cli.md#config-file: not
+/// `bundle`/`reset-symlinks`; nor `groups`, `status`, `archive` and `delta`, ours, which talk to
+/// no FHIR server and have no keys of their own there).
 pub fn applies_to(command: &Command) -> bool {
     !matches!(
         command,
@@ -87,6 +88,7 @@ pub fn applies_to(command: &Command) -> bool {
             | Command::Groups(_)
             | Command::Status(_)
             | Command::Archive(_)
+            | Command::Delta(_)
     )
 }
 
@@ -497,8 +499,7 @@ mod tests {
 
     #[test]
     fn load_errors_name_the_file() {
-        let dir = std::env::temp_dir().join(format!("sf-config-test-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
+        let dir = crate::folder::discovery::tests::temp_dir("config");
         let missing = dir.join("missing.toml");
         let err = load(&missing)
             .err()

@@ -1,5 +1,5 @@
-//! `crawl`: a standalone crawl into one output folder (spec §13.1): no managed folder, no
-//! symlinks, no hydration. A crawl with failed searches (or a type stopped on other
+//! `crawl`: a standalone crawl into one output folder (docs/crawl.md#the-crawl-command): no managed
+//! folder, no symlinks, no hydration. A crawl with failed searches (or a type stopped on other
 //! patients' data) leaves the folder incomplete and exits 3 (`AppError::Incomplete`).
 
 use super::args::CrawlArgs;

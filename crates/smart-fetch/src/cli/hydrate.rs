@@ -1,6 +1,6 @@
 //! `hydrate`: run hydration tasks once each, in registry order, on an existing folder
-//! (spec §15.9). Outputs and the "already have" pool use OUTPUT_DIR; reference tasks read
-//! their inputs from `--source-dir` when given.
+//! (docs/hydration.md#the-hydrate-command). Outputs and the "already have" pool use OUTPUT_DIR;
+//! reference tasks read their inputs from `--source-dir` when given.
 
 use super::args::HydrateArgs;
 use super::clients;

@@ -11,6 +11,7 @@ pub mod clients;
 pub mod common;
 pub mod config;
 pub mod crawl;
+pub mod delta;
 pub mod export;
 pub mod groups;
 pub mod hydrate;
@@ -99,10 +100,11 @@ async fn dispatch(cli: Cli, reporter: &Reporter, cancel: &Cancel) -> Result<(), 
         Command::Batch(args) => batch::run(args, reporter, cancel).await,
         Command::Status(args) => cancel.guard(status::run(args)).await,
         Command::Archive(args) => archive::run(args, reporter, cancel).await,
+        Command::Delta(args) => cancel.guard(delta::run(args, reporter)).await,
     }
 }
 
-/// Report a failed run's message (one line; the spec's multi-line messages as they are)
+/// Report a failed run's message (one line; the Python tool's multi-line messages as they are)
 /// through `reporter` (stderr in every format) and pick the exit code. `AppError::Exit`
 /// prints nothing.
 pub fn finish(result: Result<(), AppError>, reporter: &Reporter) -> ExitCode {
@@ -309,7 +311,8 @@ mod tests {
                 "groups",
                 "batch",
                 "status",
-                "archive"
+                "archive",
+                "delta"
             ]
         );
         for name in names {

@@ -1,5 +1,6 @@
-//! `reset-symlinks OUTPUT_DIR` (spec §18.1): check that the folder is a managed export folder,
-//! then rebuild its `Type.NNN.ndjson[.gz]` links silently. No server, no config file.
+//! `reset-symlinks OUTPUT_DIR` (docs/commands.md#reset-symlinks): check that the folder is a
+//! managed export folder, then rebuild its `Type.NNN.ndjson[.gz]` links silently. No server, no
+//! config file.
 
 use super::args::ResetSymlinksArgs;
 use crate::error::AppError;

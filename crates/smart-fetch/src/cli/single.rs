@@ -1,5 +1,6 @@
-//! `single`: fetch one resource (or one search page) and print it (spec §16): pretty JSON by
-//! default, one compact line with `--compact`, raw decoded bytes for a Binary with `--binary`.
+//! `single`: fetch one resource (or one search page) and print it (docs/commands.md#single): pretty
+//! JSON by default, one compact line with `--compact`, raw decoded bytes for a Binary with
+//! `--binary`.
 
 use super::args::SingleArgs;
 use super::clients;
@@ -26,8 +27,8 @@ pub async fn run(args: SingleArgs, reporter: &Reporter) -> Result<(), AppError> 
     Ok(())
 }
 
-/// Spec §16 step 3: with `--verbose` an HTTP error shows the raw response body; otherwise the
-/// usual one-line error message.
+/// docs/commands.md#single step 3: with `--verbose` an HTTP error shows the raw response body;
+/// otherwise the usual one-line error message.
 fn request_error(err: FhirError, verbose: bool) -> AppError {
     match err {
         FhirError::Http { body, .. } if verbose => AppError::Message(body),

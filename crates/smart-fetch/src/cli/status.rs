@@ -214,6 +214,17 @@ fn leaf_json(leaf: &Leaf) -> Value {
         LeafState::Unknown(why) => Some(why.as_str()),
         _ => None,
     };
+    let delta = match &leaf.state {
+        LeafState::Complete(Completion::Delta(m)) => json!({
+            "current": m.current.name,
+            "currentFinished": m.current.finished,
+            "previous": m.previous.as_ref().map(|p| &p.name),
+            "previousFinished": m.previous.as_ref().map(|p| &p.finished),
+            "fullExportResources": counts_json(&m.resources),
+            "fullExportResourcesTotal": m.resources_total(),
+        }),
+        _ => Value::Null,
+    };
     json!({
         "name": leaf.name,
         "path": path_text(&leaf.path),
@@ -230,6 +241,7 @@ fn leaf_json(leaf: &Leaf) -> Value {
         "acceptedFailedSearches": counts_json(&accepted_searches),
         "acceptedFailedReads": counts_json(&accepted_reads),
         "unreadable": unreadable,
+        "delta": delta,
         "problems": leaf.problems,
     })
 }
@@ -286,6 +298,9 @@ fn notes(group: &Group, nickname: Option<&str>, archive: Option<&Archived>) -> S
                     if matches!(c, Completion::Flagged { .. }) {
                         notes.push("no summary recorded: counted from the files".into());
                     }
+                    if let Completion::Delta(m) = c {
+                        notes.push(delta_note(m));
+                    }
                 }
                 LeafState::Failed(f) => {
                     let failed: Vec<String> = [
@@ -311,13 +326,31 @@ fn notes(group: &Group, nickname: Option<&str>, archive: Option<&Archived>) -> S
             }
         }
     }
-    if !group.managed_metadata && !group.leaf_folders.is_empty() {
+    let delta = matches!(
+        group.leaf.as_ref().map(|l| &l.state),
+        Some(LeafState::Complete(Completion::Delta(_)))
+    );
+    if !group.managed_metadata && !group.leaf_folders.is_empty() && !delta {
         notes.push("no managed .metadata".into());
     }
     if let Some(state) = archive.and_then(|a| a.states.get(&group.name)) {
         notes.push(archive_note(state));
     }
     notes.join("; ")
+}
+
+/// `delta of 002.q2 against 001.q1: 422 of 5,136 resources new or changed`.
+fn delta_note(m: &crate::delta::manifest::Manifest) -> String {
+    let against = match &m.previous {
+        Some(p) => format!("against {}", crate::text::printable(&p.name)),
+        None => "(first export: all new)".to_string(),
+    };
+    format!(
+        "delta of {} {against}: {} of {} resources new or changed",
+        crate::text::printable(&m.current.name),
+        thousands(m.kept_total()),
+        thousands(m.resources_total())
+    )
 }
 
 /// `2026-03-05T10:11:12.123456-05:00` → `2026-03-05 10:11` (its own offset).

@@ -1,6 +1,6 @@
-//! Who to crawl: the IDs or MRNs a user names with `--id-list` and `--id-file` (text, or CSV
-//! with an `id`/`mrn` column), spec §13.3, or the Patients of a folder. Read before any
-//! request so a bad file costs nothing. Does not talk to the server.
+//! Who to crawl: the IDs or MRNs a user names with `--id-list` and `--id-file` (text, or CSV with
+//! an `id`/`mrn` column, docs/crawl.md#patient-lookup-by-id), or the Patients of a folder. Read
+//! before any request so a bad file costs nothing. Does not talk to the server.
 
 use super::CrawlError;
 use super::membership::linked_patients;

@@ -1,8 +1,8 @@
-//! Plans and runs a crawl (spec §13.2): decides where the cohort comes from, which types to
-//! search, and feeds (patient, type) search chains to a pool of workers under the client's
-//! connection budget. There is no barrier between types: as soon as a Patient lookup
-//! returns, that patient's searches of every type join the queue, so the budget stays full
-//! from the first request to the last. Resume and crash safety live in `sink`.
+//! Plans and runs a crawl (docs/crawl.md#steps-of-a-crawl): decides where the cohort comes from,
+//! which types to search, and feeds (patient, type) search chains to a pool of workers under the
+//! client's connection budget. There is no barrier between types: as soon as a Patient lookup
+//! returns, that patient's searches of every type join the queue, so the budget stays full from the
+//! first request to the last. Resume and crash safety live in `sink`.
 //!
 //! At the end it decides what is finished: a type with a failed search chain, or any type
 //! while a Patient lookup failed (its cohort is not whole), stays unfinished and resumable
@@ -14,7 +14,7 @@ use super::cohort;
 use super::lookups;
 use super::membership::{Expected, linked_patients};
 use super::report::{ChainOutcome, CrawlReport};
-use super::search::{ChainRequest, encode_query_value, fetch_chain};
+use super::search::{ChainRequest, fetch_chain};
 use super::sink::{ChainResult, Finish, Resumed, Sink, SinkSender};
 use crate::bulk::{self, Level};
 use crate::fhir::FhirClient;
@@ -25,6 +25,7 @@ use crate::folder::{discovery, history};
 use crate::report::{Counters, Reporter};
 use crate::resources::ResourceType;
 use crate::timestamp;
+use crate::url_encoding::quote as encode_query_value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -43,20 +44,20 @@ pub struct CrawlPlan {
     pub types: Vec<ResourceType>,
     /// Stored in `.metadata` and compared on resume.
     pub context: ExportContext,
-    /// Base filters plus since parameters (spec §6.7).
+    /// Base filters plus since parameters (docs/since.md#search-parameters-with-a-since).
     pub effective: Filters,
     /// IDs or MRNs from `--id-list` / `--id-file`.
     pub ids: Option<Vec<String>>,
     pub id_system: Option<String>,
-    /// Group name for the fake `log.ndjson` (spec §12.8).
+    /// Group name for the fake `log.ndjson` (docs/log.md#the-crawl-log).
     pub group_name: String,
     pub fhir_url: String,
     pub compress: bool,
     pub epic: bool,
     /// Concurrent chains; the client's budget caps actual connections.
     pub workers: usize,
-    /// How to get the Patients when the cohort is a Group or the whole system (spec §13.2
-    /// step 6); `None` leaves such a crawl without a cohort.
+    /// How to get the Patients when the cohort is a Group or the whole system (by a bulk
+    /// export, docs/crawl.md#steps-of-a-crawl); `None` leaves such a crawl without a cohort.
     pub bulk: Option<BulkPatients>,
     /// `--allow-incomplete`: types with failed searches are finished anyway.
     pub allow_incomplete: bool,
@@ -237,9 +238,9 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
     })
 }
 
-/// Spec §13.6 / §14.7 for a managed export: record the patients that are new since the
-/// previous Patient export (they get full histories) and, when this run fetched the whole
-/// list, write the ones that are gone to `deleted/Bundle.Patient.ndjson[.gz]`.
+/// For a managed export (docs/export.md#new-deleted-and-merged-patients): record the patients that
+/// are new since the previous Patient export (they get full histories) and, when this run fetched
+/// the whole list, write the ones that are gone to `deleted/Bundle.Patient.ndjson[.gz]`.
 fn note_patient_changes(
     plan: &CrawlPlan,
     metadata: &mut OutputMetadata,
@@ -277,7 +278,7 @@ fn note_patient_changes(
     Ok(())
 }
 
-/// Spec §13.2 step 6: the Patients by a real bulk export into the workdir (files
+/// The Patients by a real bulk export (docs/crawl.md#steps-of-a-crawl) into the workdir (files
 /// `Patient.NNN.ndjson[.gz]`, events in `log.ndjson`), with the Patient filters but,
 /// unlike the Python tool, never a `_since`: a since export still needs the whole cohort
 /// (every patient's changes are searched, and the list is compared to find deleted
@@ -640,7 +641,8 @@ impl Planner {
         with_filters(base, filters.get(&t))
     }
 
-    /// Spec §14.7: new to the cohort, or a merge survivor whose `link` gained a `replaces`.
+    /// New to the cohort (docs/export.md#new-deleted-and-merged-patients), or a merge survivor
+    /// whose `link` gained a `replaces`.
     fn is_new(&self, id: &str, replaces: &HashSet<String>) -> bool {
         self.previous_patients.as_ref().is_some_and(|prev| {
             prev.get(id)
@@ -771,7 +773,8 @@ async fn crawl(
         counters: plan.reporter.counters().clone(),
     });
     // Always the full list, never `_lastUpdated`: a since filter here would make every
-    // unchanged patient look deleted (the Python tool's quirk 13).
+    // unchanged patient look deleted, as it did in the Python tool
+    // (docs/differences.md#the-patient-list-is-never-since-filtered).
     let patient_filters = plan
         .types
         .contains(&ResourceType::Patient)

@@ -175,7 +175,7 @@ mod tests {
         for name in ["OperationOutcome.ndjson.gz", "OperationOutcome.ndjson"] {
             let dir = temp_dir("cycle");
             let target = dir.join("error").join(name);
-            let state = dir.join(".resume");
+            let state = dir.join(crate::folder::STATE_DIR);
             let c = ResourceType::Condition;
             let o = ResourceType::Observation;
             // An earlier export's line stays whatever happens.
@@ -218,7 +218,7 @@ mod tests {
     fn a_file_emptied_of_provisional_lines_is_removed() {
         let dir = temp_dir("empty");
         let target = dir.join("error").join("OperationOutcome.ndjson.gz");
-        let state = dir.join(".resume");
+        let state = dir.join(crate::folder::STATE_DIR);
         let t = ResourceType::Condition;
         publish(
             &target,
@@ -237,7 +237,7 @@ mod tests {
     fn a_file_that_does_not_end_with_the_ledger_is_kept_whole() {
         let dir = temp_dir("mismatch");
         let target = dir.join("error").join("OperationOutcome.ndjson");
-        let state = dir.join(".resume");
+        let state = dir.join(crate::folder::STATE_DIR);
         let t = ResourceType::Condition;
         publish(
             &target,

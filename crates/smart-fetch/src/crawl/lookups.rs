@@ -10,10 +10,10 @@
 
 use super::membership::Expected;
 use super::report::{ChainOutcome, Dropped, FailureKind};
-use super::search::encode_query_value;
 use super::sink::ChainResult;
 use crate::fhir::batching::Verdict;
 use crate::hydrate::batch::{MAX_IDS, MAX_URL_BYTES};
+use crate::url_encoding::quote as encode_query_value;
 use serde_json::Value;
 use std::collections::VecDeque;
 

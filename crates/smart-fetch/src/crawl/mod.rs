@@ -1,4 +1,4 @@
-//! The crawl: emulating a bulk export with per-patient searches (spec §13). `cohort` reads
+//! The crawl: emulating a bulk export with per-patient searches (docs/crawl.md). `cohort` reads
 //! the IDs a user names, `engine` plans and schedules the search chains, `search` runs one
 //! chain, `lookups` sends Patient lookups several to a search, `membership` checks that
 //! its answers hold only the patient searched, `sink`
@@ -34,9 +34,6 @@ pub enum CrawlError {
     NoCohort(String),
     #[error("Interrupted. Run the same command again to resume.")]
     Interrupted,
-    /// Needs a capability a later version brings.
-    #[error("{0}")]
-    NotYet(String),
     #[error("{0}")]
     Message(String),
 }

@@ -1,5 +1,5 @@
 //! One search chain: every URL of one (patient, type) pair, each followed through its `next`
-//! links (spec §13.5). Every resource of the answers is checked against what was asked
+//! links (docs/crawl.md#paging). Every resource of the answers is checked against what was asked
 //! (`membership`): a resource of another patient stops the chain and, through the engine,
 //! its type; entries of a type not asked for are left out and counted. A chain that does
 //! not end well (an error answer after retries, an unusable body, a non-Bundle answer, an
@@ -67,7 +67,7 @@ pub async fn fetch_chain(
         );
     }
     'searches: for url in request.urls {
-        // Spec §13.5: a `+` in the URLs we build (e.g. the offset of a since timestamp,
+        // docs/crawl.md#paging: a `+` in the URLs we build (e.g. the offset of a since timestamp,
         // `_lastUpdated=gt2025-01-01T00:00:00+00:00`) is data, not an encoded space. Links
         // from the server are used as given.
         let mut next = Some(url.replace('+', "%2B"));
@@ -610,8 +610,8 @@ fn next_link(page: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Transaction-time candidates (spec §13.6): `meta.lastUpdated` and the type's created
-/// field; dates in the future are typos and ignored.
+/// Transaction-time candidates (docs/crawl.md#writing-resources-and-finishing-a-type):
+/// `meta.lastUpdated` and the type's created field; dates in the future are typos and ignored.
 fn latest_date(dates: [Option<&str>; 2], now: &Timestamp) -> Option<Timestamp> {
     dates
         .into_iter()
@@ -619,21 +619,6 @@ fn latest_date(dates: [Option<&str>; 2], now: &Timestamp) -> Option<Timestamp> {
         .filter_map(timestamp::parse_fhir)
         .filter(|d| d <= now)
         .max()
-}
-
-/// Percent-encode a value for a query string (ids, MRNs and identifier systems may hold
-/// `|`, `:`, `+` or spaces).
-pub fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -888,13 +873,5 @@ mod tests {
         }
         let (kind, _) = guard.admit_key("?page=next", "?page=next").unwrap_err();
         assert_eq!(kind, FailureKind::TooManyPages);
-    }
-
-    #[test]
-    fn encodes_identifier_values() {
-        assert_eq!(
-            encode_query_value("urn:oid:1.2|A B+c"),
-            "urn%3Aoid%3A1.2%7CA%20B%2Bc"
-        );
     }
 }

@@ -26,8 +26,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
-/// Folder (inside the workdir) for our own resume state; the Python tool ignores it.
-pub const STATE_DIR: &str = ".resume";
+/// Our resume state folder inside the workdir (defined once, in `folder`).
+pub use crate::folder::STATE_DIR;
 
 /// One resource, already serialized as its NDJSON line (with the trailing newline).
 #[derive(Clone)]
@@ -462,7 +462,8 @@ impl TypeState {
     }
 
     /// Move the finished file to its final name and return the type's transaction time
-    /// (spec §13.6) with its lines for `error/` (failed chains' only if `accept_failed`).
+    /// (docs/crawl.md#writing-resources-and-finishing-a-type) with its lines for `error/` (failed
+    /// chains' only if `accept_failed`).
     fn finalize(
         self,
         accept_failed: bool,
@@ -679,11 +680,8 @@ mod tests {
     /// is still to do, with its lines; a later success replaces them.
     #[test]
     fn failed_chains_stay_to_do_across_restarts_until_they_succeed() {
-        let dir = std::env::temp_dir().join(format!(
-            "sf-sink-failed-{}-{}",
-            std::process::id(),
-            timestamp::now().timestamp_micros()
-        ));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         fs::create_dir_all(dir.join(STATE_DIR)).expect("state dir");
         let t = ResourceType::Condition;
         let (mut state, journal) = TypeState::open(&dir, t, true).expect("open");

@@ -1,4 +1,4 @@
-//! The managed export (spec §14) as a library unit: given its plan, the shared clients, a
+//! The managed export (docs/export.md) as a library unit: given its plan, the shared clients, a
 //! reporter and a cancellation token, it picks the workdir, runs the crawl or the bulk
 //! export (bulk on non-Epic servers unless the plan says otherwise), hydrates the new
 //! workdir, names what is gone in `deleted/`, rebuilds the symlinks and marks the workdir
@@ -74,8 +74,8 @@ pub struct ExportOutcome {
     pub workdir: PathBuf,
 }
 
-/// Run one managed export to its end (the caller draws the opening rule and the done line), or until `cancel` fires (`AppError::Interrupted`;
-/// the same plan resumes it).
+/// Run one managed export to its end (the caller draws the opening rule and the done line), or
+/// until `cancel` fires (`AppError::Interrupted`; the same plan resumes it).
 pub async fn run(
     plan: ExportPlan,
     clients: &Clients,
@@ -196,7 +196,8 @@ async fn run_export(
     };
 
     let workdir = choice.path.clone();
-    // Spec §14.6: only this workdir, inputs and outputs alike, default inline mimetypes.
+    // docs/hydration.md#hydration-after-an-export: only this workdir, inputs and outputs alike,
+    // default inline mimetypes.
     let hydrator = Hydrator::new(
         rest,
         HydrateOptions {
@@ -240,7 +241,9 @@ async fn run_export(
         }
         reporter.warn(summary);
     }
-    metadata.mark_complete()?;
+    // `complete` and its summary in one write: a kill between two writes left `complete`
+    // without the summary, which a rerun of `batch` took for a finished export it could not
+    // account for.
     metadata.mark_export_complete(&hydrator.failed_reads())?;
     Ok(ExportOutcome { workdir })
 }
@@ -281,9 +284,9 @@ pub fn report_crawl(
     Ok(())
 }
 
-/// Spec §14.8: record which hydration tasks finished (later exports compare hydrated files
-/// only with exports that ran the same ones), then name in `deleted/` what the comparable
-/// earlier exports had and this one lacks, and what hydration found gone
+/// docs/export.md#deleted-resources: record which hydration tasks finished (later exports compare
+/// hydrated files only with exports that ran the same ones), then name in `deleted/` what the
+/// comparable earlier exports had and this one lacks, and what hydration found gone
 /// (`folder::history` says what "comparable" means).
 fn note_deleted_resources(
     current: &history::CurrentExport,

@@ -27,7 +27,7 @@ pub struct Selection {
 }
 
 /// Where a run stands: `--since auto` needs the managed folder's earlier exports, and bulk
-/// runs say their single `_since` (spec §6.9).
+/// runs say their single `_since` (docs/since.md#since-messages).
 pub struct SinceSource<'a> {
     pub managed_dir: Option<&'a Path>,
     pub bulk: bool,
@@ -52,7 +52,8 @@ pub fn select(
     let since_value = match since {
         Some("auto") => {
             let Some(dir) = source.managed_dir else {
-                // The Python tool sends `auto` literally here (quirk 5); refuse instead.
+                // The Python tool sends `auto` literally here
+                // (docs/differences.md#since-auto-outside-export); refuse instead.
                 return Err(AppError::Message(
                     "--since auto needs the earlier exports of a managed folder: use it with 'export', or give a timestamp.".into(),
                 ));

@@ -1,5 +1,6 @@
-//! Credentials: choosing the auth method (spec §8.1), loading secrets (§8.2), and the SMART
-//! access token cache with its single-flight renewal. The network side of a token request
+//! Credentials: choosing the auth method (docs/server.md#choosing-the-auth-method), loading secrets
+//! (docs/server.md#secrets-in-files-or-on-the-command-line), and the SMART access token cache with
+//! its single-flight renewal (docs/server.md#renewing-tokens). The network side of a token request
 //! lives in the client; this module decides when one is needed and shares its result.
 
 use super::FhirError;
@@ -27,7 +28,8 @@ pub(crate) enum AuthMethod {
 pub(crate) struct SmartAuth {
     pub client_id: String,
     pub key: SmartKey,
-    /// Discovery happens once per client, whatever the number of sessions (spec §8.3).
+    /// Discovery happens once per client, whatever the number of sessions
+    /// (docs/server.md#smart-backend-services).
     pub endpoint: tokio::sync::OnceCell<TokenEndpoint>,
     pub tokens: TokenCache,
 }
@@ -39,7 +41,8 @@ pub(crate) struct TokenEndpoint {
     pub scope_suffix: &'static str,
 }
 
-/// The outcome of §8.1 and §8.2: how to authorize, and the client id for `Epic-Client-ID`.
+/// The outcome of choosing the method and loading the secrets: how to authorize, and the client id
+/// for `Epic-Client-ID`.
 pub(crate) struct LoadedAuth {
     pub method: AuthMethod,
     pub client_id: Option<String>,
@@ -112,8 +115,10 @@ pub(crate) fn load(options: &AuthOptions) -> Result<LoadedAuth, FhirError> {
     Ok(LoadedAuth { method, client_id })
 }
 
-/// A value that may name a file holding it (spec §8.2). A path whose folder does not exist
-/// is simply not a file, so literal secrets containing `/` work (fix of quirk 26).
+/// A value that may name a file holding it
+/// (docs/server.md#secrets-in-files-or-on-the-command-line). A path whose folder does not exist is
+/// simply not a file, so literal secrets containing `/` work
+/// (docs/differences.md#literal-secrets-with-a-slash).
 pub fn load_secret(value: &str) -> Result<String, FhirError> {
     let path = Path::new(value);
     if !path.is_file() {
@@ -323,7 +328,8 @@ mod tests {
         );
         assert!(header.is_sensitive());
 
-        let dir = std::env::temp_dir().join(format!("sf-secret-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("token.txt");
         std::fs::write(&file, "  tok123\n").expect("write token");

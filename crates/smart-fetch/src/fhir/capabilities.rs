@@ -1,5 +1,6 @@
 //! What the server says about itself (CapabilityStatement): vendor, supported types and
-//! search parameters (spec §6.2, §6.6, §7.2).
+//! search parameters (docs/cli.md#types-the-server-lacks,
+//! docs/since.md#declared-search-parameters, docs/server.md#vendor-detection).
 
 use serde_json::Value;
 use std::sync::Arc;
@@ -60,7 +61,8 @@ impl Capabilities {
         Some(types)
     }
 
-    /// Spec §6.6.
+    /// docs/since.md#declared-search-parameters: the first `server` rest entry, the first
+    /// entry of the type there.
     pub fn supports_search_param(&self, resource_type: &str, name: &str) -> bool {
         let Some(rest) = self.server_rests().next() else {
             return false;
@@ -152,7 +154,7 @@ mod tests {
             c.supported_types(),
             Some(vec!["Patient".to_string(), "Condition".to_string()])
         );
-        // §6.6 looks only at the first server entry, which here has no resources.
+        // Only the first server entry counts, which here has no resources.
         assert!(!c.supports_search_param("Patient", "_lastUpdated"));
         let c = Capabilities::new(json!({"rest": [{"mode": "server", "resource": [
             {"type": "Patient", "searchParam": [{"name": "_lastUpdated"}]}]}]}));

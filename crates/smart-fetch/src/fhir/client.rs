@@ -1,5 +1,6 @@
 //! `FhirClient`: one server, one credential set. Sessions (capabilities + auth), request
-//! construction (§7.3), retries (§7.5, our own policy), 401 renewal (§7.6) and the budget.
+//! construction (docs/server.md#requests), retries (docs/server.md#retries, our own policy),
+//! 401 renewal (docs/server.md#renewing-tokens) and the budget.
 //!
 //! It is also the trust boundary, enforced here and nowhere else: credentials go only to
 //! the FHIR server's origin (and the token endpoint, for the token request itself); every
@@ -52,16 +53,13 @@ const MAX_REDIRECTS: usize = 10;
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 const FHIR_JSON: &str = "application/fhir+json";
 /// Sent with every request (the token endpoint's too), so the EHR's operators can see who is
-/// calling and which version.
-pub const USER_AGENT: &str = concat!(
-    "smart-fetch/",
-    env!("CARGO_PKG_VERSION"),
-    " (Rust; +https://github.com/smart-on-fhir/smart-fetch)"
-);
+/// calling and which version. No project URL: the crate names no repository of its own, and
+/// the Python tool's would point operators at the wrong project.
+pub const USER_AGENT: &str = concat!("smart-fetch/", env!("CARGO_PKG_VERSION"), " (Rust)");
 const EPIC_CLIENT_ID: HeaderName = HeaderName::from_static("epic-client-id");
 
-/// Raw credential arguments as the user gave them (spec §2.2); loaded and validated by
-/// `FhirClient::new`.
+/// Raw credential arguments as the user gave them (docs/cli.md#shared-option-groups); loaded and
+/// validated by `FhirClient::new`.
 #[derive(Clone, Default)]
 pub struct AuthOptions {
     pub smart_client_id: Option<String>,
@@ -387,8 +385,8 @@ impl FhirClient {
         Ok(())
     }
 
-    /// Read the CapabilityStatement and authorize (spec §7.1). May be called again: each call
-    /// re-reads the capabilities and re-authorizes.
+    /// Read the CapabilityStatement and authorize (docs/server.md#sessions). May be called
+    /// again: each call re-reads the capabilities and re-authorizes.
     pub async fn open(&self) -> Result<(), FhirError> {
         let url = self.resolve("metadata")?;
         let mut headers = HeaderMap::new();
@@ -673,7 +671,7 @@ impl FhirClient {
         }
     }
 
-    /// Discovery (once per client), then a token request (spec §8.3).
+    /// Discovery (once per client), then a token request (docs/server.md#smart-backend-services).
     /// Boxed because a token request runs through `execute`, which may itself renew.
     fn fetch_token<'a>(
         &'a self,
@@ -741,9 +739,9 @@ impl FhirClient {
         parse_token_answer(&response.body).map_err(unusable)
     }
 
-    /// `GET .well-known/smart-configuration` (no auth). With `--token-url` its failure is
-    /// harmless (fix of quirk 7). A 4xx means "no SMART configuration here", which the
-    /// missing-endpoint message says more plainly than the raw error.
+    /// `GET .well-known/smart-configuration` (no auth). With `--token-url` its failure is harmless
+    /// (docs/differences.md#smart-discovery-with-a-token-url). A 4xx means "no SMART configuration
+    /// here", which the missing-endpoint message says more plainly than the raw error.
     async fn discover(&self) -> Result<TokenEndpoint, FhirError> {
         let url = self.resolve(".well-known/smart-configuration")?;
         let mut headers = HeaderMap::new();
@@ -934,7 +932,8 @@ impl FhirClient {
                                 .await?;
                             continue;
                         }
-                        // Same credentials again would only fail again (spec §7.6).
+                        // Same credentials again would only fail again
+                        // (docs/server.md#renewing-tokens).
                         _ => (http_error_of(&sent), None),
                     }
                 }

@@ -1,10 +1,12 @@
-//! Errors of the request engine, with the spec's message shape (§7.4):
+//! Errors of the request engine, with the Python tool's message shape
+//! (docs/server.md#error-messages-from-requests):
 //! `An error occurred when connecting to "<url>": [<status>] <detail>`, and the choice of
 //! `<detail>` from an error response body.
 
 use serde_json::Value;
 
-/// Statuses worth another try: the server may answer differently in a moment (spec §7.4).
+/// Statuses worth another try: the server may answer differently in a moment
+/// (docs/server.md#retries).
 pub const RETRYABLE_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
 
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +68,8 @@ impl FhirError {
         )
     }
 
-    /// A "temporary" error (spec §7.4): the request was retried and still failed, and a later
-    /// run may succeed. Hydration counts these apart from permanent failures.
+    /// A "temporary" error (docs/server.md#retries): the request was retried and still failed, and
+    /// a later run may succeed. Hydration counts these apart from permanent failures.
     pub fn is_temporary(&self) -> bool {
         match self {
             FhirError::Transport { .. } | FhirError::Broken { .. } => true,
@@ -85,7 +87,8 @@ impl FhirError {
     }
 }
 
-/// `<detail>` of an error message, chosen from the error response body (spec §7.4).
+/// `<detail>` of an error message, chosen from the error response body
+/// (docs/server.md#error-messages-from-requests).
 pub fn error_detail(status: u16, body: &str) -> String {
     let detail = match serde_json::from_str::<Value>(body) {
         Ok(Value::Object(map)) => {

@@ -1,5 +1,6 @@
-//! SMART Backend Services keys (spec §8.2, §8.3): loading a private key from JWKS/JWK/PEM,
-//! its RFC 7638 thumbprint, and the signed client-assertion JWT.
+//! SMART Backend Services keys (docs/server.md#smart-backend-services): loading a private key
+//! from JWKS/JWK/PEM (docs/server.md#secrets-in-files-or-on-the-command-line), its RFC 7638
+//! thumbprint, and the signed client-assertion JWT.
 
 use super::FhirError;
 use base64::Engine;
@@ -108,8 +109,9 @@ impl SmartKey {
         }
     }
 
-    /// The first key usable for signing with a `kid` and an `alg` (spec §8.3). Keys whose
-    /// algorithm we do not implement are passed over so a mixed JWKS still works.
+    /// The first key usable for signing with a `kid` and an `alg`
+    /// (docs/server.md#smart-backend-services). Keys whose algorithm we do not implement are passed
+    /// over so a mixed JWKS still works.
     pub fn from_jwks(jwks: &Value) -> Result<Self, FhirError> {
         let keys: Vec<&Value> = match jwks.get("keys") {
             Some(Value::Array(keys)) => keys.iter().collect(),
@@ -204,7 +206,7 @@ impl SmartKey {
         thumbprint(&self.material)
     }
 
-    /// The signed `client_assertion` for a token request (spec §8.3 step 4).
+    /// The signed `client_assertion` for a token request (docs/server.md#smart-backend-services).
     pub fn client_assertion(
         &self,
         client_id: &str,

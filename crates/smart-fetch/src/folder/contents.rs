@@ -17,12 +17,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Our own state folder inside a workdir (the crawl's journals live there too); the
-/// Python tool ignores it.
-const STATE_DIR: &str = ".resume";
+use super::STATE_DIR;
+
 /// Failed hydration reads by what they fetch (`{"Observation": 2, "Binary": 1}`).
 const FAILED_READS: &str = "hydration-failures.json";
-/// Where a workdir keeps what names deleted resources (spec §14.8).
+/// Where a workdir keeps what names deleted resources (docs/export.md#deleted-resources).
 pub const DELETED_DIR: &str = "deleted";
 
 /// Counts of one workdir, by resource type name as the files say it.

@@ -1,6 +1,7 @@
-//! Finding NDJSON files of a type in a folder (spec §9.5): direct children only, symlinks
-//! resolved to their targets, type from the file name or else the first line. Reads at most
-//! one line per file to learn its type (plus whole files in `ids_of_type`); never writes.
+//! Finding NDJSON files of a type in a folder (docs/folders.md#finding-files-by-type): direct
+//! children only, symlinks resolved to their targets, type from the file name or else the first
+//! line. Reads at most one line per file to learn its type (plus whole files in `ids_of_type`);
+//! never writes.
 
 use crate::ndjson;
 use crate::report::Reporter;
@@ -227,19 +228,31 @@ pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
-    pub(crate) fn temp_dir(tag: &str) -> PathBuf {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!(
-            "sf-folder-{tag}-{}-{n}-{}",
-            std::process::id(),
-            crate::timestamp::now().timestamp_micros()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        if let Err(e) = fs::create_dir_all(&dir) {
-            panic!("temp dir: {e}");
+    /// A fresh folder for one unit test, removed with its contents when the test ends.
+    pub(crate) fn temp_dir(tag: &str) -> TestDir {
+        match tempfile::Builder::new()
+            .prefix(&format!("sf-unit-{tag}-"))
+            .tempdir()
+        {
+            Ok(dir) => TestDir(dir),
+            Err(e) => panic!("temp dir: {e}"),
         }
-        dir
+    }
+
+    /// See [`temp_dir`]; derefs to its `Path`.
+    pub(crate) struct TestDir(tempfile::TempDir);
+
+    impl std::ops::Deref for TestDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            self.0.path()
+        }
+    }
+
+    impl AsRef<Path> for TestDir {
+        fn as_ref(&self) -> &Path {
+            self.0.path()
+        }
     }
 
     pub(crate) fn write(path: &Path, text: &str) {

@@ -1,5 +1,5 @@
-//! Folder errors, worded as the spec's fatal messages (§19.3). Only `main` prints them; the
-//! folder layer never exits the process itself.
+//! Folder errors, worded as the Python tool's fatal messages (docs/cli.md#fatal-errors). Only
+//! `main` prints them; the folder layer never exits the process itself.
 
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
@@ -18,7 +18,7 @@ pub enum FolderError {
         expected: &'static str,
         found: String,
     },
-    /// Context mismatches and the managed-folder checks carry the spec's full text.
+    /// Context mismatches and the managed-folder checks carry the Python tool's full text.
     #[error("{0}")]
     Mismatch(String),
     #[error(

@@ -1,6 +1,7 @@
-//! What earlier exports of a managed folder say about this one (spec §14.4, §14.7, §14.8):
-//! `--since auto` timestamps, new and merged patients, and resources that are gone. Reads
-//! workdirs written by either tool; the only thing it writes is `deleted/` files.
+//! What earlier exports of a managed folder say about this one (docs/since.md#since-auto,
+//! docs/export.md#new-deleted-and-merged-patients, docs/export.md#deleted-resources): `--since
+//! auto` timestamps, new and merged patients, and resources that are gone. Reads workdirs written
+//! by either tool; the only thing it writes is `deleted/` files.
 //!
 //! Deliberately stricter than the Python tool, because a hospital's ETL deletes whatever
 //! `deleted/` names: like is compared with like. A baseline's *searched* files count when
@@ -27,7 +28,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-/// Spec §14.4: per type, the newest matching done time over every workdir. Empty when
+/// docs/since.md#since-auto: per type, the newest matching done time over every workdir. Empty when
 /// nothing matched at all (the caller reports that).
 pub fn since_auto(managed_dir: &Path, ctx: &ExportContext) -> BTreeMap<ResourceType, Timestamp> {
     let mut out: BTreeMap<ResourceType, Timestamp> = BTreeMap::new();
@@ -75,10 +76,11 @@ pub fn replaced_ids(patient: &Value) -> HashSet<String> {
         .collect()
 }
 
-/// The newest other workdir that fetched Patients the same way: Patient done there, with
-/// the same Patient filter (none counts as unfiltered, as for ID lookups when Patient is
-/// not a selected type). Spec §14.7 uses the matching rule of §14.5 instead, which misses
-/// ID-lookup exports when Patient is not selected.
+/// The newest other workdir that fetched Patients the same way: Patient done there, with the same
+/// Patient filter (none counts as unfiltered, as for ID lookups when Patient is not a selected
+/// type). docs/export.md#new-deleted-and-merged-patients uses the matching rule of
+/// docs/since.md#matching-earlier-exports instead, which misses ID-lookup exports when Patient is
+/// not selected.
 pub fn previous_patient_export(
     managed_dir: &Path,
     current: &Path,
@@ -97,8 +99,8 @@ pub fn previous_patient_export(
         .map(|w| w.path)
 }
 
-/// Spec §14.7: patients new since `previous` (or whose record absorbed another one in a
-/// merge), and patients gone.
+/// docs/export.md#new-deleted-and-merged-patients: patients new since `previous` (or whose record
+/// absorbed another one in a merge), and patients gone.
 pub fn new_and_deleted_patients(
     previous: &HashMap<String, HashSet<String>>,
     current: &HashMap<String, HashSet<String>>,
@@ -123,8 +125,9 @@ pub fn new_and_deleted_patients(
     (new, deleted)
 }
 
-/// Spec §14.7 "new patients for resource type T": patients recorded as new in this workdir
-/// or in any newer workdir than the last one that exported `t` with matching filters.
+/// docs/export.md#new-deleted-and-merged-patients "new patients for resource type T": patients
+/// recorded as new in this workdir or in any newer workdir than the last one that exported `t` with
+/// matching filters.
 pub fn new_patients_for_type(
     managed_dir: &Path,
     current: &Path,
@@ -152,9 +155,9 @@ pub fn new_patients_for_type(
     out
 }
 
-/// Spec §14.8 with the stricter rules above, searched files only: ids of `t` that the last
-/// full export with the same filters (and any since exports after it) had, and that the
-/// current workdir lacks.
+/// docs/export.md#deleted-resources with the stricter rules above, searched files only: ids of `t`
+/// that the last full export with the same filters (and any since exports after it) had, and that
+/// the current workdir lacks.
 pub fn deleted_ids(
     managed_dir: &Path,
     current: &Path,
@@ -188,8 +191,8 @@ pub struct CurrentExport<'a> {
     pub reporter: &'a Reporter,
 }
 
-/// Spec §14.8 for every type the export holds, by the rules of this module: type → ids to
-/// name in `deleted/` (types with nothing to name are left out).
+/// docs/export.md#deleted-resources for every type the export holds, by the rules of this module:
+/// type → ids to name in `deleted/` (types with nothing to name are left out).
 pub fn deleted_resources(cur: &CurrentExport) -> BTreeMap<ResourceType, BTreeSet<String>> {
     let others = other_workdirs(cur.managed_dir, cur.workdir);
     let mut types: BTreeSet<ResourceType> = cur.searched.iter().copied().collect();
@@ -426,8 +429,8 @@ fn ids_in(file: &Path, t: ResourceType, reporter: &Reporter) -> impl Iterator<It
     })
 }
 
-/// Write `<workdir>/deleted/Bundle.<T>.ndjson[.gz]` (spec §14.8 format), replacing any
-/// earlier one. Nothing is written for an empty set.
+/// Write `<workdir>/deleted/Bundle.<T>.ndjson[.gz]` (docs/export.md#deleted-resources format),
+/// replacing any earlier one. Nothing is written for an empty set.
 pub fn write_deleted(
     workdir: &Path,
     t: ResourceType,
@@ -478,7 +481,8 @@ mod tests {
 
     #[test]
     fn merges_make_the_survivor_new_and_the_absorbed_deleted() {
-        // Spec §14.7 scenario: {pat1,pat2,pat3} then pat2 replaces pat1, pat4 arrives.
+        // docs/export.md#new-deleted-and-merged-patients scenario: {pat1,pat2,pat3} then pat2
+        // replaces pat1, pat4 arrives.
         let before = map(&[("pat1", &[]), ("pat2", &[]), ("pat3", &[])]);
         let after = map(&[("pat2", &["pat1"]), ("pat3", &[]), ("pat4", &[])]);
         let (new, deleted) = new_and_deleted_patients(&before, &after);

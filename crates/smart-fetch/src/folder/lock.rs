@@ -71,14 +71,14 @@ mod tests {
 
     #[test]
     fn second_lock_is_refused_until_the_first_is_dropped() {
-        let dir = std::env::temp_dir().join(format!("sf-lock-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let root = crate::folder::discovery::tests::temp_dir("lock");
+        // `lock` makes the folder it locks.
+        let dir = root.join("managed");
         let first = lock(&dir);
         assert!(first.is_ok());
         // flock locks belong to the open file description: a second open is refused.
         assert!(matches!(lock(&dir), Err(LockError::Busy(..))));
         drop(first);
         assert!(lock(&dir).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

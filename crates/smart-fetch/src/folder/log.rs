@@ -1,6 +1,6 @@
-//! `log.ndjson` (spec §12): Bulk Data export log lines, appended one whole line per write in
-//! Python `json.dumps` spelling. Crawls write the "fake" log (§12.8) so Cumulus ETL finds a
-//! group name and transaction time. Knows the line format only; which events to log and
+//! `log.ndjson` (docs/log.md): Bulk Data export log lines, appended one whole line per write in
+//! Python `json.dumps` spelling. Crawls write the "fake" log (docs/log.md#the-crawl-log) so Cumulus
+//! ETL finds a group name and transaction time. Knows the line format only; which events to log and
 //! when is the bulk/crawl engines' business.
 
 use super::FolderError;

@@ -1,7 +1,9 @@
-//! `.metadata` files (spec §10): output (workdir) and managed kinds, key order preserved,
-//! written atomically as pretty ASCII JSON. Owns the context checks (§10.3, §10.5), the
-//! "same context" rule (§14.3) and "matching timestamps" (§14.5). Keeps unknown keys as
-//! found; never decides what to export and never prints.
+//! `.metadata` files (docs/folders.md#writing-metadata): output (workdir) and managed kinds, key
+//! order preserved, written atomically as pretty ASCII JSON. Owns the context checks
+//! (docs/folders.md#workdir-context-check, docs/folders.md#managed-folder-metadata), the "same
+//! context" rule (docs/export.md#choosing-the-workdir) and "matching timestamps"
+//! (docs/since.md#matching-earlier-exports). Keeps unknown keys as found; never decides what to
+//! export and never prints.
 
 use super::FolderError;
 use crate::filters::{Filters, SinceMode};
@@ -20,9 +22,9 @@ pub const FILE_NAME: &str = ".metadata";
 
 const KIND_OUTPUT: &str = "output";
 const KIND_MANAGED: &str = "managed";
-/// Ours, not the Python tool's: the hydration tasks whose run in this workdir finished with
-/// every reference answered (spec §14.8 compares hydrated files only between exports that
-/// ran the same ones). Absent = unknown, so hydrated files are not comparable.
+/// Ours, not the Python tool's: the hydration tasks whose run in this workdir finished with every
+/// reference answered (docs/export.md#deleted-resources compares hydrated files only between
+/// exports that ran the same ones). Absent = unknown, so hydrated files are not comparable.
 const HYDRATION_TASKS: &str = "hydrationTasks";
 /// Ours: the whole managed export (searches, hydration, `deleted/`, symlinks) finished, with
 /// a summary of what the workdir holds, so `status` need not read gigabytes. Valid only
@@ -158,7 +160,8 @@ pub fn filters_to_json(filters: &Filters) -> Value {
     Value::Object(map)
 }
 
-/// The §10.3 listing: sorted by type, `  T?params` per filter or `  T (no filter)`.
+/// The docs/folders.md#workdir-context-check listing: sorted by type, `  T?params` per filter
+/// or `  T (no filter)`.
 fn pretty_filters(filters: &Value) -> String {
     let Some(map) = filters.as_object() else {
         return format!("  {}", py_str(filters));
@@ -264,7 +267,8 @@ impl OutputMetadata {
         string_set(self.data.get("sinceResources"))
     }
 
-    /// Spec §10.3: check then record the context (writes only when something changed).
+    /// docs/folders.md#workdir-context-check: check then record the context (writes only when
+    /// something changed).
     pub fn note_context(&mut self, ctx: &ExportContext) -> Result<(), FolderError> {
         let folder = self.dir.display().to_string();
         let filters = filters_to_json(&ctx.filters);
@@ -322,7 +326,8 @@ impl OutputMetadata {
         Ok(())
     }
 
-    /// Spec §14.3 "same context" (the auto-since rule needs the selected types).
+    /// docs/export.md#choosing-the-workdir "same context" (the auto-since rule needs the selected
+    /// types).
     pub fn has_same_context(&self, ctx: &ExportContext, selected: &[ResourceType]) -> bool {
         if self.data.get("filters") != Some(&filters_to_json(&ctx.filters)) {
             return false;
@@ -344,8 +349,9 @@ impl OutputMetadata {
         true
     }
 
-    /// Spec §14.5: per type, this workdir's done time if its export covers the current
-    /// filters (both unfiltered, or the current filters are a non-empty subset of its own).
+    /// docs/since.md#matching-earlier-exports: per type, this workdir's done time if its export
+    /// covers the current filters (both unfiltered, or the current filters are a non-empty subset
+    /// of its own).
     pub fn matching_timestamps(&self, ctx: &ExportContext) -> BTreeMap<ResourceType, Timestamp> {
         let mut out = BTreeMap::new();
         if let (Some(stored), Some(current)) = (self.since_mode(), ctx.since_mode)
@@ -544,7 +550,7 @@ impl OutputMetadata {
         self.write()
     }
 
-    /// Status URL of an in-progress bulk export (spec §10.2 `bulk-status`).
+    /// Status URL of an in-progress bulk export (docs/folders.md#workdir-metadata `bulk-status`).
     pub fn bulk_status(&self) -> Option<&str> {
         self.data.get("bulk-status").and_then(Value::as_str)
     }
@@ -636,7 +642,8 @@ impl ManagedMetadata {
         self.data.get("group").and_then(Value::as_str)
     }
 
-    /// Spec §10.5: write on first use, compare FHIR URL and group afterwards.
+    /// docs/folders.md#managed-folder-metadata: write on first use, compare FHIR URL and group
+    /// afterwards.
     pub fn note_context(&mut self, fhir_url: &str, group: Option<&str>) -> Result<(), FolderError> {
         if self.data.is_empty() {
             self.data

@@ -1,6 +1,6 @@
 //! The `Type.NNN.ndjson[.gz]` symlinks that pool a managed folder's active files
-//! (spec §18), including hydrated types reached through chains. Only ever deletes symlinks
-//! (never regular files) in the managed folder itself, and only links into workdirs with
+//! (docs/folders.md#symlinks), including hydrated types reached through chains. Only ever deletes
+//! symlinks (never regular files) in the managed folder itself, and only links into workdirs with
 //! relative targets, so the tree can be moved. Reads workdir `.metadata`, never writes it.
 
 use super::metadata::OutputMetadata;
@@ -36,10 +36,11 @@ const PRACTITIONER_SOURCES: &[ResourceType] = &[
     Specimen,
 ];
 
-/// "Source export types" of R (spec §18.3): the patient-linked types whose export, in some
-/// workdir, can bring R files into that workdir. This is the transitive closure over the
-/// hydration tasks of §15.2 (input → output), restricted to patient-linked types. Unlike
-/// the original (quirk 16) chains count, which changes three rows:
+/// "Source export types" of R (docs/folders.md#active-files): the patient-linked types whose
+/// export, in some workdir, can bring R files into that workdir. This is the transitive closure
+/// over the hydration tasks of docs/hydration.md#task-registry (input → output), restricted to
+/// patient-linked types. Unlike the original (docs/differences.md#symlinks-follow-hydration-chains)
+/// chains count, which changes three rows:
 /// * Location: `practrole-loc` reads PractitionerRoles, which come from every patient type
 ///   but Device (`*-practrole`, and `pract-practrole` via Practitioner), so Patient →
 ///   PractitionerRole → Location makes every patient type a source;
@@ -88,8 +89,8 @@ pub fn source_types(r: ResourceType) -> &'static [ResourceType] {
     }
 }
 
-/// Workdirs whose export of `e` is still current, newest first (spec §18.3): a filtered
-/// export is superseded once newer full exports covered all of its filters; an unfiltered
+/// Workdirs whose export of `e` is still current, newest first (docs/folders.md#active-files): a
+/// filtered export is superseded once newer full exports covered all of its filters; an unfiltered
 /// full export makes everything older obsolete.
 fn active_workdirs(e: ResourceType, workdirs: &[(Workdir, OutputMetadata)]) -> Vec<&Workdir> {
     let mut full_filters: BTreeSet<String> = BTreeSet::new();
@@ -158,7 +159,8 @@ fn io_error(path: &Path) -> impl Fn(io::Error) -> FolderError + '_ {
     }
 }
 
-/// `reset-symlinks`: the folder must hold a non-empty managed `.metadata` (spec §18.1).
+/// `reset-symlinks`: the folder must hold a non-empty managed `.metadata`
+/// (docs/commands.md#reset-symlinks).
 pub fn reset(managed_dir: &Path, reporter: &Reporter) -> Result<(), FolderError> {
     if ManagedMetadata::load(managed_dir)?.is_empty() {
         return Err(FolderError::NotManaged(managed_dir.display().to_string()));
@@ -247,7 +249,7 @@ mod tests {
         }
     }
 
-    /// Hydration tasks of spec §15.2 as (input, output), self-loops left out.
+    /// Hydration tasks of docs/hydration.md#task-registry as (input, output), self-loops left out.
     const HYDRATION_EDGES: &[(ResourceType, ResourceType)] = &[
         (DocumentReference, EpisodeOfCare),
         (Encounter, EpisodeOfCare),
@@ -388,7 +390,7 @@ mod tests {
             .collect()
     }
 
-    fn managed(tag: &str) -> PathBuf {
+    fn managed(tag: &str) -> crate::folder::discovery::tests::TestDir {
         let root = temp_dir(tag);
         ok(ok(ManagedMetadata::load(&root)).note_context("http://example.invalid/R4", None));
         root

@@ -1,6 +1,7 @@
-//! Numbered workdirs `NNN.nickname` inside a managed folder and the rules for reusing or
-//! creating one (spec §14.3). Only reads: it names the folder to use but never creates it
-//! (the engine does, when it starts) and never prints (the caller prints `Choice::message`).
+//! Numbered workdirs `NNN.nickname` inside a managed folder and the rules for reusing or creating
+//! one (docs/export.md#choosing-the-workdir). Only reads: it names the folder to use but never
+//! creates it (the engine does, when it starts) and never prints (the caller prints
+//! `Choice::message`).
 
 use super::{ExportContext, FolderError, OutputMetadata};
 use crate::resources::ResourceType;

@@ -45,7 +45,7 @@ pub fn list_id(reference: &str, t: ResourceType) -> Option<&str> {
 pub fn url(t: ResourceType, ids: &[&str], patient: Option<&str>) -> String {
     // The patient as the crawl's searches name it.
     let patient = patient
-        .map(|p| format!("patient={}&", crate::crawl::search::encode_query_value(p)))
+        .map(|p| format!("patient={}&", crate::url_encoding::quote(p)))
         .unwrap_or_default();
     // Ids are plain (`is_plain_id`), so they need no encoding; the commas stay literal, as
     // FHIR's OR lists are written.

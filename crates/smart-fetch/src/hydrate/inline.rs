@@ -1,10 +1,10 @@
-//! Inline tasks (`doc-inline`, `dxr-inline`, spec §15.6): put the content behind attachment
-//! URLs into the attachments themselves (`data`, `contentType` with charset, `size`, `hash`).
-//! Each input file of the workdir is rewritten through a temp file that replaces it only once
-//! every line is written, in the original order; lines it does not change (blank,
-//! undecodable, other types, nothing to inline) are copied byte for byte. An interrupted or
-//! failed rewrite leaves the original untouched, and a rerun skips attachments that already
-//! have `data`. Reads only the workdir (a `--source-dir` does not apply).
+//! Inline tasks (`doc-inline`, `dxr-inline`, docs/hydration.md#inlining-attachments): put the
+//! content behind attachment URLs into the attachments themselves (`data`, `contentType` with
+//! charset, `size`, `hash`). Each input file of the workdir is rewritten through a temp file that
+//! replaces it only once every line is written, in the original order; lines it does not change
+//! (blank, undecodable, other types, nothing to inline) are copied byte for byte. An interrupted or
+//! failed rewrite leaves the original untouched, and a rerun skips attachments that already have
+//! `data`. Reads only the workdir (a `--source-dir` does not apply).
 
 use super::progress::Progress;
 use super::stats::{Stats, Status};
@@ -230,7 +230,8 @@ async fn inline_resource(
     Ok(statuses)
 }
 
-/// What to do with an attachment before any request (spec §15.6 steps 1–4).
+/// What to do with an attachment before any request (docs/hydration.md#inlining-attachments,
+/// steps 1–4).
 #[derive(Debug, PartialEq, Eq)]
 enum Plan {
     Skip(Status),
@@ -370,7 +371,8 @@ fn mime_mismatch_text(want: &str, got: &str, response: &FhirResponse) -> String 
     outcome.unwrap_or_else(|| format!("Error: expected MIME type of '{want}', but got '{got}'."))
 }
 
-/// Spec §15.6 step 7: new keys go after the existing ones; existing keys keep their place.
+/// docs/hydration.md#inlining-attachments, step 7: new keys go after the existing ones; existing
+/// keys keep their place.
 fn apply(
     attachment: &mut Map<String, Value>,
     mimetype: &str,
@@ -507,7 +509,8 @@ mod tests {
 
     #[test]
     fn rewrites_copy_the_unchanged_prefix_and_keep_every_line() {
-        let dir = std::env::temp_dir().join(format!("sf-inline-rewrite-{}", std::process::id()));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         let _ = std::fs::create_dir_all(&dir);
         for name in ["a.ndjson", "a.ndjson.gz"] {
             let path = dir.join(name);

@@ -155,7 +155,8 @@ mod tests {
 
     #[tokio::test]
     async fn streams_values_and_raw_lines() {
-        let dir = std::env::temp_dir().join(format!("sf-hydrate-input-{}", std::process::id()));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         let _ = std::fs::create_dir_all(&dir);
         let a = dir.join("a.ndjson");
         let b = dir.join("b.ndjson");

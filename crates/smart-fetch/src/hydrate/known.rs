@@ -1,10 +1,10 @@
-//! The export-wide "already have or already asked for" memory of reference tasks (spec
-//! §15.3 step 2, §15.4), shared by every task and pass of one run: `<Type>/<id>` of every
-//! resource of a type found in the workdir's files (read once per type per run), of every
-//! resource written since, and every reference string already requested, whether the request
-//! worked or not. So a referenced resource is fetched once per run, and a reference that
-//! answers 404 is asked for once, however many resources point at it. Holds keys only;
-//! never requests or writes anything.
+//! The export-wide "already have or already asked for" memory of reference tasks
+//! (docs/hydration.md#running-a-reference-task), shared by every task and pass of one run:
+//! `<Type>/<id>` of every resource of a type found in the workdir's files (read once per type per
+//! run), of every resource written since, and every reference string already requested, whether the
+//! request worked or not. So a referenced resource is fetched once per run, and a reference that
+//! answers 404 is asked for once, however many resources point at it. Holds keys only; never
+//! requests or writes anything.
 
 use crate::folder::discovery;
 use crate::report::Reporter;
@@ -72,7 +72,8 @@ mod tests {
 
     #[tokio::test]
     async fn loads_once_and_claims_once() {
-        let dir = std::env::temp_dir().join(format!("sf-hydrate-known-{}", std::process::id()));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         let _ = std::fs::create_dir_all(&dir);
         let write = |name: &str, text: &str| {
             if let Err(e) = std::fs::write(dir.join(name), text) {

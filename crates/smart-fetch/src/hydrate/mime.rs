@@ -1,6 +1,7 @@
-//! Reading `Content-Type` values the way the Python tool did (spec §15.6): the media type
-//! with Python `email` semantics (malformed → `text/plain`), the `charset` parameter, and
-//! whether a charset names an encoding Python knows. Pure string functions.
+//! Reading `Content-Type` values the way the Python tool did
+//! (docs/hydration.md#inlining-attachments): the media type with Python `email` semantics
+//! (malformed → `text/plain`), the `charset` parameter, and whether a charset names an encoding
+//! Python knows. Pure string functions.
 
 /// The inline default: text, HTML and XHTML.
 pub const DEFAULT_MIMETYPES: [&str; 3] = ["text/plain", "text/html", "application/xhtml+xml"];

@@ -1,10 +1,11 @@
-//! Hydration (spec §15): fetching what searches and bulk exports leave out — referenced
-//! resources, attachment content, PractitionerRoles by search — into a workdir. `tasks` is
-//! the registry and its parsing, `reference`, `inline` and `practrole_search` run one task
-//! each, and this module runs tasks: each once for `hydrate` (§15.9), or the multi-pass loop
-//! of `export` until no new output type appears (§14.6). `evidence` keeps what the run
-//! tells deleted-resource detection. Talks to the server only through the `FhirClient` it
-//! is given; touches only the workdir (and reads the source dir).
+//! Hydration (docs/hydration.md): fetching what searches and bulk exports leave out — referenced
+//! resources, attachment content, PractitionerRoles by search — into a workdir. `tasks` is the
+//! registry and its parsing, `reference`, `inline` and `practrole_search` run one task each, and
+//! this module runs tasks: each once for `hydrate` (docs/hydration.md#the-hydrate-command), or the
+//! multi-pass loop of `export` until no task finds anything new
+//! (docs/hydration.md#hydration-after-an-export). `evidence` keeps what the run tells
+//! deleted-resource detection. Talks to the server only through the `FhirClient` it is given;
+//! touches only the workdir (and reads the source dir).
 
 pub mod batch;
 pub mod evidence;
@@ -161,7 +162,8 @@ impl Hydrator {
         self.evidence.report(selected)
     }
 
-    /// `hydrate`: each task once, in registry order, a rule line before each (§15.9).
+    /// `hydrate`: each task once, in registry order, a rule line before each
+    /// (docs/hydration.md#the-hydrate-command).
     pub async fn run_each(&self, tasks: &[&Task]) -> Result<(), HydrateError> {
         crate::folder::metadata::forget_hydration_tasks(&self.options.workdir)?;
         crate::folder::contents::forget_failed_reads(&self.options.workdir)?;
@@ -172,21 +174,21 @@ impl Hydrator {
         self.record_failed_reads()
     }
 
-    /// `export`: passes over the selected types, then over the types the previous pass
-    /// produced (§14.6), and on until no task finds anything new: a task runs again when
-    /// an earlier task wrote new resources of its input type (a Practitioner first found
-    /// through a PractitionerRole still gets its own roles searched). The "already have or
-    /// asked for" memory keeps each reference to one request however often a task runs.
-    /// A rule line before the first task and after each.
+    /// `export`: passes over the selected types, then over the types the previous pass produced
+    /// (docs/hydration.md#hydration-after-an-export), and on until no task finds anything new: a
+    /// task runs again when an earlier task wrote new resources of its input type (a Practitioner
+    /// first found through a PractitionerRole still gets its own roles searched). The "already have
+    /// or asked for" memory keeps each reference to one request however often a task runs. A rule
+    /// line before the first task and after each.
     pub async fn run_export(
         &self,
         tasks: &[&Task],
         types: &[ResourceType],
     ) -> Result<(), HydrateError> {
-        // A version per type, bumped whenever a task writes new resources of it (or first
-        // makes it available); a task is due when its input type's version passed the one
-        // it saw when it last started. Rounds keep the passes of §14.6: what a round makes
-        // due waits for the next round.
+        // A version per type, bumped whenever a task writes new resources of it (or first makes it
+        // available); a task is due when its input type's version passed the one it saw when it
+        // last started. Rounds keep the order of the Python tool's passes: what a round makes due
+        // waits for the next round.
         let mut version: HashMap<ResourceType, u32> = types.iter().map(|t| (*t, 1)).collect();
         let mut seen: HashMap<&str, u32> = HashMap::new();
         let mut first = true;
@@ -294,8 +296,9 @@ impl Hydrator {
         ));
     }
 
-    /// Per-item error text, shown only with `--verbose` (spec §15.4, §15.6); on stdout in
-    /// the text format, as the Python tool printed it.
+    /// Per-item error text, shown only with `--verbose` (docs/hydration.md#fetching-a-reference,
+    /// docs/hydration.md#inlining-attachments); on stdout in the text format, as the Python tool
+    /// printed it.
     pub(crate) fn report(&self, message: &str) {
         // Often the server's own words (an OperationOutcome's text).
         self.options

@@ -1,16 +1,17 @@
-//! `pract-practrole` (spec §15.7): search `PractitionerRole?practitioner=<id>` for every
-//! Practitioner, because servers such as Epic have roles nobody references. Roles go to
-//! `PractitionerRole.searched.ndjson[.gz]`, which is also the record of which practitioners
-//! were searched: a practitioner with roles there is not searched again. Pages are followed
-//! through their `next` links like a crawl search; errors are counted, never written.
+//! `pract-practrole` (docs/hydration.md#searching-practitioner-roles): search
+//! `PractitionerRole?practitioner=<id>` for every Practitioner, because servers such as Epic have
+//! roles nobody references. Roles go to `PractitionerRole.searched.ndjson[.gz]`, which is also the
+//! record of which practitioners were searched: a practitioner with roles there is not searched
+//! again. Pages are followed through their `next` links like a crawl search; errors are counted,
+//! never written.
 
 use super::output::Appender;
 use super::stats::{Stats, Status};
 use super::{HydrateError, Hydrator, Outcome, Task, input, outcome_text, refs, wrong_type_text};
-use crate::crawl::search::encode_query_value;
 use crate::folder::discovery;
 use crate::ndjson;
 use crate::report::Reporter;
+use crate::url_encoding::quote as encode_query_value;
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -208,7 +209,8 @@ mod tests {
 
     #[test]
     fn scans_only_searched_files() {
-        let dir = std::env::temp_dir().join(format!("sf-hydrate-roles-{}", std::process::id()));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         let _ = std::fs::create_dir_all(&dir);
         let write = |name: &str, text: &str| {
             if let Err(e) = std::fs::write(dir.join(name), text) {

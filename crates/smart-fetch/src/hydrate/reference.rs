@@ -1,4 +1,5 @@
-//! Reference tasks (spec §15.3, §15.4): for every input resource, download the references
+//! Reference tasks (docs/hydration.md#running-a-reference-task,
+//! docs/hydration.md#fetching-a-reference): for every input resource, download the references
 //! found at the task's paths that point at its output type and are not already known, and
 //! append them to `<Output>.<slug>.ndjson[.gz]`. Recursive tasks (`obs-members`, `loc-loc`,
 //! `org-org`) follow the references of what they download too, cycle-safe because every
@@ -554,10 +555,10 @@ fn patient_of(resource: &Value, field: Option<&str>) -> Option<String> {
     referenced_patient(reference).map(str::to_string)
 }
 
-/// Spec §15.4 for one claimed reference, read on its own. Only errors that end the run
-/// come back as `Err`. Besides the statistics, a failure leaves the task incomplete and a
-/// 404 or 410 is kept as evidence of a deletion (`evidence`); both still count as fatal
-/// errors in the table.
+/// docs/hydration.md#fetching-a-reference for one claimed reference, read on its own. Only errors
+/// that end the run come back as `Err`. Besides the statistics, a failure leaves the task
+/// incomplete and a 404 or 410 is kept as evidence of a deletion (`evidence`); both still count as
+/// fatal errors in the table.
 async fn download(h: &Hydrator, task: &Task, reference: &str) -> Result<Outcome, HydrateError> {
     let output = task.output;
     let value = match h.client.get_json(reference).await {

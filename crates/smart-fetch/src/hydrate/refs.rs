@@ -1,6 +1,7 @@
-//! Walking the REFS paths of spec §15.2 (`context.encounter*`, `participant*.individual`)
-//! over a resource, and classifying the reference strings found (§15.4). Pure functions over
-//! JSON values: no requests, no files.
+//! Walking the REFS paths of docs/hydration.md#task-registry (`context.encounter*`,
+//! `participant*.individual`) over a resource, and classifying the reference strings found
+//! (docs/hydration.md#fetching-a-reference). Pure functions over JSON values: no requests, no
+//! files.
 
 use crate::resources::ResourceType;
 use serde_json::Value;
@@ -32,7 +33,8 @@ pub fn walk<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
 }
 
 /// One entry per Reference reached by any of `paths`, in path order: its `reference` string,
-/// or `None` when the value reached has none (still an examined item, spec §15.8).
+/// or `None` when the value reached has none (still an examined item,
+/// docs/hydration.md#statistics-table).
 pub fn references<'a>(resource: &'a Value, paths: &[&str]) -> Vec<Option<&'a str>> {
     paths
         .iter()
@@ -41,9 +43,9 @@ pub fn references<'a>(resource: &'a Value, paths: &[&str]) -> Vec<Option<&'a str
         .collect()
 }
 
-/// A reference worth requesting for a task whose output is `output` (spec §15.4): it must
-/// start with `<Output>/` (case-sensitive) and name an id. Contained (`#x`), empty,
-/// absolute and other-type references are ignored.
+/// A reference worth requesting for a task whose output is `output`
+/// (docs/hydration.md#fetching-a-reference): it must start with `<Output>/` (case-sensitive) and
+/// name an id. Contained (`#x`), empty, absolute and other-type references are ignored.
 pub fn wanted(reference: Option<&str>, output: ResourceType) -> Option<&str> {
     let r = reference?;
     let rest = r.strip_prefix(output.as_str())?.strip_prefix('/')?;

@@ -1,5 +1,6 @@
-//! Per-task statistics (spec §15.8): what happened to each examined item, counted per input
-//! resource and per item, and the table printed after a task. Counting and formatting only.
+//! Per-task statistics (docs/hydration.md#statistics-table): what happened to each examined item,
+//! counted per input resource and per item, and the table printed after a task. Counting and
+//! formatting only.
 
 use crate::console::thousands;
 

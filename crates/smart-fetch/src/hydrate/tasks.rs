@@ -1,7 +1,7 @@
-//! The hydration task registry of spec §15.2 (names, groups, input and output types,
-//! reference paths, output file slugs, in registry order) and `--hydration-tasks`/`--tasks`
-//! parsing (§15.1). Pure data and parsing: it runs nothing and touches no files; printing is
-//! limited to the help listing and the unknown-task complaint of `select`.
+//! The hydration task registry (docs/hydration.md#task-registry: names, groups, input and output
+//! types, reference paths, output file slugs, in registry order) and `--hydration-tasks`/`--tasks`
+//! parsing (docs/hydration.md#choosing-tasks). Pure data and parsing: it runs nothing and touches
+//! no files; printing is limited to the help listing and the unknown-task complaint of `select`.
 
 use crate::error::AppError;
 use crate::report::Reporter;
@@ -56,15 +56,17 @@ impl Group {
 /// What a task does with each input resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Download the references found at these REFS paths (spec §15.2 syntax) into
+    /// Download the references found at these REFS paths (docs/hydration.md#task-registry) into
     /// `<Output>.<slug>.ndjson[.gz]`; recursive when input and output types are equal.
     Reference {
         paths: &'static [&'static str],
         slug: &'static str,
     },
-    /// Inline attachment content into the input files themselves (spec §15.6).
+    /// Inline attachment content into the input files themselves
+    /// (docs/hydration.md#inlining-attachments).
     Inline,
-    /// Search `PractitionerRole?practitioner=<id>` per Practitioner (spec §15.7).
+    /// Search `PractitionerRole?practitioner=<id>` per Practitioner
+    /// (docs/hydration.md#searching-practitioner-roles).
     SearchRoles,
 }
 
@@ -135,8 +137,8 @@ const SUBJECT: &[&str] = &["subject"];
 
 use Group as G;
 
-/// Every task of SMART Fetch 1.0.3, in registry order (spec §15.2). One line per task so the
-/// table reads like the spec's.
+/// Every task of SMART Fetch 1.0.3, in registry order (docs/hydration.md#task-registry). One
+/// line per task so the table reads like the one in the docs.
 #[rustfmt::skip]
 pub const TASKS: &[Task] = &[
     // episodeofcare
@@ -218,7 +220,7 @@ pub const TASKS: &[Task] = &[
     reference("org-org", G::Organization, Organization, Organization, &["partOf"]),
 ];
 
-/// Outcome of task parsing (spec §15.1).
+/// Outcome of task parsing (docs/hydration.md#choosing-tasks).
 #[derive(Debug, PartialEq, Eq)]
 pub enum TaskSelection {
     Selected(Vec<&'static Task>),
@@ -228,9 +230,9 @@ pub enum TaskSelection {
     Unknown(String),
 }
 
-/// Spec §15.1: lower-cased, split on `,` without trimming, absent = `all`. `help` wins,
-/// then `none` (other tokens unchecked), then `all`; otherwise every token must be a group.
-/// The result is in registry order whatever the order of the tokens.
+/// docs/hydration.md#choosing-tasks: lower-cased, split on `,` without trimming, absent = `all`.
+/// `help` wins, then `none` (other tokens unchecked), then `all`; otherwise every token must be a
+/// group. The result is in registry order whatever the order of the tokens.
 pub fn parse(value: Option<&str>) -> TaskSelection {
     let lower = value.unwrap_or("all").to_lowercase();
     let tokens: Vec<&str> = lower.split(',').collect();
@@ -378,7 +380,8 @@ mod tests {
         );
     }
 
-    /// The symlink table (spec §18.3, chains included) is the closure of this registry.
+    /// The symlink table (docs/folders.md#active-files, chains included) is the closure of this
+    /// registry.
     #[test]
     fn symlink_sources_follow_the_registry() {
         for r in ResourceType::SCOPE_TYPES {

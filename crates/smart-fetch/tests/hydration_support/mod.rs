@@ -1,8 +1,9 @@
-//! What hydration must produce, worked out from the spec alone: the task registry of §15.2
-//! as a table, a model of a workdir (file name → resources) and a simulation of the tasks
-//! (§15.3–§15.7) and of `export`'s multi-pass loop (§14.6) against the synthetic data set,
-//! with the references it must request (once each per run) and the Binaries it must read.
-//! Also readers for the folders the real binary writes.
+//! What hydration must produce, worked out from docs/ alone: the task registry of
+//! docs/hydration.md#task-registry as a table, a model of a workdir (file name → resources) and a
+//! simulation of the tasks (docs/hydration.md) and of `export`'s multi-pass loop
+//! (docs/hydration.md#hydration-after-an-export) against the synthetic data set, with the
+//! references it must request (once each per run) and the Binaries it must read. Also readers for
+//! the folders the real binary writes.
 #![allow(dead_code)]
 
 use base64::Engine;
@@ -14,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{expected_resources_of, read_lines};
 
-/// Spec §15.2, in registry order: group, task, input, output, slug, reference paths.
+/// docs/hydration.md#task-registry, in registry order: group, task, input, output, slug, reference
+/// paths.
 const REGISTRY: &str = "\
 episodeofcare docref-epofcare DocumentReference EpisodeOfCare referenced context.encounter*
 episodeofcare enc-epofcare Encounter EpisodeOfCare referenced episodeOfCare*
@@ -168,7 +170,7 @@ pub fn media_type(content_type: &str) -> String {
         .to_lowercase()
 }
 
-/// What inlining does to one attachment (spec §15.6).
+/// What inlining does to one attachment (docs/hydration.md#inlining-attachments).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fate {
     /// Not fetched: no content type, not an allowed type, or no url.
@@ -262,7 +264,7 @@ pub fn attachments(r: &Value) -> Vec<&Value> {
     }
 }
 
-/// A workdir as the spec says hydration leaves it, and what hydration had to request.
+/// A workdir as docs/hydration.md says hydration leaves it, and what hydration had to request.
 pub struct Sim {
     pub seed: u64,
     /// File name → resources, in write order.
@@ -330,7 +332,7 @@ impl Sim {
         fake_ehr::data::resource(self.seed, ty, id)
     }
 
-    /// Runs one task on the workdir (spec §15.3–§15.7).
+    /// Runs one task on the workdir (docs/hydration.md).
     pub fn run(&mut self, task: &Task) {
         if task.is_inline() {
             self.inline(&task.input);
@@ -450,7 +452,8 @@ impl Sim {
         }
     }
 
-    /// `export`'s hydration: passes until no new output type appears (spec §14.6).
+    /// `export`'s hydration: passes until no new output type appears
+    /// (docs/hydration.md#hydration-after-an-export).
     pub fn export(&mut self, selected: &[&str]) {
         let tasks = registry();
         let mut done: BTreeSet<String> = BTreeSet::new();
@@ -471,9 +474,10 @@ impl Sim {
         }
     }
 
-    /// The full reference closure of `export`'s hydration, whatever the task order: every
-    /// task over the selected types and everything hydrated from them, swept again and again
-    /// until a sweep adds nothing (the Python tool's passes stop earlier: §14.6).
+    /// The full reference closure of `export`'s hydration, whatever the task order: every task over
+    /// the selected types and everything hydrated from them, swept again and again until a sweep
+    /// adds nothing (the Python tool's passes stop earlier:
+    /// docs/hydration.md#hydration-after-an-export).
     pub fn export_closure(&mut self, selected: &[&str]) {
         let tasks = registry();
         let mut reachable: BTreeSet<String> = selected.iter().map(|s| s.to_string()).collect();
@@ -504,7 +508,7 @@ impl Sim {
             let t = r["resourceType"].as_str().unwrap_or_default().to_string();
             out.entry(t)
                 .or_default()
-                .push(smart_fetch::json::to_ndjson_line(r));
+                .push(crate::support::python::ndjson_line(r));
         }
         for lines in out.values_mut() {
             lines.sort();
@@ -513,7 +517,8 @@ impl Sim {
         out
     }
 
-    /// `hydrate`: every task of the selected groups once, in registry order (spec §15.9).
+    /// `hydrate`: every task of the selected groups once, in registry order
+    /// (docs/hydration.md#the-hydrate-command).
     pub fn hydrate(&mut self, groups: Option<&[&str]>) {
         for task in registry() {
             if groups.is_none_or(|g| g.contains(&task.group.as_str())) {
@@ -528,7 +533,7 @@ impl Sim {
             .iter()
             .map(|(name, rs)| {
                 let mut lines: Vec<String> =
-                    rs.iter().map(smart_fetch::json::to_ndjson_line).collect();
+                    rs.iter().map(crate::support::python::ndjson_line).collect();
                 lines.sort();
                 (name.clone(), lines)
             })

@@ -20,22 +20,41 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_smart-fetch")
 }
 
-/// A fresh folder for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sf-e2e-{}-{name}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// A fresh folder for one test, under the system's temp folder. It is removed with
+/// everything in it when the test ends, so a run leaves nothing behind; a test that fails
+/// keeps it for a look and says where.
+pub fn temp_dir(name: &str) -> TestDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("sf-e2e-{name}-"))
+        .tempdir()
+        .expect("create temp dir");
+    TestDir(Some(dir))
 }
 
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+/// See [`temp_dir`]. Derefs to its `Path`.
+pub struct TestDir(Option<tempfile::TempDir>);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!("test folder kept: {}", dir.keep().display());
+        }
+    }
 }
 
 pub fn server(flavor: Flavor, patients: usize, auth: AuthMode) -> Server {
@@ -291,7 +310,7 @@ pub fn expected_resources_of(
             let id = resource["id"].as_str().unwrap_or_default().to_string();
             out.entry(t)
                 .or_default()
-                .insert(id, smart_fetch::json::to_ndjson_line(&resource));
+                .insert(id, python::ndjson_line(&resource));
         }
     }
     out

@@ -28,7 +28,8 @@ pub fn py_string(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || !c.is_ascii() => {
+            // Python escapes everything outside ' '..='~' (DEL and controls included).
+            c if (c as u32) < 0x20 || (c as u32) >= 0x7f => {
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
                     out.push_str(&format!("\\u{u:04x}"));
@@ -65,6 +66,28 @@ pub fn py_dumps(
     indent: Option<usize>,
     depth: usize,
 ) -> String {
+    dumps_with(value, item, key, indent, depth, &py_number)
+}
+
+/// The NDJSON line smart-fetch must write for a resource, built without any of its code:
+/// Python's `json.dumps(value, separators=(",", ":"))` (ASCII escapes, keys in order), with
+/// numbers as the server spelled them (the one deliberate difference,
+/// docs/differences.md#numbers-keep-the-servers-spelling). Tests build expected lines with
+/// this, never with `smart_fetch::json`, so a bug in our serializer fails them.
+pub fn ndjson_line(value: &Value) -> String {
+    dumps_with(value, ",", ":", None, 0, &|n: &serde_json::Number| {
+        n.to_string()
+    })
+}
+
+fn dumps_with(
+    value: &Value,
+    item: &str,
+    key: &str,
+    indent: Option<usize>,
+    depth: usize,
+    number: &dyn Fn(&serde_json::Number) -> String,
+) -> String {
     let (open_pad, close_pad, sep) = match indent {
         Some(n) => (
             format!("\n{}", " ".repeat(n * (depth + 1))),
@@ -76,14 +99,14 @@ pub fn py_dumps(
     match value {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => py_number(n),
+        Value::Number(n) => number(n),
         Value::String(s) => py_string(s),
         Value::Array(items) if items.is_empty() => "[]".into(),
         Value::Object(map) if map.is_empty() => "{}".into(),
         Value::Array(items) => {
             let parts: Vec<String> = items
                 .iter()
-                .map(|v| py_dumps(v, item, key, indent, depth + 1))
+                .map(|v| dumps_with(v, item, key, indent, depth + 1, number))
                 .collect();
             format!("[{open_pad}{}{close_pad}]", parts.join(&sep))
         }
@@ -91,7 +114,7 @@ pub fn py_dumps(
             let parts: Vec<String> = map
                 .iter()
                 .map(|(k, v)| {
-                    let v = py_dumps(v, item, key, indent, depth + 1);
+                    let v = dumps_with(v, item, key, indent, depth + 1, number);
                     format!("{}{key}{v}", py_string(k))
                 })
                 .collect();
@@ -116,7 +139,8 @@ pub fn py_metadata(v: &Value) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// Python's crawl "transaction time" (spec §9.7, §13.6) and isoformat.
+// Python's crawl "transaction time" (docs/since.md#reading-fhir-dates,
+// docs/crawl.md#writing-resources-and-finishing-a-type) and isoformat.
 
 /// A FHIR date or instant as an instant with its own offset (none → +14:00).
 pub fn parse_fhir_date(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
@@ -135,7 +159,12 @@ pub fn parse_fhir_date(text: &str) -> Option<chrono::DateTime<chrono::FixedOffse
             .from_local_datetime(&d.and_hms_opt(0, 0, 0)?)
             .single();
     }
-    chrono::DateTime::parse_from_rfc3339(&text).ok()
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&text) {
+        return Some(t);
+    }
+    // A date and time without an offset: the earliest zone on Earth.
+    let naive = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+    plus14.from_local_datetime(&naive).single()
 }
 
 /// Python's `datetime.isoformat()` of an aware datetime.
@@ -234,7 +263,7 @@ pub fn write_python_export(out: &Path, export: &PythonCrawl<'_>) {
     });
     std::fs::write(work.join(".metadata"), py_metadata(&meta)).expect("write");
 
-    // The fake log: its transaction time is the earliest done time (spec §12.8).
+    // The fake log: its transaction time is the earliest done time (docs/log.md#the-crawl-log).
     let earliest = done
         .values()
         .filter_map(|v| v.as_str())
