@@ -2,13 +2,11 @@
 //! separators (docs/cli.md#console-output). Pure formatting: what is printed, and where, is
 //! `report`'s business.
 
-use std::io::IsTerminal;
-
 /// Width of the rule line: the terminal's (from `COLUMNS`, which shells export) when stdout
-/// is a terminal, else 80 like the Python tool's `rich` console.
-#[allow(clippy::disallowed_methods)] // asks whether stdout is a terminal; writes nothing
-pub fn terminal_width() -> usize {
-    if !std::io::stdout().is_terminal() {
+/// is a terminal (`stdout_is_terminal`, which the reporter asks: it owns stdout), else 80
+/// like the Python tool's `rich` console.
+pub fn terminal_width(stdout_is_terminal: bool) -> usize {
+    if !stdout_is_terminal {
         return 80;
     }
     std::env::var("COLUMNS")

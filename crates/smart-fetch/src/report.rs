@@ -138,13 +138,15 @@ impl std::fmt::Debug for Counters {
 /// written while the bars are lifted (`suspend`), so lines and bars never share a row.
 struct Console {
     multi: Option<MultiProgress>,
+    /// Asked once: rule lines are as wide as the terminal, when stdout is one.
+    rule_width: usize,
 }
 
 impl Sink for Console {
     #[allow(clippy::disallowed_methods)]
     fn line(&self, kind: Kind, scope: Option<&str>, text: &str) {
         let line = match (kind, scope) {
-            (Kind::Rule, _) => crate::console::rule_line(crate::console::terminal_width()) + "\n",
+            (Kind::Rule, _) => crate::console::rule_line(self.rule_width) + "\n",
             (_, Some(scope)) => format!("[{scope}] {text}\n"),
             (_, None) => format!("{text}\n"),
         };
@@ -281,6 +283,7 @@ impl Reporter {
                     .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
                 let sink = Arc::new(Console {
                     multi: multi.clone(),
+                    rule_width: crate::console::terminal_width(std::io::stdout().is_terminal()),
                 });
                 Self::build(sink, verbose, format, multi)
             }
