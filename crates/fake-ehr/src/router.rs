@@ -506,15 +506,17 @@ fn admin_value_lists(state: &AppState, method: &Method, query: Option<&str>) -> 
                 .map(|(_, v)| ValueLists::parse(v))
                 .transpose()
         };
-        match (mode("id"), mode("identifier")) {
-            (Ok(id), Ok(identifier)) => state.switches.set_value_lists(id, identifier),
-            (Err(e), _) | (_, Err(e)) => return outcome::bad_request(&e),
+        match (mode("id"), mode("identifier"), mode("patient")) {
+            (Ok(id), Ok(identifier), Ok(patient)) => {
+                state.switches.set_value_lists(id, identifier, patient)
+            }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return outcome::bad_request(&e),
         }
     } else if *method != Method::GET {
         return outcome::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "not-supported",
-            "use GET or POST ?id=<accept|refuse|ignore>&identifier=<accept|refuse|ignore>",
+            "use GET or POST ?id=<mode>&identifier=<mode>&patient=<mode> (accept, refuse, ignore, first)",
         );
     }
     outcome::json(
@@ -522,6 +524,7 @@ fn admin_value_lists(state: &AppState, method: &Method, query: Option<&str>) -> 
         &serde_json::json!({
             "id": state.switches.id_lists().name(),
             "identifier": state.switches.identifier_lists().name(),
+            "patient": state.switches.patient_lists().name(),
         }),
     )
 }
@@ -649,6 +652,7 @@ fn handle_search(state: &AppState, ty: &str, raw_query: &str) -> Response {
         ignore_patient: state.switches.ignores_patient(ty),
         id_lists: state.switches.id_lists(),
         identifier_lists: state.switches.identifier_lists(),
+        patient_lists: state.switches.patient_lists(),
         id_needs_patient: state.switches.id_needs_patient(ty),
         withheld: &|key: &str| withheld(state, key),
     };
