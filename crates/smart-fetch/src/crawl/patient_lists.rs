@@ -58,13 +58,12 @@ pub fn compatible(
     urls: &[String],
 ) -> bool {
     first_urls.len() == urls.len()
-        && first_urls
-            .iter()
-            .zip(urls)
-            .all(|(a, b)| match (rest(a, t, first), rest(b, t, patient)) {
+        && first_urls.iter().zip(urls).all(|(a, b)| {
+            match (rest(a, t, first), rest(b, t, patient)) {
                 (Some(a), Some(b)) => a == b,
                 _ => false,
-            })
+            }
+        })
 }
 
 /// Whether one more patient fits a list whose URLs (`urls` of its first patient, base URL
@@ -77,7 +76,12 @@ pub fn fits(base_len: usize, urls: &[String], patients: usize, ids_len: usize, i
 }
 
 /// The URLs of one list: each URL of the first patient's chain with every patient named.
-pub fn urls(t: ResourceType, first: &str, first_urls: &[String], patients: &[String]) -> Vec<String> {
+pub fn urls(
+    t: ResourceType,
+    first: &str,
+    first_urls: &[String],
+    patients: &[String],
+) -> Vec<String> {
     let list = patients.join(",");
     first_urls
         .iter()
@@ -186,7 +190,12 @@ mod tests {
             ])
         );
         assert_eq!(
-            urls(ResourceType::Condition, "a", &strings(&["Condition?patient=a"]), &strings(&["a", "b"])),
+            urls(
+                ResourceType::Condition,
+                "a",
+                &strings(&["Condition?patient=a"]),
+                &strings(&["a", "b"])
+            ),
             strings(&["Condition?patient=a,b&_count=100"])
         );
     }
@@ -241,7 +250,11 @@ mod tests {
         let keys: Vec<_> = parts.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["a", "b", "c"]);
         let ids = |i: usize| -> Vec<_> {
-            parts[i].records.iter().map(|r| r.id.clone().unwrap_or_default()).collect()
+            parts[i]
+                .records
+                .iter()
+                .map(|r| r.id.clone().unwrap_or_default())
+                .collect()
         };
         assert_eq!(ids(0), ["c1"]);
         assert!(ids(1).is_empty());
