@@ -560,12 +560,24 @@ impl QueueState {
         {
             return Some(work);
         }
-        while let Some(chain) = self.chains.pop_front() {
-            if self.stopped.contains(&chain.resource_type) {
+        let mut i = 0;
+        while i < self.chains.len() {
+            let t = self.chains[i].resource_type;
+            if self.stopped.contains(&t) {
+                self.chains.remove(i);
                 self.finished += 1;
                 continue;
             }
-            return Some(self.with_others(chain, lists));
+            // A type whose list probe is out waits for its answer, as lookups do: sent
+            // alone meanwhile, its searches would cost one request each, which on a short
+            // or resumed crawl is much of what lists save. Other types go on.
+            if lists.support(t) == Support::Probing {
+                i += 1;
+                continue;
+            }
+            if let Some(chain) = self.chains.remove(i) {
+                return Some(self.with_others(chain, lists));
+            }
         }
         self.next_lookups(lookup)
     }
@@ -704,10 +716,13 @@ impl Queue {
                         },
                     });
                 }
+                // Searches may wait for a probe another export of the batch has out.
                 if s.in_flight == 0
                     && s.lookups.is_empty()
                     && s.single_lookups.is_empty()
                     && s.single_chains.is_empty()
+                    && s.chains.is_empty()
+                    && s.patients.is_empty()
                 {
                     return None;
                 }
