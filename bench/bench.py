@@ -68,6 +68,10 @@ SCENARIOS = {
     # is just over 1 GB of NDJSON.
     "d": Scenario("d", "(d) bulk export download, about 1 GB of NDJSON", 2000, 0,
                   flavor="generic", kind="bulk", pad_bytes=10400, slow=True),
+    # Issue 14: the same download from a server whose every answer (each file's first byte
+    # included) comes 20 ms late: every connection must stay in use (most in flight = 5).
+    "d20": Scenario("d20", "(d20) bulk export download, about 1 GB, 20 ms to the first byte",
+                    2000, 20, flavor="generic", kind="bulk", pad_bytes=10400, slow=True),
     # Not one of issue 6's four: the same export with the default hydration (notes inlined,
     # referenced resources fetched), to measure hydration side by side as well.
     "e": Scenario("e", "(e) 2,000 patients, no added latency, Epic, with hydration", 2000, 0,

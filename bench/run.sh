@@ -4,11 +4,12 @@
 #
 #   bench/run.sh [options] [scenario...]
 #
-# Scenarios: a b c d e f resume batch faults faults-5xx delta, or all. Default: a b resume.
+# Scenarios: a b c d d20 e f resume batch faults faults-5xx delta, or all. Default: a b resume.
 #   a       2,000 patients, 20 ms latency, 5 connections, Epic (latency-bound)
 #   b       2,000 patients, no added latency (CPU-bound)
 #   c       20,000 patients, no added latency (scale); the Python tool only with --python-c
 #   d       a bulk export of about 1 GB (smart-fetch bulk), and the disk's own write speed
+#   d20     (d) from a server answering 20 ms late (first bytes of files included)
 #   e       (b) with the default hydration (not one of issue 6's four; hydration side by side)
 #   f       (a) with the default hydration: requests per patient and efficiency (issue 14)
 #   resume  ours killed with SIGKILL at 50 % of the requests, then resumed
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
     --work) work="$2"; shift 2 ;;
     --work=*) work="${1#--work=}"; shift ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) pass+=("$1"); shift ;;
   esac
 done
