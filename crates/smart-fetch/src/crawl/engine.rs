@@ -950,10 +950,9 @@ impl Worker {
     ) -> Result<Vec<String>, CrawlError> {
         let lookup = &self.queue.lookup;
         let verdict = lookups::verdict(&result);
-        let before = lookup.support.get(lookup.kind(), lookup.declared);
         let was_probe = probe.is_some();
-        let now = match probe {
-            Some(probe) => probe.settle(false, verdict),
+        let (now, ended) = match probe {
+            Some(probe) => (probe.settle(false, verdict), false),
             None => lookup.support.note(lookup.kind(), verdict),
         };
         let reporter = self.client.reporter();
@@ -970,7 +969,7 @@ impl Worker {
             (true, Support::Single) => reporter.verbose(|| {
                 format!("The server did not look up several patients by {param} in one search ({}); looking them up one at a time.", why())
             }),
-            (false, Support::Single) if before != Support::Single => reporter.warn(format!(
+            (false, _) if ended => reporter.warn(format!(
                 "The server answered a search for several patients by {param} wrongly ({}); nothing of that answer was kept, and patients are looked up one at a time from now on.",
                 why()
             )),
