@@ -83,6 +83,9 @@ pub struct Config {
     /// `identifier` searches with several values (`Server::set_value_lists`,
     /// `POST /__admin/value-lists?identifier=ignore`).
     pub identifier_lists: crate::switches::ValueLists,
+    /// `patient` / `subject` searches with several values (`Server::set_value_lists`,
+    /// `POST /__admin/value-lists?patient=first`).
+    pub patient_lists: crate::switches::ValueLists,
     /// Types whose `_id` searches answer 400 unless they also name the patient
     /// (`Server::set_id_search_needs_patient`, `POST /__admin/id-needs-patient?type=T`).
     pub id_search_needs_patient: Vec<String>,
@@ -110,6 +113,7 @@ impl Default for Config {
             truncate: None,
             id_lists: crate::switches::ValueLists::Accept,
             identifier_lists: crate::switches::ValueLists::Accept,
+            patient_lists: crate::switches::ValueLists::Accept,
             id_search_needs_patient: Vec::new(),
         }
     }

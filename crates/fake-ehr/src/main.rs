@@ -179,6 +179,10 @@ struct ServeArgs {
     /// /__admin/value-lists?identifier=MODE`.
     #[arg(long, value_name = "MODE", default_value = "accept", value_parser = fake_ehr::ValueLists::parse)]
     identifier_lists: fake_ehr::ValueLists,
+    /// The same for `patient` / `subject` (`Condition?patient=a,b`), plus `first` (only
+    /// the first value is used); `POST /__admin/value-lists?patient=MODE`.
+    #[arg(long, value_name = "MODE", default_value = "accept", value_parser = fake_ehr::ValueLists::parse)]
+    patient_lists: fake_ehr::ValueLists,
     /// TYPE: `_id` searches of this type answer 400 unless they also name the patient
     /// (repeatable), as servers that allow a search only within one patient's chart.
     /// Change while running with `POST /__admin/id-needs-patient?type=T`.
@@ -313,6 +317,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         truncate: args.truncate_search,
         id_lists: args.id_lists,
         identifier_lists: args.identifier_lists,
+        patient_lists: args.patient_lists,
         id_search_needs_patient: args.id_search_needs_patient,
         seed: args.seed,
         patients: args.patients,

@@ -503,14 +503,14 @@ fn admin_ignore_patient(state: &AppState, method: &Method, query: Option<&str>) 
     )
 }
 
-/// `GET /__admin/value-lists` says how `_id` and `identifier` searches with several values
-/// are answered; `POST /__admin/value-lists?id=refuse&identifier=ignore` changes either
-/// (`accept`, `refuse` or `ignore`).
+/// `GET /__admin/value-lists` says how `_id`, `identifier` and `patient` searches with
+/// several values are answered; `POST /__admin/value-lists?id=refuse&identifier=ignore`
+/// changes any of them (`accept`, `refuse`, `ignore` or `first`).
 fn admin_value_lists(state: &AppState, method: &Method, query: Option<&str>) -> Response {
     admin_switch(
         method,
         query,
-        "use GET or POST ?id=<accept|refuse|ignore>&identifier=<accept|refuse|ignore>",
+        "use GET or POST ?id=<mode>&identifier=<mode>&patient=<mode> (accept, refuse, ignore, first)",
         |pairs| {
             let mode = |key: &str| {
                 pairs
@@ -519,14 +519,15 @@ fn admin_value_lists(state: &AppState, method: &Method, query: Option<&str>) -> 
                     .map(|(_, v)| ValueLists::parse(v))
                     .transpose()
             };
-            let (id, identifier) = (mode("id")?, mode("identifier")?);
-            state.switches.set_value_lists(id, identifier);
+            let (id, identifier, patient) = (mode("id")?, mode("identifier")?, mode("patient")?);
+            state.switches.set_value_lists(id, identifier, patient);
             Ok(())
         },
         || {
             serde_json::json!({
                 "id": state.switches.id_lists().name(),
                 "identifier": state.switches.identifier_lists().name(),
+                "patient": state.switches.patient_lists().name(),
             })
         },
     )
@@ -634,6 +635,7 @@ fn handle_search(state: &AppState, ty: &str, raw_query: &str) -> Response {
         ignore_patient: state.switches.ignores_patient(ty),
         id_lists: state.switches.id_lists(),
         identifier_lists: state.switches.identifier_lists(),
+        patient_lists: state.switches.patient_lists(),
         id_needs_patient: state.switches.id_needs_patient(ty),
         withheld: &|key: &str| withheld(state, key),
     };

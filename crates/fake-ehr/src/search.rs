@@ -32,6 +32,8 @@ pub struct SearchRequest<'a> {
     pub id_lists: ValueLists,
     /// `identifier` with several values, likewise.
     pub identifier_lists: ValueLists,
+    /// `patient` / `subject` with several values, likewise.
+    pub patient_lists: ValueLists,
     /// `_id` searches must also name the patient (`Config::id_search_needs_patient`).
     pub id_needs_patient: bool,
     /// `Type/id`s whose reads are refused or failing (`Server::set_refused_reads`,
@@ -178,6 +180,23 @@ fn parse(req: &SearchRequest<'_>) -> Result<Parsed, String> {
         if value.is_empty() {
             return Err(format!("Search parameter {key:?} has an empty value"));
         }
+        let values = value.split(',').count();
+        let lists = match key {
+            "_id" => req.id_lists,
+            "identifier" => req.identifier_lists,
+            "patient" | "subject" => req.patient_lists,
+            _ => ValueLists::Accept,
+        };
+        let value = match lists {
+            ValueLists::Refuse if values > 1 => {
+                return Err(format!(
+                    "Search parameter {key:?} takes one value on this server, got {values}"
+                ));
+            }
+            ValueLists::Ignore if values > 1 => continue,
+            ValueLists::First => value.split(',').next().unwrap_or_default(),
+            _ => value.as_str(),
+        };
         let list = || value.split(',').map(str::to_string).collect::<Vec<_>>();
         let tokens = || value.split(',').map(Token::parse).collect::<Vec<_>>();
         let filter = match key {
@@ -205,21 +224,6 @@ fn parse(req: &SearchRequest<'_>) -> Result<Parsed, String> {
                 _ => return Err(format!("Unknown search parameter {key:?} for {ty}")),
             },
         };
-        let values = value.split(',').count();
-        let lists = match key {
-            "_id" => req.id_lists,
-            "identifier" => req.identifier_lists,
-            _ => ValueLists::Accept,
-        };
-        match lists {
-            ValueLists::Refuse if values > 1 => {
-                return Err(format!(
-                    "Search parameter {key:?} takes one value on this server, got {values}"
-                ));
-            }
-            ValueLists::Ignore if values > 1 => continue,
-            _ => {}
-        }
         parsed.filters.push(filter);
     }
 

@@ -139,7 +139,12 @@ impl Server {
         id: Option<crate::switches::ValueLists>,
         identifier: Option<crate::switches::ValueLists>,
     ) {
-        self.state.switches.set_value_lists(id, identifier);
+        self.state.switches.set_value_lists(id, identifier, None);
+    }
+
+    /// How `patient` / `subject` searches with several values are answered from now on.
+    pub fn set_patient_lists(&self, mode: crate::switches::ValueLists) {
+        self.state.switches.set_value_lists(None, None, Some(mode));
     }
 
     /// `_id` searches of these types answer 400 unless they also name the patient, from

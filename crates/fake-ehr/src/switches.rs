@@ -29,6 +29,9 @@ pub enum ValueLists {
     /// Answered as if the parameter were absent, as a server that drops what it does not
     /// understand (one value still works).
     Ignore,
+    /// Only the first value is used, as a server that reads one value and drops the rest:
+    /// its answers look plausible, which is what makes it dangerous.
+    First,
 }
 
 impl ValueLists {
@@ -37,7 +40,10 @@ impl ValueLists {
             "accept" => Ok(ValueLists::Accept),
             "refuse" => Ok(ValueLists::Refuse),
             "ignore" => Ok(ValueLists::Ignore),
-            other => Err(format!("{other:?} is not one of accept, refuse, ignore")),
+            "first" => Ok(ValueLists::First),
+            other => Err(format!(
+                "{other:?} is not one of accept, refuse, ignore, first"
+            )),
         }
     }
 
@@ -46,6 +52,7 @@ impl ValueLists {
             ValueLists::Accept => "accept",
             ValueLists::Refuse => "refuse",
             ValueLists::Ignore => "ignore",
+            ValueLists::First => "first",
         }
     }
 }
@@ -61,6 +68,7 @@ struct State {
     truncate: Option<TruncateSearch>,
     id_lists: ValueLists,
     identifier_lists: ValueLists,
+    patient_lists: ValueLists,
     id_needs_patient: Vec<String>,
 }
 
@@ -72,6 +80,7 @@ impl Switches {
                 truncate: config.truncate.clone(),
                 id_lists: config.id_lists,
                 identifier_lists: config.identifier_lists,
+                patient_lists: config.patient_lists,
                 id_needs_patient: config.id_search_needs_patient.clone(),
             }),
         }
@@ -87,8 +96,21 @@ impl Switches {
         self.read().identifier_lists
     }
 
-    pub fn set_value_lists(&self, id: Option<ValueLists>, identifier: Option<ValueLists>) {
+    /// How `patient` / `subject` searches with several values are answered.
+    pub fn patient_lists(&self) -> ValueLists {
+        self.read().patient_lists
+    }
+
+    pub fn set_value_lists(
+        &self,
+        id: Option<ValueLists>,
+        identifier: Option<ValueLists>,
+        patient: Option<ValueLists>,
+    ) {
         let mut state = self.write();
+        if let Some(patient) = patient {
+            state.patient_lists = patient;
+        }
         if let Some(id) = id {
             state.id_lists = id;
         }

@@ -33,7 +33,9 @@ fn epic_server(patients: usize, type_latency: Vec<(String, Duration)>) -> fake_e
     })
 }
 
-/// `crawl --verbose` of the first `patients` MRNs into `out` (its folder must exist).
+/// `crawl --verbose` of the first `patients` MRNs into `out` (its folder must exist), one
+/// patient per search (`--no-search-lists`): these tests need a crawl of many requests to
+/// watch the connections of, and lists would make it a few hundred.
 fn spawn_verbose_crawl(
     ehr: &fake_ehr::Server,
     patients: usize,
@@ -51,6 +53,7 @@ fn spawn_verbose_crawl(
         "--id-file",
         mrns.to_str().expect("utf-8 path"),
         out.to_str().expect("utf-8 path"),
+        "--no-search-lists",
     ])
 }
 

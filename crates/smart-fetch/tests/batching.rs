@@ -284,6 +284,7 @@ fn the_same_files_whether_the_server_takes_refuses_or_ignores_id_lists() {
                     "{mode:?}: {per_type:?}"
                 );
             }
+            ValueLists::First => unreachable!("not one of the modes run here"),
         }
         results.push((mode, run));
     }
@@ -697,7 +698,12 @@ fn an_mrn_of_two_charts_or_of_none_is_reported_as_without_lists() {
     let problems = diff_files(&lists.0, &one_by_one.0);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(lists.1, one_by_one.1, "what the run said");
-    assert_eq!(lists.3, one_by_one.3, "the patients crawled");
+    // The server reads `patient=a,b` as one odd id, so the one list of patients it was
+    // sent (a probe) proved nothing and each patient was searched on its own after it.
+    let (patient_lists, singles): (BTreeSet<String>, BTreeSet<String>) =
+        lists.3.iter().cloned().partition(|t| t.contains(','));
+    assert!(patient_lists.len() <= 1, "{patient_lists:?}");
+    assert_eq!(singles, one_by_one.3, "the patients crawled");
     // Every chart of MRN 222 and the merged chart once, each crawled.
     let patients: Vec<String> = lists.0["Patient.ndjson.gz"]
         .iter()
@@ -709,7 +715,7 @@ fn an_mrn_of_two_charts_or_of_none_is_reported_as_without_lists() {
         "{:?}",
         lists.0
     );
-    assert_eq!(lists.3.len(), 6, "{:?}", lists.3);
+    assert_eq!(singles.len(), 6, "{singles:?}");
     // One list of all five MRNs, then MRN 555 (found by no one) on its own; without
     // lists one lookup per MRN.
     assert_eq!(one_by_one.2.len(), 5, "{:?}", one_by_one.2);
@@ -865,4 +871,161 @@ fn lists_answered_wrongly_after_the_probe_end_lists_with_one_warning() {
         lists.3
     );
     assert_eq!(one_by_one.3.len(), CHARTS);
+}
+
+/// A per-patient search of the crawl as the server received it: its type, the patients it
+/// named, and the rest of its query (filters) without `_count`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct PatientSearch {
+    ty: String,
+    patients: Vec<String>,
+    filters: String,
+    count: Option<String>,
+}
+
+/// The crawl's own searches among a run's (per-patient searches; `_id` lists, which name
+/// the patient on some servers, and Patient lookups left out), in arrival order, and how
+/// many requests they took (their next pages, `_offset=…`, included).
+fn patient_searches(
+    before: &fake_ehr::Stats,
+    after: &fake_ehr::Stats,
+) -> (Vec<PatientSearch>, usize) {
+    let searches = decoded_searches(after);
+    let mut requests = 0;
+    let firsts = searches[before.search_urls.len()..]
+        .iter()
+        .filter_map(|s| {
+            let (ty, query) = s.split_once('?')?;
+            let pairs: Vec<(&str, &str)> =
+                query.split('&').filter_map(|p| p.split_once('=')).collect();
+            if ty == "Patient" || pairs.iter().any(|(k, _)| *k == "_id") {
+                return None;
+            }
+            requests += 1;
+            if pairs.iter().any(|(k, _)| *k == "_offset") {
+                return None;
+            }
+            let patients = pairs.iter().find(|(k, _)| *k == "patient")?.1;
+            let count = pairs
+                .iter()
+                .find(|(k, _)| *k == "_count")
+                .map(|(_, v)| v.to_string());
+            let filters: Vec<String> = pairs
+                .iter()
+                .filter(|(k, _)| *k != "patient" && *k != "_count")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            Some(PatientSearch {
+                ty: ty.to_string(),
+                patients: patients.split(',').map(str::to_string).collect(),
+                filters: filters.join("&"),
+                count,
+            })
+        })
+        .collect();
+    (firsts, requests)
+}
+
+/// Issue 14, the crawl's own searches: several patients to one search where the server
+/// takes patient lists, and the same files, line for line, whatever the server does with
+/// them: refuses them (400), ignores them, or reads only the first patient (answers that
+/// look right, so no list is trusted until one brought two patients' data).
+#[test]
+fn crawl_searches_go_several_patients_at_once_with_the_same_files() {
+    let dir = temp_dir("batching-patient-lists");
+    let n = 45;
+    let mut sim = Sim::exported(SEED, n, &ALL_TYPES, true);
+    sim.export(&ALL_TYPES);
+    let mut singles_of: BTreeMap<String, Vec<PatientSearch>> = BTreeMap::new();
+    let mut lists_of: BTreeMap<String, Vec<PatientSearch>> = BTreeMap::new();
+    let mut requests_of: BTreeMap<String, usize> = BTreeMap::new();
+    for mode in [
+        ValueLists::Refuse,
+        ValueLists::Accept,
+        ValueLists::Ignore,
+        ValueLists::First,
+    ] {
+        let (run, _ehr) = export_from(
+            &dir,
+            &format!("patients-{mode:?}"),
+            Config {
+                flavor: Flavor::Epic,
+                patients: n,
+                seed: SEED,
+                patient_lists: mode,
+                ..Config::default()
+            },
+        );
+        // What the spec's model says, file by file and line by line.
+        let problems = diff_files(&sorted_file_lines(&run.work), &sim.sorted_lines());
+        assert!(problems.is_empty(), "{mode:?}: {}", problems.join("\n"));
+        let (searches, requests) = patient_searches(&run.before, &run.after);
+        let (lists, singles): (Vec<_>, Vec<_>) =
+            searches.into_iter().partition(|s| s.patients.len() > 1);
+        requests_of.insert(format!("{mode:?}"), requests);
+        for list in &lists {
+            assert!(list.patients.len() <= 20, "{mode:?}: {list:?}");
+            assert_eq!(list.count.as_deref(), Some("100"), "{mode:?}: {list:?}");
+        }
+        // No patient searched alone twice for the same type and filters.
+        let unique: BTreeSet<&PatientSearch> = singles.iter().collect();
+        assert_eq!(unique.len(), singles.len(), "{mode:?}: a search sent twice");
+        singles_of.insert(format!("{mode:?}"), singles);
+        lists_of.insert(format!("{mode:?}"), lists);
+    }
+    // Refused: one list per type and filter tried, then every search one patient at a time;
+    // the searches of every patient of every type (independently: patients × filters).
+    let refused = &singles_of["Refuse"];
+    let mut per_template: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for s in refused {
+        *per_template
+            .entry((s.ty.clone(), s.filters.clone()))
+            .or_default() += 1;
+    }
+    assert!(per_template.len() >= 10, "{per_template:?}");
+    assert!(per_template.values().all(|c| *c == n), "{per_template:?}");
+    let mut tried: BTreeMap<&str, usize> = BTreeMap::new();
+    for list in &lists_of["Refuse"] {
+        *tried.entry(list.ty.as_str()).or_default() += 1;
+    }
+    assert!(tried.values().all(|c| *c == 1), "refused lists: {tried:?}");
+    // Ignored (answered as if `patient` were absent: Epic refuses that) and first-only:
+    // what was sent singly is exactly what the refused run sent, and a type gives up on
+    // lists after at most three that proved nothing.
+    for mode in ["Ignore", "First"] {
+        let mut sent = singles_of[mode].clone();
+        let mut expected = refused.clone();
+        sent.sort();
+        expected.sort();
+        assert_eq!(sent, expected, "{mode}: single searches");
+        let mut per_type: BTreeMap<&str, usize> = BTreeMap::new();
+        for list in &lists_of[mode] {
+            *per_type.entry(list.ty.as_str()).or_default() += 1;
+        }
+        assert!(per_type.values().all(|c| *c <= 3), "{mode}: {per_type:?}");
+    }
+    // Accepted: every patient's search of every type and filter made exactly once, in a
+    // list that proved itself or alone, except where a probe proved nothing (then again
+    // alone); far fewer requests than one per patient.
+    let accepted = &lists_of["Accept"];
+    let alone = &singles_of["Accept"];
+    let mut covered: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for s in accepted.iter().chain(alone) {
+        for p in &s.patients {
+            *covered
+                .entry((s.ty.clone(), s.filters.clone(), p.clone()))
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(covered.len(), refused.len(), "every search covered");
+    let twice = covered.values().filter(|c| **c > 1).count();
+    assert!(
+        twice <= 3 * 20 * per_template.len(),
+        "{twice} searched twice"
+    );
+    let (with, without) = (requests_of["Accept"], requests_of["Refuse"]);
+    assert!(
+        with * 4 < without,
+        "{with} crawl requests with lists, {without} without"
+    );
 }

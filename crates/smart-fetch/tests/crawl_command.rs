@@ -206,7 +206,7 @@ fn id_list_crawl_of_every_type_then_a_rerun_with_a_group_nickname() {
     // No --id-system: the ids are FHIR ids, looked up in one `_id` list (the server takes
     // lists); nothing else is asked about Patients (no export of all of them).
     let stats = ehr.stats();
-    let searches = decoded_searches(&stats);
+    let searches = per_patient_searches(&decoded_searches(&stats));
     let patient_searches: BTreeSet<&str> = searches
         .iter()
         .filter(|s| s.starts_with("Patient"))
@@ -308,7 +308,7 @@ fn source_dir_cohort_needs_no_patient_lookups() {
         [".metadata", "Condition.ndjson.gz", "log.ndjson"]
     );
 
-    let searches = decoded_searches(&ehr.stats());
+    let searches = per_patient_searches(&decoded_searches(&ehr.stats()));
     assert!(
         searches.iter().all(|s| !s.starts_with("Patient")),
         "Patients were looked up: {searches:?}"
@@ -366,7 +366,7 @@ fn mrn_csv_with_id_system() {
         ]
     );
 
-    let searches = decoded_searches(&ehr.stats());
+    let searches = per_patient_searches(&decoded_searches(&ehr.stats()));
     let system = fake_ehr::data::MRN_SYSTEM;
     let lookups: BTreeSet<&str> = searches
         .iter()
@@ -459,7 +459,7 @@ fn two_type_filters_search_twice_and_keep_each_resource_once() {
     // folder_resources also fails on a Condition written twice.
     assert_same_resources(&folder_resources(&out), &expected);
 
-    let searches = decoded_searches(&ehr.stats());
+    let searches = per_patient_searches(&decoded_searches(&ehr.stats()));
     for p in &cohort {
         let p = fake_ehr::data::patient_id(*p);
         let firsts: BTreeSet<&str> = searches
@@ -558,7 +558,7 @@ fn rejected_searches_leave_the_crawl_incomplete_unless_accepted() {
         "{}",
         text(&output.stderr)
     );
-    let searches = decoded_searches(&ehr.stats())[before as usize..].to_vec();
+    let searches = per_patient_searches(&decoded_searches(&ehr.stats())[before as usize..]);
     assert_eq!(
         searches.iter().collect::<BTreeSet<_>>(),
         BTreeSet::from([

@@ -206,7 +206,7 @@ async fn id_and_identifier_lists_are_answered_refused_or_ignored() {
     let (_, now) = get(&c, &format!("{admin}/__admin/value-lists")).await;
     assert_eq!(
         now,
-        serde_json::json!({"id": "ignore", "identifier": "ignore"})
+        serde_json::json!({"id": "ignore", "identifier": "ignore", "patient": "accept"})
     );
     server.set_value_lists(Some(ValueLists::Accept), Some(ValueLists::Accept));
     assert_eq!(ids(&all_pages(&c, &by_ids).await.0).len(), 2);

@@ -154,7 +154,7 @@ pub struct AuthArgs {
     /// attachment (default 128)
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_body_size: Option<u32>,
-    /// one resource or MRN per request: never several in one search (`_id`/`identifier` lists), even where the server takes them
+    /// one resource, MRN or patient per request: never several in one search (`_id`, `identifier` or `patient` lists), even where the server takes them
     #[arg(long)]
     pub no_search_lists: bool,
 }

@@ -13,6 +13,7 @@ use super::CrawlError;
 use super::cohort;
 use super::lookups;
 use super::membership::{Expected, linked_patients};
+use super::patient_lists;
 use super::report::{ChainOutcome, CrawlReport};
 use super::search::{ChainRequest, fetch_chain};
 use super::sink::{ChainResult, Finish, Resumed, Sink, SinkSender};
@@ -336,6 +337,38 @@ struct Queue {
     lookup: LookupPlan,
     /// How a patient's searches are made.
     planner: Arc<Planner>,
+    /// Which types' searches may go several patients to a list (`patient_lists`).
+    patient_lists: ListPlan,
+}
+
+/// What the crawl knows for sending several patients' searches as one.
+struct ListPlan {
+    /// What the server does with patient lists, per type, shared by the client's users.
+    support: Arc<BatchSupport>,
+    /// Types whose `patient` parameter the CapabilityStatement lists.
+    declared: HashSet<ResourceType>,
+    /// Bytes of the base URL, which count towards a list's URL.
+    base_len: usize,
+}
+
+impl ListPlan {
+    fn new(client: &FhirClient, types: &[ResourceType]) -> Self {
+        let capabilities = client.capabilities();
+        ListPlan {
+            support: client.batch_support().clone(),
+            declared: types
+                .iter()
+                .copied()
+                .filter(|t| capabilities.supports_search_param(t.as_str(), "patient"))
+                .collect(),
+            base_len: client.base_url().len(),
+        }
+    }
+
+    fn support(&self, t: ResourceType) -> Support {
+        self.support
+            .get(patient_lists::kind(t), self.declared.contains(&t))
+    }
 }
 
 /// Patient lookups wait in the queue as bare IDs and get their URLs only when they start,
@@ -466,10 +499,18 @@ impl LookupPlan {
 /// connection busy while lookups come back.
 const READY_SEARCHES: usize = 64;
 
+/// Searches kept ready when they may go several patients to a list: enough patients' worth
+/// that each type can fill a list (`patient_lists::MOST_PATIENTS`).
+fn ready_searches(types: usize) -> usize {
+    READY_SEARCHES.max(patient_lists::MOST_PATIENTS * types)
+}
+
 #[derive(Default)]
 struct QueueState {
     /// Per-patient searches (and other chains).
     chains: VecDeque<Chain>,
+    /// Searches to send on their own: what a list of patients could not be used for.
+    single_chains: VecDeque<Chain>,
     /// Patients known up front (a folder's cohort, a resumed crawl's found patients) whose
     /// searches are made only when few are ready, so a large cohort waits as bare IDs.
     /// The flag asks for full histories (patients new since the last export).
@@ -489,34 +530,122 @@ struct QueueState {
     aborted: bool,
 }
 
-/// The next piece of work: a chain, or the IDs of Patient lookups (several when they go
-/// as one list, with the probe of lists when it is this list).
+/// The next piece of work: a chain, the IDs of Patient lookups (several when they go
+/// as one list, with the probe of lists when it is this list), or the searches of one type
+/// for several patients (likewise).
 enum Work {
     Chain(Chain),
     Lookups(Vec<String>, Option<Probe>),
+    Patients(Vec<Chain>, Option<Probe>),
 }
 
 impl QueueState {
-    fn pop(&mut self, planner: &Planner, lookup: &LookupPlan) -> Option<Work> {
-        while self.chains.len() < READY_SEARCHES
+    fn pop(&mut self, planner: &Planner, lookup: &LookupPlan, lists: &ListPlan) -> Option<Work> {
+        let ready = ready_searches(planner.search_types.len());
+        while self.chains.len() < ready
             && let Some((patient, full_history)) = self.patients.pop_front()
         {
             let chains = planner.searches(&patient, full_history);
             self.chains.extend(chains);
         }
-        if self.chains.len() < READY_SEARCHES
-            && let Some(work) = self.next_lookups(lookup)
-        {
-            return Some(work);
-        }
-        while let Some(chain) = self.chains.pop_front() {
+        while let Some(chain) = self.single_chains.pop_front() {
             if self.stopped.contains(&chain.resource_type) {
                 self.finished += 1;
                 continue;
             }
             return Some(Work::Chain(chain));
         }
+        if self.chains.len() < ready
+            && let Some(work) = self.next_lookups(lookup)
+        {
+            return Some(work);
+        }
+        let mut i = 0;
+        while i < self.chains.len() {
+            let t = self.chains[i].resource_type;
+            if self.stopped.contains(&t) {
+                self.chains.remove(i);
+                self.finished += 1;
+                continue;
+            }
+            // A type whose list probe is out waits for its answer, as lookups do: sent
+            // alone meanwhile, its searches would cost one request each, which on a short
+            // or resumed crawl is much of what lists save. Other types go on.
+            if lists.support(t) == Support::Probing {
+                i += 1;
+                continue;
+            }
+            if let Some(chain) = self.chains.remove(i) {
+                return Some(self.with_others(chain, lists));
+            }
+        }
         self.next_lookups(lookup)
+    }
+
+    /// `chain` alone, or with the ready searches of other patients that can go in one list
+    /// with it, where the server takes patient lists of its type (the first list is the
+    /// probe; while another caller probes, searches go alone rather than wait).
+    fn with_others(&mut self, chain: Chain, lists: &ListPlan) -> Work {
+        let t = chain.resource_type;
+        let Expected::Patient {
+            patient, linked, ..
+        } = &chain.expected
+        else {
+            return Work::Chain(chain);
+        };
+        let support = lists.support(t);
+        if !linked.is_empty() || !matches!(support, Support::Lists | Support::Unknown) {
+            return Work::Chain(chain);
+        }
+        let mut picked = Vec::new();
+        let mut ids_len = patient.len();
+        for (i, other) in self.chains.iter().enumerate() {
+            let Expected::Patient {
+                patient: other_patient,
+                linked: other_linked,
+                ..
+            } = &other.expected
+            else {
+                continue;
+            };
+            if other.resource_type != t
+                || !other_linked.is_empty()
+                || !patient_lists::compatible(t, patient, &chain.urls, other_patient, &other.urls)
+            {
+                continue;
+            }
+            if !patient_lists::fits(
+                lists.base_len,
+                &chain.urls,
+                picked.len() + 1,
+                ids_len,
+                other_patient,
+            ) {
+                break;
+            }
+            ids_len += other_patient.len();
+            picked.push(i);
+        }
+        if picked.is_empty() {
+            return Work::Chain(chain);
+        }
+        let probe = match support {
+            Support::Lists => None,
+            _ => match lists.support.begin_probe(patient_lists::kind(t)) {
+                Some(probe) => Some(probe),
+                None => return Work::Chain(chain),
+            },
+        };
+        let mut chains = vec![chain];
+        // Taken from the back, so the indices of those still to take stay put.
+        let mut others: Vec<Chain> = picked
+            .into_iter()
+            .rev()
+            .filter_map(|i| self.chains.remove(i))
+            .collect();
+        others.reverse();
+        chains.extend(others);
+        Work::Patients(chains, probe)
     }
 
     fn next_lookups(&mut self, lookup: &LookupPlan) -> Option<Work> {
@@ -534,6 +663,8 @@ struct Item {
     chain: Chain,
     /// The IDs of a list of lookups, and the probe of lists when it is this list.
     list: Option<(Vec<String>, Option<Probe>)>,
+    /// The per-patient searches a list of patients stands for, and the probe of lists.
+    patients: Option<(Vec<Chain>, Option<Probe>)>,
 }
 
 impl Queue {
@@ -556,25 +687,43 @@ impl Queue {
                 if s.aborted {
                     return None;
                 }
-                if let Some(work) = s.pop(&self.planner, &self.lookup) {
+                if let Some(work) = s.pop(&self.planner, &self.lookup, &self.patient_lists) {
                     s.in_flight += 1;
                     drop(s);
                     return Some(match work {
-                        Work::Chain(chain) => Item { chain, list: None },
+                        Work::Chain(chain) => Item {
+                            chain,
+                            list: None,
+                            patients: None,
+                        },
                         Work::Lookups(mut ids, None) if ids.len() == 1 => {
                             let id = ids.remove(0);
                             Item {
                                 chain: self.lookup.chain(id),
                                 list: None,
+                                patients: None,
                             }
                         }
                         Work::Lookups(ids, probe) => Item {
                             chain: self.lookup.list_chain(&ids),
                             list: Some((ids, probe)),
+                            patients: None,
+                        },
+                        Work::Patients(chains, probe) => Item {
+                            chain: patients_chain(&chains),
+                            list: None,
+                            patients: Some((chains, probe)),
                         },
                     });
                 }
-                if s.in_flight == 0 && s.lookups.is_empty() && s.single_lookups.is_empty() {
+                // Searches may wait for a probe another export of the batch has out.
+                if s.in_flight == 0
+                    && s.lookups.is_empty()
+                    && s.single_lookups.is_empty()
+                    && s.single_chains.is_empty()
+                    && s.chains.is_empty()
+                    && s.patients.is_empty()
+                {
                     return None;
                 }
             }
@@ -586,16 +735,18 @@ impl Queue {
     }
 
     fn complete(&self) {
-        self.complete_many(1, Vec::new());
+        self.complete_many(1, Vec::new(), Vec::new());
     }
 
-    /// One piece of work ended, which stood for `finished` queued chains (a list of
-    /// lookups stands for several); `again` are lookups to start over, one at a time.
-    fn complete_many(&self, finished: usize, again: Vec<String>) {
+    /// One piece of work ended, which stood for `finished` queued chains (a list stands
+    /// for several); `again` are lookups and `again_chains` searches to start over, one
+    /// at a time.
+    fn complete_many(&self, finished: usize, again: Vec<String>, again_chains: Vec<Chain>) {
         let mut s = self.lock();
         s.in_flight -= 1;
         s.finished += finished;
         s.single_lookups.extend(again);
+        s.single_chains.extend(again_chains);
         drop(s);
         self.notify.notify_waiters();
     }
@@ -726,6 +877,19 @@ impl Planner {
     }
 }
 
+/// The one chain that searches the patients of `chains` (one type, same filters) at once.
+fn patients_chain(chains: &[Chain]) -> Chain {
+    let first = &chains[0];
+    let patients: Vec<String> = chains.iter().map(|c| c.key.clone()).collect();
+    let t = first.resource_type;
+    Chain {
+        resource_type: t,
+        key: first.key.clone(),
+        urls: patient_lists::urls(t, &first.key, &first.urls, &patients),
+        expected: patient_lists::expected(first.expected.field().unwrap_or("subject"), &patients),
+    }
+}
+
 fn with_filters(base: String, filters: Option<&std::collections::BTreeSet<String>>) -> Vec<String> {
     match filters {
         Some(f) if !f.is_empty() => f.iter().map(|f| format!("{base}&{f}")).collect(),
@@ -785,6 +949,7 @@ async fn crawl(
         notify: Notify::new(),
         lookup: LookupPlan::new(client, plan.id_system.clone(), patient_filters.cloned()),
         planner: planner.clone(),
+        patient_lists: ListPlan::new(client, search_types),
     });
 
     // Lookups: each one unlocks a patient's worth of searches; they start whenever the
@@ -918,19 +1083,33 @@ impl Worker {
                     return Err(err.into());
                 }
             };
-            match item.list {
-                None => {
-                    let delivered = self.deliver(result).await;
-                    self.queue.complete();
-                    delivered?;
-                }
-                Some((ids, probe)) => {
+            match (item.list, item.patients) {
+                (Some((ids, probe)), _) => {
                     let delivered = self.deliver_list(result, &ids, probe).await;
                     let (finished, again) = match &delivered {
                         Ok(again) => (ids.len() - again.len(), again.clone()),
                         Err(_) => (ids.len(), Vec::new()),
                     };
-                    self.queue.complete_many(finished, again);
+                    self.queue.complete_many(finished, again, Vec::new());
+                    delivered?;
+                }
+                (None, Some((chains, probe))) => {
+                    let count = chains.len();
+                    let delivered = self.deliver_patients(result, chains, probe).await;
+                    match delivered {
+                        Ok(again) => {
+                            self.queue
+                                .complete_many(count - again.len(), Vec::new(), again)
+                        }
+                        Err(err) => {
+                            self.queue.complete_many(count, Vec::new(), Vec::new());
+                            return Err(err);
+                        }
+                    }
+                }
+                (None, None) => {
+                    let delivered = self.deliver(result).await;
+                    self.queue.complete();
                     delivered?;
                 }
             }
@@ -983,6 +1162,69 @@ impl Worker {
             self.deliver(result).await?;
         }
         Ok(missing)
+    }
+
+    /// A list of patients' searches came back: what it shows about the server's lists of
+    /// its type is recorded, and either each patient's part goes on as that patient's
+    /// search, or, when the answer cannot be trusted (a probe that did not show two
+    /// patients' data, a refusal, another patient's data, a failure), nothing of it is
+    /// kept and the searches are returned, to be sent one patient at a time.
+    async fn deliver_patients(
+        &self,
+        result: ChainResult,
+        chains: Vec<Chain>,
+        probe: Option<Probe>,
+    ) -> Result<Vec<Chain>, CrawlError> {
+        let t = result.resource_type;
+        let lists = &self.queue.patient_lists;
+        let kind = patient_lists::kind(t);
+        let verdict = patient_lists::verdict(&result);
+        let before = lists.support(t);
+        let was_probe = probe.is_some();
+        let (now, ended) = match probe {
+            // A refused list is not tried with the patient named: it names patients.
+            Some(probe) => (probe.settle(false, verdict), false),
+            None => lists.support.note(kind, verdict),
+        };
+        let reporter = self.client.reporter();
+        let why = || match &result.outcome {
+            ChainOutcome::Foreign(detail) => crate::text::printable(detail).into_owned(),
+            ChainOutcome::Failed(kind) => kind.because(),
+            ChainOutcome::Complete => "no two patients' data came back".to_string(),
+        };
+        match (was_probe, now) {
+            (true, Support::Lists) => reporter.verbose(|| {
+                format!(
+                    "The server searches {t} of several patients at once; asking up to {} patients at a time.",
+                    patient_lists::MOST_PATIENTS
+                )
+            }),
+            (true, Support::Single) => reporter.verbose(|| {
+                format!(
+                    "The server did not search {t} of several patients at once ({}); searching one patient at a time.",
+                    why()
+                )
+            }),
+            (false, _) if ended => reporter.warn(format!(
+                "The server answered a search of {t} for several patients wrongly ({}); nothing of that answer was kept, and {t} is searched one patient at a time from now on.",
+                why()
+            )),
+            _ => {}
+        }
+        let trusted = match verdict {
+            Verdict::Confirmed => true,
+            // Nothing for these patients, from a server known to search lists.
+            Verdict::Empty => !was_probe && before == Support::Lists,
+            _ => false,
+        };
+        if !trusted {
+            return Ok(chains);
+        }
+        let patients: Vec<String> = chains.iter().map(|c| c.key.clone()).collect();
+        for part in patient_lists::split(result, &patients) {
+            self.deliver(part).await?;
+        }
+        Ok(Vec::new())
     }
 
     /// One chain's result: tallied, its patients queued (lookups), and handed to the sink.

@@ -160,6 +160,7 @@ pub fn split(
             outcome: ChainOutcome::Complete,
             dropped,
             links: Vec::new(),
+            owners: Vec::new(),
         });
     }
     (found, missing)
@@ -230,6 +231,7 @@ mod tests {
             outcome: ChainOutcome::Complete,
             dropped: Dropped::default(),
             links: Vec::new(),
+            owners: Vec::new(),
         };
         assert_eq!(verdict(&result), Verdict::Confirmed);
         let asked: Vec<String> = ["1", "2", "3", "4"].iter().map(|s| s.to_string()).collect();

@@ -20,6 +20,13 @@ pub enum Expected {
         patient: String,
         linked: Vec<String>,
     },
+    /// Several patients' searches in one (`patient=a,b,c`, `patient_lists`): `field` must
+    /// reference one of them, and that one is whose the resource is. Patients with linked
+    /// records are never in a list.
+    Patients {
+        field: &'static str,
+        patients: Vec<String>,
+    },
     /// A Patient lookup by `identifier=<system>|<value>`.
     Identifier { system: String, value: String },
     /// A Patient lookup by `_id`.
@@ -39,15 +46,23 @@ impl Expected {
     /// `reference` is missing) belongs to the patient searched. A resource that names no
     /// patient cannot match a `patient=` search either, so it does not.
     pub fn accepts_reference(&self, reference: Option<&str>) -> bool {
-        let Expected::Patient {
-            patient, linked, ..
-        } = self
-        else {
-            return true;
-        };
-        match reference.and_then(referenced_patient) {
-            Some(id) => id == patient || linked.iter().any(|l| l == id),
-            None => false,
+        self.owner(reference).is_some()
+    }
+
+    /// Whose a resource whose patient field holds `reference` is: the index of the patient
+    /// in a list search, 0 in any other search, `None` when it is no one's searched.
+    pub fn owner(&self, reference: Option<&str>) -> Option<usize> {
+        let id = reference.and_then(referenced_patient);
+        match self {
+            Expected::Patient {
+                patient, linked, ..
+            } => id
+                .filter(|id| id == patient || linked.iter().any(|l| l == id))
+                .map(|_| 0),
+            Expected::Patients { patients, .. } => {
+                id.and_then(|id| patients.iter().position(|p| p == id))
+            }
+            _ => Some(0),
         }
     }
 
@@ -75,14 +90,14 @@ impl Expected {
                 .get("id")
                 .and_then(Value::as_str)
                 .is_some_and(|id| ids.iter().any(|i| i == id)),
-            Expected::Patient { .. } | Expected::Anything => true,
+            Expected::Patient { .. } | Expected::Patients { .. } | Expected::Anything => true,
         }
     }
 
     /// The patient field of a per-patient search (to read it from each resource).
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            Expected::Patient { field, .. } => Some(field),
+            Expected::Patient { field, .. } | Expected::Patients { field, .. } => Some(field),
             _ => None,
         }
     }
@@ -113,11 +128,14 @@ impl Expected {
         }
     }
 
-    /// The patient searched, for messages.
-    pub fn patient(&self) -> Option<&str> {
+    /// Who was searched, for messages.
+    pub fn searched(&self) -> String {
         match self {
-            Expected::Patient { patient, .. } => Some(patient),
-            _ => None,
+            Expected::Patient { patient, .. } => format!("Patient/{patient}"),
+            Expected::Patients { patients, .. } => {
+                format!("{} patients at once", patients.len())
+            }
+            _ => String::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The crawl: emulating a bulk export with per-patient searches (docs/crawl.md). `cohort` reads
 //! the IDs a user names, `engine` plans and schedules the search chains, `search` runs one
-//! chain, `lookups` sends Patient lookups several to a search, `membership` checks that
+//! chain, `lookups` sends Patient lookups several to a search, `patient_lists` sends the
+//! searches of several patients as one, `membership` checks that
 //! its answers hold only the patient searched, `sink`
 //! commits results crash-safely and resumably, `error_file` keeps `error/` describing the
 //! folder, and `report` says what a run did not get.
@@ -10,6 +11,7 @@ pub mod engine;
 pub mod error_file;
 pub mod lookups;
 pub mod membership;
+pub mod patient_lists;
 pub mod report;
 pub mod search;
 pub mod sink;

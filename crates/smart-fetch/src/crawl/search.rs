@@ -53,6 +53,7 @@ pub async fn fetch_chain(
             outcome: ChainOutcome::Complete,
             dropped: Dropped::default(),
             links: Vec::new(),
+            owners: Vec::new(),
         },
         // Several ORed filters may return the same resource for one patient.
         seen: (request.urls.len() > 1).then(HashSet::new),
@@ -101,6 +102,7 @@ pub async fn fetch_chain(
     if chain.result.outcome != ChainOutcome::Complete {
         // Nothing of a failed or stopped chain is kept but what explains it.
         chain.result.records.clear();
+        chain.result.owners.clear();
         chain.result.max_date = None;
     }
     Ok(chain.result)
@@ -438,11 +440,15 @@ impl Chain<'_> {
                 .wrong_type(entry_type.unwrap_or("(no resourceType)"));
             return;
         }
+        let mut owner = 0;
         if let Some(field) = self.expected.field() {
             let reference = head.reference(field);
-            if !self.expected.accepts_reference(reference) {
-                self.foreign(head.id.as_deref(), reference);
-                return;
+            match self.expected.owner(reference) {
+                Some(o) => owner = o,
+                None => {
+                    self.foreign(head.id.as_deref(), reference);
+                    return;
+                }
             }
         }
         let updated = head.meta.as_ref().and_then(|m| m.last_updated.as_deref());
@@ -452,7 +458,7 @@ impl Chain<'_> {
             .created_field()
             .and_then(|f| head.created(f));
         let id = head.id.as_deref().map(str::to_string);
-        self.push(id, [updated, created], line);
+        self.push(id, [updated, created], owner, line);
     }
 
     fn take_value(&mut self, resource: &Value) {
@@ -471,14 +477,18 @@ impl Chain<'_> {
             return;
         }
         let id = resource.get("id").and_then(Value::as_str);
+        let mut owner = 0;
         if let Some(field) = self.expected.field() {
             let reference = resource
                 .get(field)
                 .and_then(|r| r.get("reference"))
                 .and_then(Value::as_str);
-            if !self.expected.accepts_reference(reference) {
-                self.foreign(id, reference);
-                return;
+            match self.expected.owner(reference) {
+                Some(o) => owner = o,
+                None => {
+                    self.foreign(id, reference);
+                    return;
+                }
             }
         }
         if !self.expected.accepts_patient(resource) {
@@ -504,7 +514,7 @@ impl Chain<'_> {
             .created_field()
             .and_then(|f| resource.get(f))
             .and_then(Value::as_str);
-        self.push(id.map(str::to_string), [updated, created], || {
+        self.push(id.map(str::to_string), [updated, created], owner, || {
             line_of(resource)
         });
     }
@@ -521,20 +531,21 @@ impl Chain<'_> {
     /// A resource of someone else (or of no one): the server ignored `patient=`.
     fn foreign(&mut self, id: Option<&str>, reference: Option<&str>) {
         let t = self.result.resource_type;
-        let searched = self.expected.patient().unwrap_or_default();
+        let searched = self.expected.searched();
         let id = id.unwrap_or("(no id)");
         let whose = match reference {
             Some(r) => format!("names {r}"),
             None => "names no patient".to_string(),
         };
         self.result.outcome =
-            ChainOutcome::Foreign(format!("{t}/{id} {whose}, searched Patient/{searched}"));
+            ChainOutcome::Foreign(format!("{t}/{id} {whose}, searched {searched}"));
     }
 
     fn push(
         &mut self,
         id: Option<String>,
         dates: [Option<&str>; 2],
+        owner: usize,
         line: impl FnOnce() -> String,
     ) {
         if let (Some(seen), Some(id)) = (self.seen.as_mut(), id.as_ref())
@@ -546,6 +557,9 @@ impl Chain<'_> {
             self.result.max_date = Some(self.result.max_date.map_or(d, |m| m.max(d)));
         }
         self.result.records.push(Record { id, line: line() });
+        if matches!(self.expected, Expected::Patients { .. }) {
+            self.result.owners.push(owner);
+        }
     }
 }
 
@@ -726,6 +740,7 @@ mod tests {
                 outcome: ChainOutcome::Complete,
                 dropped: Dropped::default(),
                 links: Vec::new(),
+                owners: Vec::new(),
             },
             seen: None,
             now: timestamp::now(),

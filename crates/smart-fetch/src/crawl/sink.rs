@@ -53,6 +53,9 @@ pub struct ChainResult {
     /// Patient lookups: found patient → the records its `Patient.link` names (only
     /// patients with links), journaled so a resumed crawl still accepts their data.
     pub links: Vec<(String, Vec<String>)>,
+    /// A search of several patients at once (`patient_lists`): for each record, the index
+    /// of its patient in the list. Empty for any other search; split off before the sink.
+    pub owners: Vec<usize>,
 }
 
 /// What earlier runs already committed, per type.
@@ -673,6 +676,7 @@ mod tests {
             outcome,
             dropped: Dropped::default(),
             links: Vec::new(),
+            owners: Vec::new(),
         }
     }
 

@@ -419,6 +419,39 @@ pub fn decoded_searches(stats: &fake_ehr::Stats) -> Vec<String> {
         .collect()
 }
 
+/// `searches` (decoded) with each search of several patients (`Condition?patient=a,b&…
+/// &_count=100`, the crawl's patient lists) written as the per-patient searches it stands
+/// for (`Condition?patient=a&…`, `Condition?patient=b&…`), in order; other searches as
+/// they are.
+pub fn per_patient_searches(searches: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in searches {
+        let Some((ty, query)) = s.split_once('?') else {
+            out.push(s.clone());
+            continue;
+        };
+        let pairs: Vec<&str> = query.split('&').collect();
+        let patients = pairs.iter().find_map(|p| p.strip_prefix("patient="));
+        match patients {
+            Some(list) if ty != "Patient" && list.contains(',') => {
+                for patient in list.split(',') {
+                    let rest: Vec<String> = pairs
+                        .iter()
+                        .filter(|p| !p.starts_with("_count="))
+                        .map(|p| match p.starts_with("patient=") {
+                            true => format!("patient={patient}"),
+                            false => p.to_string(),
+                        })
+                        .collect();
+                    out.push(format!("{ty}?{}", rest.join("&")));
+                }
+            }
+            _ => out.push(s.clone()),
+        }
+    }
+    out
+}
+
 /// Name → target of every symlink directly in `dir`.
 pub fn symlinks(dir: &Path) -> BTreeMap<String, PathBuf> {
     std::fs::read_dir(dir)
