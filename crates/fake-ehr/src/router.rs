@@ -280,14 +280,33 @@ async fn answer(state: &Arc<AppState>, route: Route<'_>, request: Request, path:
     }
 }
 
+/// The shape of the admin switches: `GET` reads the setting, `POST` changes it from the
+/// query (`change` says what is wrong with a bad one: 400), any other method is a 405 that
+/// names `usage`; the answer is the setting as it stands afterwards (`current`).
+fn admin_switch(
+    method: &Method,
+    query: Option<&str>,
+    usage: &str,
+    change: impl FnOnce(Vec<(String, String)>) -> Result<(), String>,
+    current: impl FnOnce() -> serde_json::Value,
+) -> Response {
+    if *method == Method::POST {
+        if let Err(e) = query::parse(query.unwrap_or_default()).and_then(change) {
+            return outcome::bad_request(&e);
+        }
+    } else if *method != Method::GET {
+        return outcome::error(StatusCode::METHOD_NOT_ALLOWED, "not-supported", usage);
+    }
+    outcome::json(StatusCode::OK, &current())
+}
+
 /// The number in `?<key>=` of an admin POST, or what is wrong with the query.
 fn posted_number<T: std::str::FromStr>(
-    query: Option<&str>,
+    pairs: &[(String, String)],
     key: &str,
     endpoint: &str,
     what: &str,
 ) -> Result<T, String> {
-    let pairs = query::parse(query.unwrap_or_default())?;
     let (_, value) = pairs
         .iter()
         .find(|(k, _)| k == key)
@@ -297,25 +316,30 @@ fn posted_number<T: std::str::FromStr>(
         .map_err(|_| format!("{key}={value:?} is not a number"))
 }
 
+/// Every non-empty `type=` of an admin POST (none: an empty list).
+fn posted_types(pairs: Vec<(String, String)>) -> Vec<String> {
+    pairs
+        .into_iter()
+        .filter(|(k, v)| k == "type" && !v.is_empty())
+        .map(|(_, v)| v)
+        .collect()
+}
+
 /// `GET /__admin/latency` gives the answer time in milliseconds; `POST
 /// /__admin/latency?ms=N` changes it for requests arriving from now on (a file download
 /// starts streaming at that time).
 fn admin_latency(state: &AppState, method: &Method, query: Option<&str>) -> Response {
-    if *method == Method::POST {
-        let ms = match posted_number::<u64>(query, "ms", "/__admin/latency", "milliseconds") {
-            Ok(ms) => ms,
-            Err(e) => return outcome::bad_request(&e),
-        };
-        state.latency.set(std::time::Duration::from_millis(ms));
-    } else if *method != Method::GET {
-        return outcome::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
-            "use GET or POST ?ms=<milliseconds>",
-        );
-    }
-    let ms = state.latency.get().as_secs_f64() * 1e3;
-    outcome::json(StatusCode::OK, &serde_json::json!({ "ms": ms }))
+    admin_switch(
+        method,
+        query,
+        "use GET or POST ?ms=<milliseconds>",
+        |pairs| {
+            let ms = posted_number::<u64>(&pairs, "ms", "/__admin/latency", "milliseconds")?;
+            state.latency.set(std::time::Duration::from_millis(ms));
+            Ok(())
+        },
+        || serde_json::json!({ "ms": state.latency.get().as_secs_f64() * 1e3 }),
+    )
 }
 
 /// `POST /__admin/throttle?ms=W&retry_after=S`: every search and read arriving in the next
@@ -328,19 +352,19 @@ fn admin_throttle(state: &AppState, method: &Method, query: Option<&str>) -> Res
             "use POST ?ms=<milliseconds>&retry_after=<seconds>",
         );
     }
-    let ms = match posted_number::<u64>(query, "ms", "/__admin/throttle", "milliseconds") {
-        Ok(ms) => ms,
+    let endpoint = "/__admin/throttle";
+    let window = query::parse(query.unwrap_or_default()).and_then(|pairs| {
+        let ms = posted_number::<u64>(&pairs, "ms", endpoint, "milliseconds")?;
+        let seconds = if pairs.iter().any(|(k, _)| k == "retry_after") {
+            posted_number::<u64>(&pairs, "retry_after", endpoint, "seconds")?
+        } else {
+            1
+        };
+        Ok((ms, seconds))
+    });
+    let (ms, seconds) = match window {
+        Ok(window) => window,
         Err(e) => return outcome::bad_request(&e),
-    };
-    let has_retry_after = query::parse(query.unwrap_or_default())
-        .is_ok_and(|pairs| pairs.iter().any(|(k, _)| k == "retry_after"));
-    let seconds = if has_retry_after {
-        match posted_number::<u64>(query, "retry_after", "/__admin/throttle", "seconds") {
-            Ok(seconds) => seconds,
-            Err(e) => return outcome::bad_request(&e),
-        }
-    } else {
-        1
     };
     state
         .faults
@@ -355,228 +379,187 @@ fn admin_throttle(state: &AppState, method: &Method, query: Option<&str>) -> Res
 /// /__admin/faults?rate=0.05&kinds=500,502&retry_after=2&bulk_rate=0` changes those given
 /// (`kinds=` empty: every kind; kinds and `retry_after` apply to the bulk routes too).
 fn admin_faults(state: &AppState, method: &Method, query: Option<&str>) -> Response {
-    if *method == Method::POST {
-        let pairs = match query::parse(query.unwrap_or_default()) {
-            Ok(pairs) => pairs,
-            Err(e) => return outcome::bad_request(&e),
-        };
-        let mut rate = None;
-        let mut bulk_rate = None;
-        let mut kinds = None;
-        let mut retry_after = None;
-        for (key, value) in &pairs {
-            let number = |what: &str| -> Result<f64, String> {
-                value
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|r| (0.0..=1.0).contains(r))
-                    .ok_or_else(|| format!("{what}={value:?} is not a fraction from 0 to 1"))
-            };
-            let parsed = match key.as_str() {
-                "rate" => number("rate").map(|r| rate = Some(r)),
-                "bulk_rate" => number("bulk_rate").map(|r| bulk_rate = Some(r)),
-                "retry_after" => value
-                    .parse::<u64>()
-                    .map(|s| retry_after = Some(s))
-                    .map_err(|_| format!("retry_after={value:?} is not a number of seconds")),
-                "kinds" => value
-                    .split(',')
-                    .filter(|k| !k.trim().is_empty())
-                    .map(Fault::parse)
-                    .collect::<Result<Vec<Fault>, String>>()
-                    .map(|k| kinds = Some(k)),
-                other => Err(format!(
-                    "unknown parameter {other:?} (rate, kinds, retry_after, bulk_rate)"
-                )),
-            };
-            if let Err(e) = parsed {
-                return outcome::bad_request(&e);
+    admin_switch(
+        method,
+        query,
+        "use GET or POST ?rate=<0..1>&kinds=<429,500,502,503,drop,slow>&retry_after=<s>",
+        |pairs| {
+            if pairs.is_empty() {
+                return Err(
+                    "POST /__admin/faults needs ?rate=, kinds=, retry_after= or bulk_rate=".into(),
+                );
             }
-        }
-        if pairs.is_empty() {
-            return outcome::bad_request(
-                "POST /__admin/faults needs ?rate=, kinds=, retry_after= or bulk_rate=",
-            );
-        }
-        state.faults.set(rate, kinds.as_deref(), retry_after);
-        if bulk_rate.is_some() || kinds.is_some() || retry_after.is_some() {
-            state
-                .bulk
-                .faults
-                .set(bulk_rate, kinds.as_deref(), retry_after);
-        }
-    } else if *method != Method::GET {
-        return outcome::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
-            "use GET or POST ?rate=<0..1>&kinds=<429,500,502,503,drop,slow>&retry_after=<s>",
-        );
-    }
-    let settings = state.faults.settings();
-    let names = |kinds: &[Fault]| kinds.iter().map(|k| k.name()).collect::<Vec<_>>();
-    outcome::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "rate": settings.rate,
-            "kinds": names(&settings.kinds),
-            "retry_after": settings.retry_after,
-            "bulk_rate": state.bulk.faults.settings().rate,
-        }),
+            let mut rate = None;
+            let mut bulk_rate = None;
+            let mut kinds = None;
+            let mut retry_after = None;
+            for (key, value) in &pairs {
+                let fraction = |what: &str| -> Result<f64, String> {
+                    value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|r| (0.0..=1.0).contains(r))
+                        .ok_or_else(|| format!("{what}={value:?} is not a fraction from 0 to 1"))
+                };
+                match key.as_str() {
+                    "rate" => rate = Some(fraction("rate")?),
+                    "bulk_rate" => bulk_rate = Some(fraction("bulk_rate")?),
+                    "retry_after" => {
+                        retry_after = Some(value.parse::<u64>().map_err(|_| {
+                            format!("retry_after={value:?} is not a number of seconds")
+                        })?);
+                    }
+                    "kinds" => {
+                        kinds = Some(
+                            value
+                                .split(',')
+                                .filter(|k| !k.trim().is_empty())
+                                .map(Fault::parse)
+                                .collect::<Result<Vec<Fault>, String>>()?,
+                        );
+                    }
+                    other => {
+                        return Err(format!(
+                            "unknown parameter {other:?} (rate, kinds, retry_after, bulk_rate)"
+                        ));
+                    }
+                }
+            }
+            state.faults.set(rate, kinds.as_deref(), retry_after);
+            if bulk_rate.is_some() || kinds.is_some() || retry_after.is_some() {
+                state
+                    .bulk
+                    .faults
+                    .set(bulk_rate, kinds.as_deref(), retry_after);
+            }
+            Ok(())
+        },
+        || {
+            let settings = state.faults.settings();
+            let kinds: Vec<_> = settings.kinds.iter().map(|k| k.name()).collect();
+            serde_json::json!({
+                "rate": settings.rate,
+                "kinds": kinds,
+                "retry_after": settings.retry_after,
+                "bulk_rate": state.bulk.faults.settings().rate,
+            })
+        },
     )
 }
 
 /// `GET /__admin/truncate` names the search answered with cut-off JSON (or null); `POST
 /// /__admin/truncate?type=Condition&patient=pat-000003` picks it; `DELETE` turns it off.
 fn admin_truncate(state: &AppState, method: &Method, query: Option<&str>) -> Response {
-    if *method == Method::POST {
-        let pairs = match query::parse(query.unwrap_or_default()) {
-            Ok(pairs) => pairs,
-            Err(e) => return outcome::bad_request(&e),
-        };
-        let get = |key: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .filter(|v| !v.is_empty())
-        };
-        let (Some(resource_type), Some(patient)) = (get("type"), get("patient")) else {
-            return outcome::bad_request("POST /__admin/truncate needs ?type=<type>&patient=<id>");
-        };
-        state.switches.set_truncate(Some(TruncateSearch {
-            resource_type,
-            patient,
-        }));
-    } else if *method == Method::DELETE {
+    // DELETE answers like GET once it has turned the switch off.
+    let method = if *method == Method::DELETE {
         state.switches.set_truncate(None);
-    } else if *method != Method::GET {
-        return outcome::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
-            "use GET, POST ?type=<type>&patient=<id> or DELETE",
-        );
-    }
-    let current = state
-        .switches
-        .truncate()
-        .map(|t| serde_json::json!({ "type": t.resource_type, "patient": t.patient }));
-    outcome::json(StatusCode::OK, &serde_json::json!({ "truncate": current }))
+        &Method::GET
+    } else {
+        method
+    };
+    admin_switch(
+        method,
+        query,
+        "use GET, POST ?type=<type>&patient=<id> or DELETE",
+        |pairs| {
+            let get = |key: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+                    .filter(|v| !v.is_empty())
+            };
+            let (Some(resource_type), Some(patient)) = (get("type"), get("patient")) else {
+                return Err("POST /__admin/truncate needs ?type=<type>&patient=<id>".into());
+            };
+            state.switches.set_truncate(Some(TruncateSearch {
+                resource_type,
+                patient,
+            }));
+            Ok(())
+        },
+        || {
+            let current = state
+                .switches
+                .truncate()
+                .map(|t| serde_json::json!({ "type": t.resource_type, "patient": t.patient }));
+            serde_json::json!({ "truncate": current })
+        },
+    )
 }
 
 /// `GET /__admin/ignore-patient` lists the types whose searches ignore `patient=`; `POST
 /// /__admin/ignore-patient?type=A&type=B` sets that list (no `type`: none).
 fn admin_ignore_patient(state: &AppState, method: &Method, query: Option<&str>) -> Response {
-    if *method == Method::POST {
-        let pairs = match query::parse(query.unwrap_or_default()) {
-            Ok(pairs) => pairs,
-            Err(e) => return outcome::bad_request(&e),
-        };
-        let types = pairs
-            .into_iter()
-            .filter(|(k, v)| k == "type" && !v.is_empty())
-            .map(|(_, v)| v)
-            .collect();
-        state.switches.set_ignore_patient(types);
-    } else if *method != Method::GET {
-        return outcome::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
-            "use GET or POST ?type=<type>",
-        );
-    }
-    outcome::json(
-        StatusCode::OK,
-        &serde_json::json!({ "types": state.switches.ignore_patient() }),
+    admin_switch(
+        method,
+        query,
+        "use GET or POST ?type=<type>",
+        |pairs| {
+            state.switches.set_ignore_patient(posted_types(pairs));
+            Ok(())
+        },
+        || serde_json::json!({ "types": state.switches.ignore_patient() }),
     )
 }
 
-/// `GET /__admin/value-lists` says how `_id` and `identifier` searches with several values
-/// are answered; `POST /__admin/value-lists?id=refuse&identifier=ignore` changes either
-/// (`accept`, `refuse` or `ignore`).
+/// `GET /__admin/value-lists` says how `_id`, `identifier` and `patient` searches with
+/// several values are answered; `POST /__admin/value-lists?id=refuse&identifier=ignore`
+/// changes any of them (`accept`, `refuse`, `ignore` or `first`).
 fn admin_value_lists(state: &AppState, method: &Method, query: Option<&str>) -> Response {
-    if *method == Method::POST {
-        let pairs = match query::parse(query.unwrap_or_default()) {
-            Ok(pairs) => pairs,
-            Err(e) => return outcome::bad_request(&e),
-        };
-        let mode = |key: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| ValueLists::parse(v))
-                .transpose()
-        };
-        match (mode("id"), mode("identifier"), mode("patient")) {
-            (Ok(id), Ok(identifier), Ok(patient)) => {
-                state.switches.set_value_lists(id, identifier, patient)
-            }
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return outcome::bad_request(&e),
-        }
-    } else if *method != Method::GET {
-        return outcome::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
-            "use GET or POST ?id=<mode>&identifier=<mode>&patient=<mode> (accept, refuse, ignore, first)",
-        );
-    }
-    outcome::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "id": state.switches.id_lists().name(),
-            "identifier": state.switches.identifier_lists().name(),
-            "patient": state.switches.patient_lists().name(),
-        }),
+    admin_switch(
+        method,
+        query,
+        "use GET or POST ?id=<mode>&identifier=<mode>&patient=<mode> (accept, refuse, ignore, first)",
+        |pairs| {
+            let mode = |key: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| ValueLists::parse(v))
+                    .transpose()
+            };
+            let (id, identifier, patient) = (mode("id")?, mode("identifier")?, mode("patient")?);
+            state.switches.set_value_lists(id, identifier, patient);
+            Ok(())
+        },
+        || {
+            serde_json::json!({
+                "id": state.switches.id_lists().name(),
+                "identifier": state.switches.identifier_lists().name(),
+                "patient": state.switches.patient_lists().name(),
+            })
+        },
     )
 }
 
 /// `GET /__admin/id-needs-patient` lists the types whose `_id` searches must name a
 /// patient; `POST /__admin/id-needs-patient?type=A&type=B` sets that list (no `type`: none).
 fn admin_id_needs_patient(state: &AppState, method: &Method, query: Option<&str>) -> Response {
-    if *method == Method::POST {
-        let pairs = match query::parse(query.unwrap_or_default()) {
-            Ok(pairs) => pairs,
-            Err(e) => return outcome::bad_request(&e),
-        };
-        let types = pairs
-            .into_iter()
-            .filter(|(k, v)| k == "type" && !v.is_empty())
-            .map(|(_, v)| v)
-            .collect();
-        state.switches.set_id_needs_patient(types);
-    } else if *method != Method::GET {
-        return outcome::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
-            "use GET or POST ?type=<type>",
-        );
-    }
-    outcome::json(
-        StatusCode::OK,
-        &serde_json::json!({ "types": state.switches.id_needs_patient_types() }),
+    admin_switch(
+        method,
+        query,
+        "use GET or POST ?type=<type>",
+        |pairs| {
+            state.switches.set_id_needs_patient(posted_types(pairs));
+            Ok(())
+        },
+        || serde_json::json!({ "types": state.switches.id_needs_patient_types() }),
     )
 }
 
 /// `GET /__admin/quarter` says which quarter of the data is served; `POST
 /// /__admin/quarter?n=2` switches to another one.
 fn admin_quarter(state: &AppState, method: &Method, query: Option<&str>) -> Response {
-    if *method == Method::POST {
-        let n = match posted_number::<u8>(query, "n", "/__admin/quarter", "quarter") {
-            Ok(n) => n,
-            Err(e) => return outcome::bad_request(&e),
-        };
-        if let Err(e) = state.store.set_quarter(n) {
-            return outcome::bad_request(&e);
-        }
-    } else if *method != Method::GET {
-        return outcome::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
-            "use GET or POST ?n=<quarter>",
-        );
-    }
-    outcome::json(
-        StatusCode::OK,
-        &serde_json::json!({ "quarter": state.store.quarter() }),
+    admin_switch(
+        method,
+        query,
+        "use GET or POST ?n=<quarter>",
+        |pairs| {
+            let n = posted_number::<u8>(&pairs, "n", "/__admin/quarter", "quarter")?;
+            state.store.set_quarter(n)
+        },
+        || serde_json::json!({ "quarter": state.store.quarter() }),
     )
 }
 

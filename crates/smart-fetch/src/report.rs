@@ -76,7 +76,7 @@ impl Kind {
 
 /// Receives every line. Implementations decide formatting and destination; they are called
 /// from any thread, so a line must be written whole (one write under a lock).
-pub trait Sink: Send + Sync {
+trait Sink: Send + Sync {
     fn line(&self, kind: Kind, scope: Option<&str>, text: &str);
 }
 
@@ -308,12 +308,6 @@ impl Reporter {
         Self::build(sink, verbose, format, None)
     }
 
-    /// Lines to a sink of the caller's; no live progress. `format` is reported by
-    /// `format()` only.
-    pub fn with_sink(sink: Arc<dyn Sink>, verbose: bool) -> Self {
-        Self::build(sink, verbose, Format::Text, None)
-    }
-
     /// Nothing anywhere (tests, and library callers that want only the return values).
     pub fn silent() -> Self {
         Self::to_writer(Format::Plain, false, Box::new(std::io::sink()))
@@ -339,7 +333,7 @@ impl Reporter {
 
     /// The same destination and counters, every line tagged with `scope` (a batch's group
     /// name). A scoped reporter draws no live progress of its own: the batch shows one
-    /// view for all its groups instead (`multi_progress`, `counters`).
+    /// view for all its groups instead (its root reporter's `progress_bar`, `counters`).
     pub fn scoped(&self, scope: &str) -> Self {
         Self {
             shared: self.shared.clone(),
@@ -362,13 +356,6 @@ impl Reporter {
     /// The run-wide counters (the same for every reporter scoped from one root).
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
-    }
-
-    /// The live-progress area, for a view of the caller's own (a batch's aggregate bars):
-    /// `Some` only for the text format on a terminal. Bars added to it share the screen
-    /// with every line reported, without garbling.
-    pub fn multi_progress(&self) -> Option<MultiProgress> {
-        self.shared.multi.clone()
     }
 
     /// A status line redrawn in place, starting with `message`; a no-op handle (`is_live`
@@ -444,11 +431,6 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A handle that draws nothing.
-    pub fn off() -> Self {
-        Progress { bar: None }
-    }
-
     pub fn is_live(&self) -> bool {
         self.bar.is_some()
     }
@@ -622,6 +604,5 @@ mod tests {
         );
         assert!(!group.progress_bar("x").is_live());
         assert!(!root.progress_bar("x").is_live());
-        assert!(root.multi_progress().is_none());
     }
 }

@@ -463,6 +463,70 @@ fn local_archive_is_the_same_and_follows_a_folder_that_is_finished_later() {
     let _ = std::fs::remove_dir_all(&tree.dir);
 }
 
+/// `status --archive` and `archive::archive_state` when the destination cannot be read: a
+/// missing archive folder, and a manifest that cannot be opened, are one line and exit 1
+/// with no report; the library call returns the error, not an answer.
+#[test]
+fn status_archive_of_an_unreadable_destination_is_one_line() {
+    let dir = temp_dir("archive-status-unreadable");
+    let _cleanup = RemoveOnDrop(dir.to_path_buf());
+    let out = dir.join("out");
+    let leaf = synthetic_group(&out, "MRN-000", "001.q1");
+    let out_s = out.to_string_lossy().into_owned();
+    let dest = dir.join("archive");
+    let to = format!("file://{}/", dest.display());
+    let status_of = || run(&["status", "--nickname", "q1", "--archive", &to, &out_s]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let state = || {
+        runtime.block_on(async {
+            let dest = smart_fetch::archive::Destination::open(&to)
+                .await
+                .expect("destination");
+            smart_fetch::archive::archive_state(&dest, "MRN-000", &leaf, true).await
+        })
+    };
+
+    let missing = status_of();
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing.stdout));
+    let line = one_line(&missing);
+    assert!(line.contains("does not exist"), "{line}");
+    assert!(missing.stdout.is_empty(), "{}", text(&missing.stdout));
+
+    std::fs::create_dir_all(&dest).expect("mkdir");
+    assert_success(&archive(&["--nickname", "q1", "--to", &to, &out_s], &[]));
+    let manifest = dest.join("MRN-000/001.q1/.smart-fetch-archive.json");
+    let archived = read_json(&manifest)["archived"]
+        .as_str()
+        .expect("archived")
+        .to_string();
+    assert_eq!(
+        state().ok(),
+        Some(smart_fetch::archive::ArchiveState::Current { archived })
+    );
+
+    // A link to itself: no one, not even root, can open it.
+    std::fs::remove_file(&manifest).expect("remove the manifest");
+    std::os::unix::fs::symlink(&manifest, &manifest).expect("symlink");
+    let broken = status_of();
+    assert_eq!(broken.status.code(), Some(1), "{}", text(&broken.stdout));
+    let line = one_line(&broken);
+    assert!(
+        line.contains("MRN-000/001.q1/.smart-fetch-archive.json"),
+        "{line}"
+    );
+    assert!(broken.stdout.is_empty(), "{}", text(&broken.stdout));
+    let error = state().err().map(|e| e.to_string());
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("MRN-000/001.q1/.smart-fetch-archive.json")),
+        "{error:?}"
+    );
+}
+
 /// `status --json --archive TO`: each group's archive state (`current`, `outdated`,
 /// `missing`).
 fn status_with_archive(to: &str, out: &str) -> BTreeMap<String, String> {
@@ -726,6 +790,9 @@ fn wrong_credentials_unknown_bucket_and_unreachable_store_each_give_one_line() {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         archive(&refs, env)
     };
+    let status_of = |to: &str, env: &[(String, String)]| {
+        status(&["--nickname", "q1", "--archive", to, &out_s], env)
+    };
     let no_secret = |out: &std::process::Output, secret: &str| {
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(!all.contains(secret), "a secret was printed: {all}");
@@ -752,6 +819,17 @@ fn wrong_credentials_unknown_bucket_and_unreachable_store_each_give_one_line() {
             "{}",
             text(&out.stdout)
         );
+        no_secret(&out, secret);
+        no_secret(&out, s3.secret());
+        // `status --archive` asks the same store: the same line, and no report.
+        let out = status_of(&to, &s3.env_with(key_id, secret));
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let line = one_line(&out);
+        assert!(
+            line.contains("refused the credentials") && line.contains(code),
+            "{line}"
+        );
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
         no_secret(&out, secret);
         no_secret(&out, s3.secret());
     }
@@ -796,6 +874,16 @@ fn wrong_credentials_unknown_bucket_and_unreachable_store_each_give_one_line() {
         line.contains("does not exist") && line.contains("NoSuchBucket"),
         "{line}"
     );
+    // `status --archive` too: not "not archived" for every folder (a read in a missing
+    // bucket answers 404, as a missing manifest does).
+    let out = status_of("s3://no-such-bucket/epic/", &s3.env());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let line = one_line(&out);
+    assert!(
+        line.contains("does not exist") && line.contains("NoSuchBucket"),
+        "{line}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 
     // A profile that is not there.
     let mut missing = profile_env.clone();
@@ -811,6 +899,11 @@ fn wrong_credentials_unknown_bucket_and_unreachable_store_each_give_one_line() {
     unreachable.push(("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into()));
     let started = Instant::now();
     let out = run(&to, &unreachable);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line(&out).contains("Could not reach"));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let started = Instant::now();
+    let out = status_of(&to, &unreachable);
     assert_eq!(out.status.code(), Some(1));
     assert!(one_line(&out).contains("Could not reach"));
     assert!(started.elapsed() < Duration::from_secs(60));

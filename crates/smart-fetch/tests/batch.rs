@@ -165,6 +165,32 @@ fn groups_share_one_budget_and_match_separate_exports() {
             && l.contains(" of 8")),
         "{progress:?}"
     );
+    // The run-wide figures move: patients queued (never more than the batch's) and
+    // resources written, each never going back.
+    let figure = |line: &str, unit: &str| -> u64 {
+        let before = line
+            .split_once(&format!(" {unit}"))
+            .unwrap_or_else(|| panic!("no {unit:?} in {line:?}"))
+            .0;
+        let number = before.rsplit(' ').next().unwrap_or_default();
+        number
+            .replace(',', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{unit} figure {number:?} in {line:?}"))
+    };
+    let patients: Vec<u64> = progress.iter().map(|l| figure(l, "patients,")).collect();
+    let resources: Vec<u64> = progress.iter().map(|l| figure(l, "resources (")).collect();
+    for figures in [&patients, &resources] {
+        assert!(figures.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    }
+    assert!(
+        patients.iter().all(|&p| p <= (GROUPS * PER_GROUP) as u64),
+        "{progress:?}"
+    );
+    assert!(
+        patients.last() > Some(&0) && resources.last() > Some(&0),
+        "{progress:?}"
+    );
     let batch_secs = started.elapsed().as_secs_f64();
     let stats = ehr.stats();
     assert_eq!(
@@ -292,6 +318,12 @@ fn a_failing_group_does_not_stop_the_others() {
             .unwrap_or_default()
     };
     assert!(error_of("MRN-004").contains("MRN-004"), "{rows}");
+    // Said in the batch's terms: a group file, not an `--id-file` the user never gave.
+    assert!(
+        error_of("MRN-004").starts_with("Could not read the group file")
+            && !error_of("MRN-004").contains("--id-file"),
+        "{rows}"
+    );
     let figure = |g: &str, key: &str| {
         rows.as_array()
             .and_then(|a| a.iter().find(|r| r["group"] == g))

@@ -733,6 +733,146 @@ fn an_mrn_of_two_charts_or_of_none_is_reported_as_without_lists() {
     );
 }
 
+/// A server that takes the first `identifier` list (the probe) and then, under load, starts
+/// answering lists as if `identifier` were absent (its first charts, none of them asked
+/// for), slowly, so the lists sent after the probe are all out when the first comes back.
+/// One MRN per chart (`10000 + i`); single lookups are always answered right.
+fn turning_server(charts: usize) -> support::hostile::Hostile {
+    use serde_json::json;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use support::hostile::{Hostile, bundle, json_answer};
+    let probe_answered = AtomicBool::new(false);
+    let chart = |i: usize| {
+        json!({"resourceType": "Patient", "id": format!("p{i}"),
+               "identifier": [{"system": "urn:mrn", "value": format!("{}", 10_000 + i)}]})
+    };
+    Hostile::start("127.0.0.1", move |seen, _| {
+        let (path, query) = seen.target.split_once('?').unwrap_or((&seen.target, ""));
+        let param = |key: &str| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.replace("%7C", "|").replace("%3A", ":"))
+        };
+        match path {
+            "/metadata" => json_answer(&json!({
+                "resourceType": "CapabilityStatement",
+                "status": "active",
+                "kind": "instance",
+                "fhirVersion": "4.0.1",
+                "software": {"name": "turning"},
+                "rest": [{"mode": "server", "resource": [
+                    {"type": "Patient", "searchParam": [
+                        {"name": "identifier", "type": "token"}]},
+                    {"type": "Condition", "searchParam": [{"name": "patient", "type": "reference"}]}
+                ]}]
+            })),
+            "/Patient" => {
+                let wanted: Vec<usize> = param("identifier")
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|v| v.strip_prefix("urn:mrn|")?.parse::<usize>().ok())
+                    .filter_map(|m| m.checked_sub(10_000))
+                    .filter(|i| *i < charts)
+                    .collect();
+                let list = param("identifier").is_some_and(|v| v.contains(','));
+                if list && probe_answered.swap(true, Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    let strangers: Vec<serde_json::Value> = (0..charts)
+                        .filter(|i| !wanted.contains(i))
+                        .take(3)
+                        .map(chart)
+                        .collect();
+                    return json_answer(&bundle(&strangers, None));
+                }
+                let found: Vec<serde_json::Value> = wanted.into_iter().map(chart).collect();
+                json_answer(&bundle(&found, None))
+            }
+            "/Condition" => {
+                let p = param("patient").unwrap_or_default();
+                json_answer(&bundle(
+                    &[json!({"resourceType": "Condition", "id": format!("c-{p}"),
+                             "subject": {"reference": format!("Patient/{p}")}})],
+                    None,
+                ))
+            }
+            _ => json_answer(&bundle(&[], None)),
+        }
+    })
+}
+
+#[test]
+fn lists_answered_wrongly_after_the_probe_end_lists_with_one_warning() {
+    const CHARTS: usize = 200;
+    let dir = temp_dir("batching-turning");
+    let mrns: String = (0..CHARTS).map(|i| format!("{}\n", 10_000 + i)).collect();
+    let file = dir.join("mrns.txt");
+    std::fs::write(&file, mrns).expect("write MRNs");
+    let warning = "answered a search for several patients by identifier wrongly";
+    let mut runs = Vec::new();
+    for extra in [&[][..], &["--no-search-lists"][..]] {
+        let h = turning_server(CHARTS);
+        let out = dir.join(if extra.is_empty() {
+            "lists"
+        } else {
+            "one-by-one"
+        });
+        let mut args = vec![
+            "crawl",
+            "--fhir-url",
+            &h.url,
+            p(&out),
+            "--id-file",
+            p(&file),
+            "--id-system",
+            "urn:mrn",
+            "--type",
+            "Condition",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_success(&o);
+        let lookups: Vec<String> = h
+            .seen()
+            .iter()
+            .filter(|s| s.path() == "/Patient")
+            .map(|s| s.target.clone())
+            .collect();
+        runs.push((files_under(&out), text(&o.stdout), text(&o.stderr), lookups));
+    }
+    let (lists, one_by_one) = (&runs[0], &runs[1]);
+    // Nothing of the wrong answers is kept: the same files as without lists.
+    let problems = diff_files(&lists.0, &one_by_one.0);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(lists.0["Patient.ndjson.gz"].len(), CHARTS);
+    assert_eq!(lists.1, one_by_one.1, "what the run said on stdout");
+    // Several lists were out when the server turned; it is said once.
+    let sent_lists = lists
+        .3
+        .iter()
+        .filter(|u| u.contains("%2C") || u.contains(','))
+        .count();
+    assert!(
+        sent_lists >= 3,
+        "the probe and two lists at least: {:?}",
+        lists.3
+    );
+    let said = format!("{}{}", lists.1, lists.2);
+    assert_eq!(said.matches(warning).count(), 1, "{said}");
+    assert!(!one_by_one.2.contains(warning), "{}", one_by_one.2);
+    // Every MRN after the probe's is then looked up on its own, once.
+    let probe_size = lists.3[0].matches("urn%3Amrn%7C").count();
+    assert!(probe_size >= 2, "{:?}", lists.3[0]);
+    assert_eq!(
+        lists.3.len(),
+        sent_lists + (CHARTS - probe_size),
+        "{:?}",
+        lists.3
+    );
+    assert_eq!(one_by_one.3.len(), CHARTS);
+}
+
 /// A per-patient search of the crawl as the server received it: its type, the patients it
 /// named, and the rest of its query (filters) without `_count`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -61,7 +61,15 @@ impl Quarters {
     }
 }
 
-fn export(ehr: &Server, mrns: &Path, managed: &Path, nickname: &str, extra: &[&str]) {
+/// `smart-fetch export` of the MRNs in `mrns` into `managed`, run by `runner`.
+fn export_with(
+    runner: fn(&[&str]) -> std::process::Output,
+    ehr: &Server,
+    mrns: &Path,
+    managed: &Path,
+    nickname: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let url = ehr.base_url();
     let mut args = vec![
         "export",
@@ -76,8 +84,11 @@ fn export(ehr: &Server, mrns: &Path, managed: &Path, nickname: &str, extra: &[&s
     ];
     args.extend_from_slice(extra);
     args.push(p(managed));
-    let out = run(&args);
-    assert_success(&out);
+    runner(&args)
+}
+
+fn export(ehr: &Server, mrns: &Path, managed: &Path, nickname: &str, extra: &[&str]) {
+    assert_success(&export_with(run, ehr, mrns, managed, nickname, extra));
 }
 
 /// The change list as fake-ehr serves it, over HTTP (a plain HTTP/1.0 GET: the answer
@@ -571,18 +582,8 @@ fn unlike_or_unfinished_exports_are_refused() {
         resource_type: "Condition".into(),
         patient: data::patient_id(2),
     }));
-    let url = ehr.base_url();
-    let mut args = vec![
-        "export",
-        "--fhir-url",
-        &url,
-        "--id-system",
-        data::MRN_SYSTEM,
-    ];
-    args.extend(["--id-file", p(&mrns), "--nickname", "q2"]);
-    args.extend(like);
-    args.push(p(&failed));
-    assert_eq!(run_quick_retries(&args).status.code(), Some(3));
+    let out = export_with(run_quick_retries, &ehr, &mrns, &failed, "q2", &like);
+    assert_eq!(out.status.code(), Some(3));
     let out = delta(&[p(&failed), "--nickname", "q2", "--to", p(&to)]);
     assert_refused(&out, &to, "002.q2' is not complete (failed)");
     // The earlier one incomplete (the quarter's is whole now): refused too.
@@ -590,44 +591,32 @@ fn unlike_or_unfinished_exports_are_refused() {
     export(&ehr, &mrns, &failed, "q3", &like);
     let out = delta(&[p(&failed), "--nickname", "q3", "--to", p(&to)]);
     assert_refused(&out, &to, "The export before it");
-    let out = delta(&[
-        p(&failed),
-        "--nickname",
-        "q3",
-        "--previous",
-        "q1",
-        "--to",
-        p(&to),
-    ]);
-    assert_success(&out);
+    let q3_against_q1 = |to: &Path| {
+        delta(&[
+            p(&failed),
+            "--nickname",
+            "q3",
+            "--previous",
+            "q1",
+            "--to",
+            p(to),
+        ])
+    };
+    assert_success(&q3_against_q1(&to));
     assert!(to.join("003.q3").join("delta.json").is_file());
+    // A delta is not an export to take a delta of.
+    let again = dir.join("again");
+    let out = delta(&[p(&to), "--nickname", "q3", "--to", p(&again)]);
+    assert_refused(&out, &again, "003.q3' is itself a delta, not an export.");
     std::fs::remove_dir_all(dir.join("deltas")).expect("clean up");
 
     // No export of that nickname; a destination inside the export folder.
     let out = delta(&[p(&failed), "--nickname", "q9", "--to", p(&to)]);
     assert_refused(&out, &to, "holds no export named 'q9'");
     let inside = failed.join("deltas");
-    let out = delta(&[
-        p(&failed),
-        "--nickname",
-        "q3",
-        "--previous",
-        "q1",
-        "--to",
-        p(&inside),
-    ]);
-    assert_refused(&out, &inside, "is inside");
+    assert_refused(&q3_against_q1(&inside), &inside, "is inside");
     let other_group = filters.join("x");
-    let out = delta(&[
-        p(&failed),
-        "--nickname",
-        "q3",
-        "--previous",
-        "q1",
-        "--to",
-        p(&other_group),
-    ]);
-    assert_refused(&out, &other_group, "is inside");
+    assert_refused(&q3_against_q1(&other_group), &other_group, "is inside");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -665,19 +654,9 @@ fn a_whole_output_root_status_and_archive() {
         resource_type: "Condition".into(),
         patient: data::patient_id(15),
     }));
-    let url = ehr.base_url();
-    let mut args = vec![
-        "export",
-        "--fhir-url",
-        &url,
-        "--id-system",
-        data::MRN_SYSTEM,
-    ];
-    args.extend(["--id-file", p(&groups[3].1), "--nickname", "q2"]);
-    args.extend(like);
-    let managed3 = root.join(&groups[3].0);
-    args.push(p(&managed3));
-    assert_eq!(run_quick_retries(&args).status.code(), Some(3));
+    let (name, file) = &groups[3];
+    let out = export_with(run_quick_retries, &ehr, file, &root.join(name), "q2", &like);
+    assert_eq!(out.status.code(), Some(3));
 
     let deltas = dir.join("deltas");
     let out = delta(&[p(&root), "--nickname", "q2", "--to", p(&deltas)]);

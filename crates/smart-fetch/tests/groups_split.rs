@@ -382,6 +382,50 @@ fn dry_run_writes_nothing() {
     assert!(said.contains("MRN-000\tP001\n"), "{said}");
 }
 
+/// `--log-format json`: the summary and the warnings are messages like any command's, one
+/// JSON object a line on stderr; stdout stays empty.
+#[test]
+fn json_log_format_puts_every_line_on_stderr() {
+    let dir = temp_dir("groups-json");
+    let groups = dir.join("groups");
+    fs::create_dir_all(&groups).unwrap_or_else(|e| panic!("{e}"));
+    write(&groups.join("MRN-000.bak"), "a\n");
+    let source = dir.join("all.txt");
+    write(&source, &lines(&mrns(1..=15)));
+    let out = split(&[
+        "--mrns",
+        s(&source),
+        "--size",
+        "10",
+        "--log-format",
+        "json",
+        s(&groups),
+    ]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "", "messages are not data");
+    let messages: Vec<(String, String)> = text(&out.stderr)
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+            let field = |k: &str| value[k].as_str().unwrap_or_default().to_string();
+            (field("level"), field("message"))
+        })
+        .collect();
+    let said = |level: &str, start: &str| {
+        messages
+            .iter()
+            .any(|(l, m)| l == level && m.starts_with(start))
+    };
+    assert!(said("warning", "Ignored \"MRN-000.bak\""), "{messages:?}");
+    assert!(said("info", "Read 15 MRNs from"), "{messages:?}");
+    assert!(
+        said("info", "New groups MRN-000 to MRN-001: 15 MRNs"),
+        "{messages:?}"
+    );
+    assert_eq!(read(&groups.join("MRN-001")), lines(&mrns(11..=15)));
+}
+
 /// One line on stderr, a non-zero exit, no panic text.
 fn assert_refused(out: &Output, needles: &[&str]) {
     assert!(!out.status.success(), "should fail: {}", stdout(out));

@@ -4,9 +4,39 @@
 //! changeable while the server runs.
 
 use crate::common::{all_pages, client, get};
-use fake_ehr::{Config, Flavor, TruncateSearch, ValueLists, data, start};
+use fake_ehr::{Config, Flavor, Server, TruncateSearch, ValueLists, data, start};
 use serde_json::Value;
 use std::collections::BTreeSet;
+
+/// A server on `config`, a client, and the server's FHIR base URL.
+async fn serve(config: Config) -> (Server, reqwest::Client, String) {
+    let server = start(config).await.expect("start");
+    let base = server.base_url();
+    (server, client(), base)
+}
+
+/// `POST /__admin/<what>` (path and query) on the server of FHIR base `base`; the status.
+async fn admin_post(c: &reqwest::Client, base: &str, what: &str) -> u16 {
+    let admin = base.trim_end_matches("/fhir");
+    c.post(format!("{admin}/__admin/{what}"))
+        .send()
+        .await
+        .expect("send")
+        .status()
+        .as_u16()
+}
+
+/// Two hidden Observations of patient 4 (results of its reports), from the generator.
+fn hidden_observations() -> Vec<String> {
+    let ids: Vec<String> = data::hidden_resources(1, 4)
+        .iter()
+        .filter(|r| r["resourceType"] == "Observation")
+        .take(2)
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    ids
+}
 
 fn subjects(resources: &[Value]) -> BTreeSet<String> {
     resources
@@ -17,15 +47,12 @@ fn subjects(resources: &[Value]) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn ignoring_the_patient_parameter_returns_every_patients_resources() {
-    let server = start(Config {
+    let (_server, c, base) = serve(Config {
         patients: 6,
         ignore_patient_param: vec!["Condition".into()],
         ..Config::default()
     })
-    .await
-    .expect("start");
-    let c = client();
-    let base = server.base_url();
+    .await;
     let (conditions, _) = all_pages(&c, &format!("{base}/Condition?patient=pat-000001")).await;
     // Computed from the generator, not from the server's search.
     let expected: usize = (0..6)
@@ -50,13 +77,7 @@ async fn ignoring_the_patient_parameter_returns_every_patients_resources() {
     );
 
     // Fixed at runtime.
-    let admin = base.trim_end_matches("/fhir").to_string();
-    let r = c
-        .post(format!("{admin}/__admin/ignore-patient"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(admin_post(&c, &base, "ignore-patient").await, 200);
     let (conditions, _) = all_pages(&c, &format!("{base}/Condition?patient=pat-000001")).await;
     assert_eq!(
         subjects(&conditions),
@@ -66,7 +87,7 @@ async fn ignoring_the_patient_parameter_returns_every_patients_resources() {
 
 #[tokio::test]
 async fn one_search_is_cut_off_until_switched_off() {
-    let server = start(Config {
+    let (server, c, base) = serve(Config {
         patients: 4,
         truncate: Some(TruncateSearch {
             resource_type: "Condition".into(),
@@ -74,10 +95,7 @@ async fn one_search_is_cut_off_until_switched_off() {
         }),
         ..Config::default()
     })
-    .await
-    .expect("start");
-    let c = client();
-    let base = server.base_url();
+    .await;
     let url = format!("{base}/Condition?patient=pat-000002");
     for _ in 0..2 {
         let response = c.get(&url).send().await.expect("send");
@@ -108,14 +126,10 @@ async fn one_search_is_cut_off_until_switched_off() {
         (200, &Value::from("Bundle"))
     );
 
-    let r = c
-        .post(format!(
-            "{admin}/__admin/truncate?type=Condition&patient=pat-000001"
-        ))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        admin_post(&c, &base, "truncate?type=Condition&patient=pat-000001").await,
+        200
+    );
     let (_, page) = get(&c, &format!("{base}/Condition?patient=pat-000001")).await;
     assert!(page.is_null(), "cut off again: {page}");
     assert_eq!(server.stats().truncated, 3);
@@ -131,24 +145,15 @@ fn ids(resources: &[Value]) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn id_and_identifier_lists_are_answered_refused_or_ignored() {
-    let server = start(Config {
+    let (server, c, base) = serve(Config {
         patients: 6,
         flavor: Flavor::Epic,
         ..Config::default()
     })
-    .await
-    .expect("start");
-    let c = client();
-    let base = server.base_url();
+    .await;
     let admin = base.trim_end_matches("/fhir").to_string();
-    // Two hidden Observations of patient 4 (results of its reports), and two MRNs.
-    let hidden: Vec<String> = data::hidden_resources(1, 4)
-        .iter()
-        .filter(|r| r["resourceType"] == "Observation")
-        .take(2)
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(hidden.len(), 2);
+    // Two hidden Observations of patient 4, and two MRNs.
+    let hidden = hidden_observations();
     let by_ids = format!("{base}/Observation?_id={}", hidden.join(","));
     let by_mrns = format!(
         "{base}/Patient?identifier={s}%7C{},{s}%7C{}",
@@ -188,23 +193,14 @@ async fn id_and_identifier_lists_are_answered_refused_or_ignored() {
 
     // Ignored: as if the parameter were absent (Epic then wants a category; Patient
     // answers with everyone).
-    let r = c
-        .post(format!(
-            "{admin}/__admin/value-lists?id=ignore&identifier=ignore"
-        ))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        admin_post(&c, &base, "value-lists?id=ignore&identifier=ignore").await,
+        200
+    );
     assert_eq!(get(&c, &by_ids).await.0, 400);
     let (found, _) = all_pages(&c, &by_mrns).await;
     assert_eq!(found.len(), 6);
-    let r = c
-        .post(format!("{admin}/__admin/value-lists?id=sometimes"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(admin_post(&c, &base, "value-lists?id=sometimes").await, 400);
 
     // Back to lists.
     let (_, now) = get(&c, &format!("{admin}/__admin/value-lists")).await;
@@ -218,22 +214,13 @@ async fn id_and_identifier_lists_are_answered_refused_or_ignored() {
 
 #[tokio::test]
 async fn id_searches_may_need_the_patient() {
-    let server = start(Config {
+    let (server, c, base) = serve(Config {
         patients: 6,
         id_search_needs_patient: vec!["Observation".into()],
         ..Config::default()
     })
-    .await
-    .expect("start");
-    let c = client();
-    let base = server.base_url();
-    let hidden: Vec<String> = data::hidden_resources(1, 4)
-        .iter()
-        .filter(|r| r["resourceType"] == "Observation")
-        .take(2)
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
-        .collect();
-    let list = hidden.join(",");
+    .await;
+    let list = hidden_observations().join(",");
     assert_eq!(
         get(&c, &format!("{base}/Observation?_id={list}")).await.0,
         400
@@ -257,12 +244,76 @@ async fn id_searches_may_need_the_patient() {
         get(&c, &format!("{base}/Observation?_id={list}")).await.0,
         200
     );
-    let admin = base.trim_end_matches("/fhir").to_string();
-    let r = c
-        .post(format!("{admin}/__admin/id-needs-patient?type=Specimen"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        admin_post(&c, &base, "id-needs-patient?type=Specimen").await,
+        200
+    );
     assert_eq!(get(&c, &specimen).await.0, 400);
+}
+
+/// Every admin switch refuses other methods (405) and bad values (400, naming what is
+/// wrong), and a refused change leaves the setting as it was.
+#[tokio::test]
+async fn admin_switches_refuse_bad_requests_and_keep_their_setting() {
+    let (_server, c, base) = serve(Config {
+        patients: 2,
+        ..Config::default()
+    })
+    .await;
+    let admin = base.trim_end_matches("/fhir").to_string();
+    let switches = [
+        "latency",
+        "quarter",
+        "faults",
+        "truncate",
+        "ignore-patient",
+        "value-lists",
+        "id-needs-patient",
+    ];
+    let mut before = Vec::new();
+    for name in switches {
+        let (status, setting) = get(&c, &format!("{admin}/__admin/{name}")).await;
+        assert_eq!(status, 200, "GET {name}: {setting}");
+        before.push(setting);
+        let response = c
+            .put(format!("{admin}/__admin/{name}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 405, "PUT {name}");
+    }
+    for (what, needle) in [
+        ("latency?ms=soon", "ms=\"soon\" is not a number"),
+        ("latency", "needs ?ms="),
+        ("quarter?n=9", "quarter must be"),
+        ("faults?rate=2", "not a fraction"),
+        ("faults?kinds=500,teapot", "teapot"),
+        ("faults?color=red", "unknown parameter"),
+        ("faults", "needs ?rate="),
+        ("truncate?type=Condition", "needs ?type=<type>&patient=<id>"),
+        ("value-lists?id=accept&identifier=maybe", "maybe"),
+        ("latency?ms=%zz", ""),
+    ] {
+        let response = c
+            .post(format!("{admin}/__admin/{what}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 400, "POST {what}");
+        let bytes = response.bytes().await.expect("body");
+        let body: Value = serde_json::from_slice(&bytes).expect("an OperationOutcome");
+        let diagnostics = body["issue"][0]["diagnostics"].as_str().unwrap_or_default();
+        assert!(
+            !diagnostics.is_empty() && diagnostics.contains(needle),
+            "POST {what}: {body}"
+        );
+    }
+    for (name, setting) in switches.iter().zip(&before) {
+        let (status, now) = get(&c, &format!("{admin}/__admin/{name}")).await;
+        assert_eq!(
+            (status, &now),
+            (200, setting),
+            "{name} after refused changes"
+        );
+    }
 }

@@ -39,7 +39,8 @@ pub enum SchemeKind {
 }
 
 pub struct Destination {
-    /// For the work: patient retries (10 tries over up to 3 minutes, object_store's default).
+    /// For the work: patient retries (10 tries over up to 3 minutes, object_store's default
+    /// `RetryConfig`).
     store: Arc<dyn ObjectStore>,
     /// For the first request only, so a wrong endpoint or bucket is one quick line rather
     /// than three minutes of retries.
@@ -279,23 +280,37 @@ impl Destination {
                 builder = builder.with_config(key, value);
             }
         }
-        let build = |b: AmazonS3Builder| {
-            b.build().map_err(|e| {
+        Self::cloud("S3", SchemeKind::S3, prefix, shown, |retry| {
+            builder.clone().with_retry(retry).build()
+        })
+    }
+
+    /// A cloud destination: the work client and the probe client, built by `build` with
+    /// their retry settings; `service` names the cloud when the settings are refused.
+    fn cloud<S: ObjectStore>(
+        service: &str,
+        kind: SchemeKind,
+        prefix: ObjectPath,
+        shown: String,
+        build: impl Fn(RetryConfig) -> object_store::Result<S>,
+    ) -> Result<Destination, ArchiveError> {
+        let make = |retry| -> Result<Arc<dyn ObjectStore>, ArchiveError> {
+            let store = build(retry).map_err(|e| {
                 ArchiveError::Destination(format!(
-                    "Could not set up the S3 client for {shown}: {}",
+                    "Could not set up the {service} client for {shown}: {}",
                     builder_message(&e)
                 ))
-            })
+            })?;
+            Ok(Arc::new(store))
         };
-        let probe: Arc<dyn ObjectStore> =
-            Arc::new(build(builder.clone().with_retry(probe_retry()))?);
-        let store: Arc<dyn ObjectStore> = Arc::new(build(builder)?);
+        let probe = make(probe_retry())?;
+        let store = make(RetryConfig::default())?;
         Ok(Destination {
             store,
             probe,
             prefix,
             shown,
-            kind: SchemeKind::S3,
+            kind,
             local_root: None,
         })
     }
@@ -309,25 +324,13 @@ impl Destination {
                 object_store::gcp::GoogleConfigKey::Client(ClientConfigKey::Timeout),
                 REQUEST_TIMEOUT,
             );
-        let build = |b: GoogleCloudStorageBuilder| {
-            b.build().map_err(|e| {
-                ArchiveError::Destination(format!(
-                    "Could not set up the Google Cloud Storage client for {shown}: {}",
-                    builder_message(&e)
-                ))
-            })
-        };
-        let probe: Arc<dyn ObjectStore> =
-            Arc::new(build(builder.clone().with_retry(probe_retry()))?);
-        let store: Arc<dyn ObjectStore> = Arc::new(build(builder)?);
-        Ok(Destination {
-            store,
-            probe,
+        Self::cloud(
+            "Google Cloud Storage",
+            SchemeKind::Gcs,
             prefix,
             shown,
-            kind: SchemeKind::Gcs,
-            local_root: None,
-        })
+            |retry| builder.clone().with_retry(retry).build(),
+        )
     }
 
     #[cfg(not(feature = "gcs"))]
@@ -351,24 +354,8 @@ impl Destination {
                 AzureConfigKey::Client(ClientConfigKey::Timeout),
                 REQUEST_TIMEOUT,
             );
-        let build = |b: MicrosoftAzureBuilder| {
-            b.build().map_err(|e| {
-                ArchiveError::Destination(format!(
-                    "Could not set up the Azure client for {shown}: {}",
-                    builder_message(&e)
-                ))
-            })
-        };
-        let probe: Arc<dyn ObjectStore> =
-            Arc::new(build(builder.clone().with_retry(probe_retry()))?);
-        let store: Arc<dyn ObjectStore> = Arc::new(build(builder)?);
-        Ok(Destination {
-            store,
-            probe,
-            prefix,
-            shown,
-            kind: SchemeKind::Azure,
-            local_root: None,
+        Self::cloud("Azure", SchemeKind::Azure, prefix, shown, |retry| {
+            builder.clone().with_retry(retry).build()
         })
     }
 

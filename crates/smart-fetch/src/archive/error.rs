@@ -67,20 +67,9 @@ pub enum ArchiveError {
         doing: String,
         detail: String,
     },
-    #[error(
-        "Output root '{0}' does not exist. Give the folder that holds the group folders, or one group's managed export folder."
-    )]
-    RootMissing(String),
-    #[error(
-        "Output root '{0}' is not a folder. Give the folder that holds the group folders, or one group's managed export folder."
-    )]
-    RootNotAFolder(String),
-    #[error(
-        "'{path}' is one export's leaf folder, not an output root. Give its managed folder '{parent}', or the folder that holds the group folders."
-    )]
-    RootIsLeaf { path: String, parent: String },
-    #[error("Could not read '{path}': {message}. Check that it exists and that you may read it.")]
-    Unreadable { path: String, message: String },
+    /// OUTPUT_ROOT is missing, not a folder, a leaf folder or unreadable: `status`'s words.
+    #[error(transparent)]
+    Root(#[from] crate::status::StatusError),
     #[error("Nothing to archive: {0}")]
     NothingToArchive(String),
     #[error("Interrupted. Run the same command again to resume.")]

@@ -62,7 +62,9 @@ pub struct Plan {
 
 /// Is this leaf folder archived at `dest`, and with what? Reads its manifest (one request);
 /// `None` when there is none, i.e. the folder was never archived there, or an archive of it
-/// is under way or was cut off. For `status` and scripts.
+/// is under way or was cut off. For `status` and scripts, which call
+/// [`Destination::check`] first: in a bucket that does not exist every read answers 404,
+/// the same as a missing manifest.
 pub async fn archived_at(
     dest: &Destination,
     group: &str,
@@ -102,15 +104,8 @@ pub async fn archive_state(
         return Ok(ArchiveState::Missing);
     };
     let archived = manifest.archived.clone();
-    let same = select::list_files(leaf).is_ok_and(|listing| {
-        manifest.export_complete == complete
-            && manifest.files.len() == listing.files.len()
-            && listing.files.iter().all(|f| {
-                manifest
-                    .file(&f.rel)
-                    .is_some_and(|m| m.size == f.size && m.mtime_ns == f.mtime_ns)
-            })
-    });
+    let same = select::list_files(leaf)
+        .is_ok_and(|listing| describes(&manifest, &listing.files, complete));
     Ok(if same {
         ArchiveState::Current { archived }
     } else {
@@ -378,8 +373,21 @@ fn below(prefix: &ObjectPath, key: &ObjectPath) -> String {
         .to_string()
 }
 
-/// The manifest still describes the folder: same files, sizes and modification times, every
-/// object there at its size, nothing else under the prefix, same export completeness.
+/// The manifest describes the local folder as it is: same files, sizes and modification
+/// times, same export completeness (`status --archive`'s "current", and half of a rerun's
+/// skip).
+fn describes(manifest: &Manifest, files: &[LocalFile], complete: bool) -> bool {
+    manifest.export_complete == complete
+        && manifest.files.len() == files.len()
+        && files.iter().all(|f| {
+            manifest
+                .file(&f.rel)
+                .is_some_and(|m| m.size == f.size && m.mtime_ns == f.mtime_ns)
+        })
+}
+
+/// The manifest still describes the folder, and the destination holds what it lists: every
+/// object there at its size, nothing else under the prefix.
 fn up_to_date(
     manifest: &Manifest,
     prefix: &ObjectPath,
@@ -387,19 +395,13 @@ fn up_to_date(
     remote: &BTreeMap<String, ObjectMeta>,
     complete: bool,
 ) -> bool {
-    if manifest.export_complete != complete
-        || manifest.files.len() != files.len()
-        || remote.len() != files.len() + 1
-    {
-        return false;
-    }
-    files.iter().all(|f| {
-        let listed = remote.get(&below(prefix, &object_key(prefix, &f.rel)));
-        manifest
-            .file(&f.rel)
-            .is_some_and(|m| m.size == f.size && m.mtime_ns == f.mtime_ns)
-            && listed.is_some_and(|o| o.size == f.size)
-    })
+    remote.len() == files.len() + 1
+        && describes(manifest, files, complete)
+        && files.iter().all(|f| {
+            remote
+                .get(&below(prefix, &object_key(prefix, &f.rel)))
+                .is_some_and(|o| o.size == f.size)
+        })
 }
 
 async fn archive_leaf(

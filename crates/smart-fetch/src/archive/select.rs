@@ -1,14 +1,13 @@
 //! Which leaf folders an archive run looks at, whether each export is complete, and which
 //! files of a leaf folder go up. Reads the export tree only; never writes to it.
 //!
-//! Groups are found as `status` finds them: OUTPUT_ROOT is one group's managed folder (its
-//! `.metadata` says `managed`), or a folder of group folders (managed ones, and plain ones
-//! that hold `NNN.nickname` leaf folders). A leaf folder given as the root is refused with
-//! the folder to give instead.
+//! Groups, their chosen leaf folders and whether each export is complete are exactly what
+//! `status::read` reports (so `archive` and `status` can never disagree): OUTPUT_ROOT is
+//! one group's folder, or a folder of group folders; a leaf folder given as the root is
+//! refused with the folder to give instead.
 
 use super::ArchiveError;
-use crate::folder::workdir;
-use crate::folder::{FolderError, ManagedMetadata};
+use crate::status::{self, State};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -18,7 +17,6 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug)]
 pub struct Choice {
     pub group: String,
-    pub group_dir: PathBuf,
     pub leaf: Option<LeafFolder>,
 }
 
@@ -31,133 +29,26 @@ pub struct LeafFolder {
     pub complete: bool,
 }
 
-/// Whether the export in a leaf folder finished, exactly as `status` (and `batch`) decide
-/// it: our `exportComplete` record while it still describes the folder, else the
-/// `complete: true` the Python tool writes only at the very end of an export.
-pub fn export_complete(leaf: &Path) -> bool {
-    let name = leaf
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    crate::status::read_leaf(&name, leaf).state.state() == crate::status::State::Complete
-}
-
-enum Kind {
-    Managed,
-    Output,
-    Plain,
-    Unreadable(String),
-}
-
-fn kind_of(dir: &Path) -> Kind {
-    match ManagedMetadata::load(dir) {
-        Ok(m) if m.is_empty() => Kind::Plain,
-        Ok(_) => Kind::Managed,
-        Err(FolderError::WrongKind { .. }) => Kind::Output,
-        Err(e) => Kind::Unreadable(e.to_string()),
-    }
-}
-
-/// The folder's own name, also for `.` or a trailing slash.
-fn own_name(path: &Path) -> String {
-    std::path::absolute(path)
-        .ok()
-        .and_then(|p| {
-            crate::folder::discovery::normalize(&p)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| path.display().to_string())
-}
-
-fn choose(group: String, group_dir: PathBuf, nickname: Option<&str>) -> Choice {
-    let leaves = workdir::list(&group_dir);
-    let chosen = match nickname {
-        Some(nick) => leaves.into_iter().find(|w| w.nickname == nick),
-        None => leaves.into_iter().next(),
-    };
-    let leaf = chosen.map(|w| LeafFolder {
-        group: group.clone(),
-        complete: export_complete(&w.path),
-        name: w.name,
-        path: w.path,
-    });
-    Choice {
-        group,
-        group_dir,
-        leaf,
-    }
-}
-
 /// Every group under `root` (or `root` itself), with the leaf folder of `nickname`, else
 /// each group's newest, in name order.
 pub fn groups(root: &Path, nickname: Option<&str>) -> Result<Vec<Choice>, ArchiveError> {
-    let shown = root.display().to_string();
-    match fs::metadata(root) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(ArchiveError::RootNotAFolder(shown)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ArchiveError::RootMissing(shown));
-        }
-        Err(e) => {
-            return Err(ArchiveError::Unreadable {
-                path: shown,
-                message: e.to_string(),
-            });
-        }
-    }
-    match kind_of(root) {
-        Kind::Managed => {
-            return Ok(vec![choose(own_name(root), root.to_path_buf(), nickname)]);
-        }
-        Kind::Output => {
-            let parent = root
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            return Err(ArchiveError::RootIsLeaf {
-                path: shown,
-                parent: parent.display().to_string(),
-            });
-        }
-        Kind::Unreadable(message) => {
-            return Err(ArchiveError::Unreadable {
-                path: root
-                    .join(crate::folder::metadata::FILE_NAME)
-                    .display()
-                    .to_string(),
-                message,
-            });
-        }
-        Kind::Plain => {}
-    }
-    let entries = fs::read_dir(root).map_err(|e| ArchiveError::Unreadable {
-        path: shown.clone(),
-        message: e.to_string(),
-    })?;
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    names.sort();
-    let mut found = Vec::new();
-    for name in names {
-        let path = root.join(&name);
-        // Followed: a group folder may be a link to another disk (as `status` reads it).
-        if !fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        let group = match kind_of(&path) {
-            Kind::Managed => true,
-            Kind::Plain => !workdir::list(&path).is_empty(),
-            Kind::Output | Kind::Unreadable(_) => false,
-        };
-        if group {
-            found.push(choose(name, path, nickname));
-        }
-    }
-    Ok(found)
+    let report = status::read(root, nickname)?;
+    Ok(report
+        .groups
+        .into_iter()
+        // An empty folder is a not-started group to `status`; nothing was ever exported
+        // into it, so the archive passes over it without a word.
+        .filter(|g| g.managed_metadata || !g.leaf_folders.is_empty())
+        .map(|g| Choice {
+            leaf: g.leaf.map(|leaf| LeafFolder {
+                group: g.name.clone(),
+                complete: leaf.state.state() == State::Complete,
+                name: leaf.name,
+                path: leaf.path,
+            }),
+            group: g.name,
+        })
+        .collect())
 }
 
 /// A regular file of a leaf folder.
@@ -263,6 +154,7 @@ mod tests {
             &root.join("MRN-001/001.q1/.metadata"),
             r#"{"kind": "output"}"#,
         );
+        // Empty: a not-started group to `status`, nothing to the archive.
         fs::create_dir_all(root.join("notes")).unwrap_or_else(|e| panic!("{e}"));
         write(&root.join("batch-q1.json"), "{}");
         let q1 = groups(&root, Some("q1")).unwrap_or_else(|e| panic!("{e}"));
@@ -299,7 +191,7 @@ mod tests {
         assert!(leaf.is_some_and(|e| e.contains("leaf folder")));
         assert!(matches!(
             groups(&root.join("missing"), None),
-            Err(ArchiveError::RootMissing(_))
+            Err(ArchiveError::Root(status::StatusError::Missing(_)))
         ));
         let _ = fs::remove_dir_all(&root);
     }

@@ -149,47 +149,34 @@ pub async fn run(
 
     let tally = progress::Tally::new(plan.groups.len());
     // On a terminal, one live line redrawn every second; elsewhere (a scheduler's log) a
-    // line every `progress_every`.
-    let live = reporter.multi_progress().map(|multi| {
-        let bar = multi.add(indicatif::ProgressBar::new_spinner());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {wide_msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar
-    });
-    let ticker = match (&live, plan.progress_every) {
-        (None, None) => None,
-        (live, every) => {
-            let mut view = progress::View::new(
-                tally.clone(),
-                clients.budget.clone(),
-                reporter.counters().clone(),
-            );
-            let reporter = reporter.clone();
-            let live = live.clone();
-            let every = if live.is_some() {
-                std::time::Duration::from_secs(1)
-            } else {
-                every.unwrap_or(progress::PLAIN_EVERY)
-            };
-            Some(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let line = view.line();
-                    match &live {
-                        Some(bar) => {
-                            bar.set_message(line);
-                            bar.tick();
-                        }
-                        None => reporter.info(line),
-                    }
-                }
-            }))
-        }
+    // line every `progress_every`. The group reporters are scoped and draw none of their own.
+    let live = reporter.progress_bar(String::new());
+    let every = if live.is_live() {
+        Some(std::time::Duration::from_secs(1))
+    } else {
+        plan.progress_every
     };
+    let ticker = every.map(|every| {
+        let mut view = progress::View::new(
+            tally.clone(),
+            clients.budget.clone(),
+            reporter.counters().clone(),
+        );
+        let reporter = reporter.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let line = view.line();
+                if live.is_live() {
+                    live.set_message(line);
+                } else {
+                    reporter.info(line);
+                }
+            }
+        })
+    });
 
     // A fatal server problem (unreachable, refused credentials) ends the batch: every
     // further group would fail the same way.
@@ -258,9 +245,8 @@ pub async fn run(
     }
     if let Some(ticker) = ticker {
         ticker.abort();
-    }
-    if let Some(bar) = live {
-        bar.finish_and_clear();
+        // Awaited so the live line (dropped with the task) is gone before the summary.
+        let _ = ticker.await;
     }
     summary
         .write(&summary_path)

@@ -5,20 +5,19 @@
 //! pass the limit (30 days unless `--bulk-timeout` says otherwise).
 //!
 //! Both headers come from the server and are checked before use: `Retry-After` is read by
-//! the request engine's one parser (`fhir::retry::parse_retry_after`, which brings any
+//! the request engine's one parser (`fhir::retry::retry_after_of`, which brings any
 //! number into range) and kept between 0.1 s and five minutes here, and `X-Progress` is cut
 //! to one short line and made printable (`text::printable`).
 
 use super::BulkError;
 use super::events::Watch;
 use crate::console;
-use crate::fhir::retry::parse_retry_after;
+use crate::fhir::retry::{MIN_RETRY_AFTER, retry_after_of};
 use crate::fhir::{FhirClient, FhirError, FhirResponse, Request};
 use crate::report::{Progress, Reporter};
-use reqwest::header::RETRY_AFTER;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How long an export may keep us waiting, in total, by default (the Python tool's limit).
 pub const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -26,8 +25,6 @@ pub const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(30 * 24 * 3600);
 const DEFAULT_DELAY: Duration = Duration::from_secs(60);
 /// Longest single pause, whatever the server asks.
 const MAX_DELAY: Duration = Duration::from_secs(300);
-/// Shortest pause, so `Retry-After: 0` does not turn into a busy loop.
-const MIN_DELAY: Duration = Duration::from_millis(100);
 /// Longest `X-Progress` text shown, in characters (one line of a terminal).
 const MAX_PROGRESS_CHARS: usize = 100;
 
@@ -188,11 +185,10 @@ pub async fn until<'a>(
                 response.status
             )));
         }
-        let asked = response
-            .header(RETRY_AFTER.as_str())
-            .and_then(|v| parse_retry_after(v, SystemTime::now(), MAX_DELAY))
-            .unwrap_or(DEFAULT_DELAY);
-        let delay = asked.clamp(MIN_DELAY, MAX_DELAY);
+        // At least the engine's shortest pause, so `Retry-After: 0` is not a busy loop.
+        let delay = retry_after_of(&response.headers, MAX_DELAY)
+            .unwrap_or(DEFAULT_DELAY)
+            .clamp(MIN_RETRY_AFTER, MAX_DELAY);
         if waiting.total.saturating_add(delay) > waiting.limit {
             break Err(WaitError::Verdict(
                 "Timed out waiting for the bulk FHIR export to finish.".to_string(),

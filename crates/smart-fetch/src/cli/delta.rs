@@ -55,11 +55,7 @@ fn finish(outcome: RootOutcome, args: &DeltaArgs, reporter: &Reporter) -> Result
         .filter_map(|r| r.result.as_ref().ok().map(|o| &o.manifest))
         .collect();
     let (kept, all) = delta::totals(manifests.iter().copied());
-    let share = if all == 0 {
-        String::new()
-    } else {
-        format!(" ({:.1} %)", kept as f64 * 100.0 / all as f64)
-    };
+    let share = delta::share(kept, all);
     reporter.info(format!(
         "Deltas of {} of {} groups in '{}': {} of {} resources{share} new or changed.",
         done.len(),

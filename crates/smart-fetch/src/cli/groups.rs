@@ -3,21 +3,22 @@
 //! site reads after each quarter's split: one line per group that changed, new groups as
 //! one range, totals. Never one line per MRN unless asked (`--show-removed`): a site with
 //! thousands of removals would otherwise lose the summary in them; the list is in a file.
-//! No server, no config file.
+//! No server, no config file. Its lines are messages, not data, so they go through the
+//! reporter like every other command's: `--log-format plain|json` puts them on stderr.
 
 use super::args::{GroupsArgs, GroupsCommand, GroupsSplitArgs};
 use crate::console::thousands;
 use crate::error::AppError;
 use crate::groups::{self, Change, Plan, SplitRequest};
-use std::io::Write;
+use crate::report::Reporter;
 
-pub fn run(args: GroupsArgs) -> Result<(), AppError> {
+pub fn run(args: GroupsArgs, reporter: &Reporter) -> Result<(), AppError> {
     match args.command {
-        GroupsCommand::Split(args) => split(&args),
+        GroupsCommand::Split(args) => split(&args, reporter),
     }
 }
 
-fn split(args: &GroupsSplitArgs) -> Result<(), AppError> {
+fn split(args: &GroupsSplitArgs, reporter: &Reporter) -> Result<(), AppError> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let plan = groups::plan_split(&SplitRequest {
         mrns: &args.mrns,
@@ -27,30 +28,25 @@ fn split(args: &GroupsSplitArgs) -> Result<(), AppError> {
         width: args.width,
         stamp: &stamp,
     })?;
-    {
-        let mut stderr = std::io::stderr().lock();
-        for ignored in &plan.ignored {
-            let _ = writeln!(
-                stderr,
-                "Ignored {:?} in {}: it looks like a group file but its name is not {:?} followed by digits.",
-                ignored.name,
-                args.groups_dir.display(),
-                args.prefix
-            );
-        }
+    for ignored in &plan.ignored {
+        reporter.warn(format!(
+            "Ignored {:?} in {}: it looks like a group file but its name is not {:?} followed by digits.",
+            ignored.name,
+            args.groups_dir.display(),
+            args.prefix
+        ));
     }
     if !args.dry_run {
         plan.apply()?;
     }
-    let mut out = std::io::stdout().lock();
     for line in summary(&plan, args) {
-        let _ = writeln!(out, "{line}");
+        reporter.info(line);
     }
     if args.show_removed && plan.total_removed() > 0 {
-        let _ = writeln!(out, "Removed MRNs (group, MRN):");
+        reporter.info("Removed MRNs (group, MRN):");
         for group in &plan.groups {
             for mrn in &group.removed {
-                let _ = writeln!(out, "{}\t{mrn}", group.name);
+                reporter.info(format!("{}\t{mrn}", group.name));
             }
         }
     }

@@ -52,6 +52,10 @@ struct Archived {
 
 async fn archive_states(report: &Report, to: &str) -> Result<Archived, AppError> {
     let dest = Destination::open(to).await?;
+    // The quick probe `archive` makes first: a missing bucket must be an error, not every
+    // folder "not archived" (a read in it answers 404 like a missing manifest), and a wrong
+    // endpoint one line now rather than minutes of retries on the first read.
+    dest.check().await?;
     let mut states = BTreeMap::new();
     for group in &report.groups {
         if let Some(leaf) = &group.leaf {

@@ -367,7 +367,7 @@ impl ListPlan {
 
     fn support(&self, t: ResourceType) -> Support {
         self.support
-            .get(&patient_lists::kind(t), self.declared.contains(&t))
+            .get(patient_lists::kind(t), self.declared.contains(&t))
     }
 }
 
@@ -631,7 +631,7 @@ impl QueueState {
         }
         let probe = match support {
             Support::Lists => None,
-            _ => match lists.support.begin_probe(&patient_lists::kind(t)) {
+            _ => match lists.support.begin_probe(patient_lists::kind(t)) {
                 Some(probe) => Some(probe),
                 None => return Work::Chain(chain),
             },
@@ -1129,10 +1129,9 @@ impl Worker {
     ) -> Result<Vec<String>, CrawlError> {
         let lookup = &self.queue.lookup;
         let verdict = lookups::verdict(&result);
-        let before = lookup.support.get(lookup.kind(), lookup.declared);
         let was_probe = probe.is_some();
-        let now = match probe {
-            Some(probe) => probe.settle(false, verdict),
+        let (now, ended) = match probe {
+            Some(probe) => (probe.settle(false, verdict), false),
             None => lookup.support.note(lookup.kind(), verdict),
         };
         let reporter = self.client.reporter();
@@ -1149,7 +1148,7 @@ impl Worker {
             (true, Support::Single) => reporter.verbose(|| {
                 format!("The server did not look up several patients by {param} in one search ({}); looking them up one at a time.", why())
             }),
-            (false, Support::Single) if before != Support::Single => reporter.warn(format!(
+            (false, _) if ended => reporter.warn(format!(
                 "The server answered a search for several patients by {param} wrongly ({}); nothing of that answer was kept, and patients are looked up one at a time from now on.",
                 why()
             )),
@@ -1182,10 +1181,10 @@ impl Worker {
         let verdict = patient_lists::verdict(&result);
         let before = lists.support(t);
         let was_probe = probe.is_some();
-        let now = match probe {
+        let (now, ended) = match probe {
             // A refused list is not tried with the patient named: it names patients.
-            Some(probe) => probe.settle(false, verdict),
-            None => lists.support.note(&kind, verdict),
+            Some(probe) => (probe.settle(false, verdict), false),
+            None => lists.support.note(kind, verdict),
         };
         let reporter = self.client.reporter();
         let why = || match &result.outcome {
@@ -1206,7 +1205,7 @@ impl Worker {
                     why()
                 )
             }),
-            (false, Support::Single) if before != Support::Single => reporter.warn(format!(
+            (false, _) if ended => reporter.warn(format!(
                 "The server answered a search of {t} for several patients wrongly ({}); nothing of that answer was kept, and {t} is searched one patient at a time from now on.",
                 why()
             )),

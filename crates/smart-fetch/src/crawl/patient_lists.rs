@@ -30,9 +30,32 @@ pub const MOST_PATIENTS: usize = 20;
 /// back what the list saved. 100 is within what the common servers accept for `_count`.
 pub const PAGE_SIZE: usize = 100;
 
-/// The support kind (`fhir::batching`) of patient lists of one type.
-pub fn kind(t: ResourceType) -> String {
-    format!("{t}?patient")
+/// The support kind (`fhir::batching`) of patient lists of one type (a fixed name: the
+/// support map is read on every turn of the queue).
+pub fn kind(t: ResourceType) -> &'static str {
+    match t {
+        ResourceType::Patient => "Patient?patient",
+        ResourceType::Encounter => "Encounter?patient",
+        ResourceType::AllergyIntolerance => "AllergyIntolerance?patient",
+        ResourceType::Condition => "Condition?patient",
+        ResourceType::Device => "Device?patient",
+        ResourceType::DiagnosticReport => "DiagnosticReport?patient",
+        ResourceType::DocumentReference => "DocumentReference?patient",
+        ResourceType::EpisodeOfCare => "EpisodeOfCare?patient",
+        ResourceType::Immunization => "Immunization?patient",
+        ResourceType::MedicationDispense => "MedicationDispense?patient",
+        ResourceType::MedicationRequest => "MedicationRequest?patient",
+        ResourceType::Observation => "Observation?patient",
+        ResourceType::Procedure => "Procedure?patient",
+        ResourceType::ServiceRequest => "ServiceRequest?patient",
+        ResourceType::Specimen => "Specimen?patient",
+        ResourceType::Binary => "Binary?patient",
+        ResourceType::Location => "Location?patient",
+        ResourceType::Medication => "Medication?patient",
+        ResourceType::Organization => "Organization?patient",
+        ResourceType::Practitioner => "Practitioner?patient",
+        ResourceType::PractitionerRole => "PractitionerRole?patient",
+    }
 }
 
 /// What follows the patient in a per-patient search URL (`&category=…`), or `None` when

@@ -134,15 +134,34 @@ fn synthesized(diagnostics: &str) -> Value {
 /// Counts the pages of one search and remembers their URLs, so that `next` links going
 /// round in a circle (a page linking to itself, two pages linking to each other) or
 /// never ending are cut off within seconds. Before this, a server whose page linked to
-/// itself made one crawl send 15,810 requests and read 3.3 GB in 30 seconds.
-#[derive(Default)]
-struct PageGuard {
+/// itself made one crawl send 15,810 requests and read 3.3 GB in 30 seconds. Also used by
+/// `hydrate::batch`, whose lists of k ids may take at most k pages.
+pub(crate) struct PageGuard {
     seen: HashSet<String>,
+    limit: usize,
+}
+
+impl Default for PageGuard {
+    fn default() -> Self {
+        Self::with_limit(MAX_PAGES)
+    }
 }
 
 impl PageGuard {
+    /// A search that may take at most `limit` pages.
+    pub(crate) fn with_limit(limit: usize) -> Self {
+        PageGuard {
+            seen: HashSet::new(),
+            limit,
+        }
+    }
+
     /// Whether `url` may be fetched as the next page of this search.
-    fn admit(&mut self, client: &FhirClient, url: &str) -> Result<(), (FailureKind, String)> {
+    pub(crate) fn admit(
+        &mut self,
+        client: &FhirClient,
+        url: &str,
+    ) -> Result<(), (FailureKind, String)> {
         // The same page may be spelled relative (our first URL) or absolute (the server's
         // links): compare them without the base URL. Cutting a prefix, not parsing the URL
         // (the request parses it anyway): parsing it here too was 1 % of a crawl's CPU.
@@ -151,11 +170,12 @@ impl PageGuard {
     }
 
     fn admit_key(&mut self, key: &str, url: &str) -> Result<(), (FailureKind, String)> {
-        if self.seen.len() >= MAX_PAGES {
+        if self.seen.len() >= self.limit {
             return Err((
                 FailureKind::TooManyPages,
                 format!(
-                    "The search was stopped after {MAX_PAGES} pages; the server's next link still led on, to \"{url}\""
+                    "The search was stopped after {} pages; the server's next link still led on, to \"{url}\"",
+                    self.limit
                 ),
             ));
         }
@@ -188,24 +208,42 @@ struct Chain<'a> {
 // benchmark). Resources that are already in the spelling we write (`is_canonical`) are
 // copied as they came; only the few fields we need are read from them. Anything else, and
 // any page that does not fit these shapes, takes the general path through `Value`, which
-// gives the same lines.
+// gives the same lines. `hydrate::batch` reads the pages of its `_id` lists with it too.
 #[derive(Deserialize)]
-struct RawPage<'a> {
+pub(crate) struct RawPage<'a> {
     #[serde(rename = "resourceType", borrow, default)]
-    resource_type: Option<Cow<'a, str>>,
-    /// Matches of the whole search (any JSON: only a number is read, for lookup lists).
+    pub(crate) resource_type: Option<Cow<'a, str>>,
+    /// Matches of the whole search (any JSON: only a number is read, for lists).
     #[serde(borrow, default)]
     total: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    entry: Option<Vec<RawEntry<'a>>>,
+    pub(crate) entry: Option<Vec<RawEntry<'a>>>,
     #[serde(borrow, default)]
     link: Option<Vec<RawLink<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct RawEntry<'a> {
+pub(crate) struct RawEntry<'a> {
     #[serde(borrow, default)]
-    resource: Option<&'a RawValue>,
+    pub(crate) resource: Option<&'a RawValue>,
+}
+
+impl RawPage<'_> {
+    /// Matches of the whole search, when the server gives them as a number.
+    pub(crate) fn total(&self) -> Option<u64> {
+        self.total.and_then(|t| t.get().parse::<u64>().ok())
+    }
+
+    /// The URL of the next page, if any.
+    pub(crate) fn next_page(&self) -> Option<String> {
+        self.link
+            .iter()
+            .flatten()
+            .find(|l| l.relation.as_deref() == Some("next"))
+            .and_then(|l| l.url.as_deref())
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+    }
 }
 
 #[derive(Deserialize)]
@@ -303,15 +341,14 @@ impl Chain<'_> {
         }
         // An `_id` list that matched more patients than it names was not searched as a
         // list, even when this page happens to hold only patients it names.
-        let total = page.total.and_then(|t| t.get().parse::<u64>().ok());
-        if let (Some(total), Some(asked)) = (total, self.expected.most_matches())
+        if let (Some(total), Some(asked)) = (page.total(), self.expected.most_matches())
             && total > asked as u64
         {
             self.result.outcome =
                 ChainOutcome::Foreign(format!("the search matched {total} patients"));
             return Ok(None);
         }
-        for entry in page.entry.into_iter().flatten() {
+        for entry in page.entry.iter().flatten() {
             if let Some(resource) = entry.resource {
                 self.take_raw(resource.get());
             }
@@ -319,14 +356,7 @@ impl Chain<'_> {
                 return Ok(None);
             }
         }
-        Ok(page
-            .link
-            .into_iter()
-            .flatten()
-            .find(|l| l.relation.as_deref() == Some("next"))
-            .and_then(|l| l.url)
-            .filter(|u| !u.is_empty())
-            .map(Cow::into_owned))
+        Ok(page.next_page())
     }
 
     /// The general path: a page parsed into a `Value`.

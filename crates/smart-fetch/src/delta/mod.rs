@@ -202,33 +202,30 @@ pub fn run(plan: &Plan, reporter: &Reporter) -> Result<Outcome, DeltaError> {
     let current_ref = pair.current.reference();
     let previous_ref = pair.previous.as_ref().map(pair::Export::reference);
     if fs::symlink_metadata(&final_dir).is_ok() {
-        return match manifest::load(&final_dir) {
-            Ok(Some(m)) if m.is_of(&current_ref, previous_ref.as_ref()) => Ok(Outcome {
-                path: final_dir,
-                manifest: m,
-                up_to_date: true,
-            }),
-            Ok(Some(m)) => Err(DeltaError::Exists {
-                path: final_dir.display().to_string(),
-                found: format!(
-                    "{} finished {} against {}",
-                    m.current.name,
-                    m.current.finished,
-                    m.previous.as_ref().map_or("nothing".into(), |p| format!(
-                        "{} finished {}",
-                        p.name, p.finished
-                    ))
-                ),
-            }),
-            Ok(None) => Err(DeltaError::Exists {
-                path: final_dir.display().to_string(),
-                found: "no delta manifest".into(),
-            }),
-            Err(why) => Err(DeltaError::Exists {
-                path: final_dir.display().to_string(),
-                found: why,
-            }),
+        let found = match manifest::load(&final_dir) {
+            Ok(Some(m)) if m.is_of(&current_ref, previous_ref.as_ref()) => {
+                return Ok(Outcome {
+                    path: final_dir,
+                    manifest: m,
+                    up_to_date: true,
+                });
+            }
+            Ok(Some(m)) => format!(
+                "{} finished {} against {}",
+                m.current.name,
+                m.current.finished,
+                m.previous.as_ref().map_or("nothing".into(), |p| format!(
+                    "{} finished {}",
+                    p.name, p.finished
+                ))
+            ),
+            Ok(None) => "no delta manifest".into(),
+            Err(why) => why,
         };
+        return Err(DeltaError::Exists {
+            path: final_dir.display().to_string(),
+            found,
+        });
     }
 
     let write_err = |path: &Path, source: io::Error| DeltaError::Write {
@@ -334,32 +331,24 @@ pub struct GroupResult {
 /// destination is inside it.
 pub fn run_root(plan: &RootPlan, reporter: &Reporter) -> Result<RootOutcome, DeltaError> {
     let report = crate::status::read(&plan.source, Some(&plan.nickname))?;
-    let plans: Vec<Plan> = if report.single_group {
-        report
-            .groups
-            .iter()
-            .map(|g| Plan {
-                managed_dir: g.path.clone(),
-                group: g.name.clone(),
-                nickname: plan.nickname.clone(),
-                previous: plan.previous.clone(),
-                to: plan.to.clone(),
-            })
-            .collect()
-    } else {
+    if !report.single_group {
         check_destination(&plan.to, &plan.source)?;
-        report
-            .groups
-            .iter()
-            .map(|g| Plan {
-                managed_dir: g.path.clone(),
-                group: g.name.clone(),
-                nickname: plan.nickname.clone(),
-                previous: plan.previous.clone(),
-                to: plan.to.join(&g.name),
-            })
-            .collect()
-    };
+    }
+    let plans: Vec<Plan> = report
+        .groups
+        .iter()
+        .map(|g| Plan {
+            managed_dir: g.path.clone(),
+            group: g.name.clone(),
+            nickname: plan.nickname.clone(),
+            previous: plan.previous.clone(),
+            to: if report.single_group {
+                plan.to.clone()
+            } else {
+                plan.to.join(&g.name)
+            },
+        })
+        .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: std::sync::Mutex<Vec<Option<GroupResult>>> =
         std::sync::Mutex::new((0..plans.len()).map(|_| None).collect());
@@ -378,10 +367,8 @@ pub fn run_root(plan: &RootPlan, reporter: &Reporter) -> Result<RootOutcome, Del
                     let result = run(group, &scoped);
                     match &result {
                         Ok(outcome) => scoped.info(outcome_line(outcome)),
-                        Err(e) if report.single_group => {
-                            // The caller reports the one group's error as the run's.
-                            let _ = e;
-                        }
+                        // The caller reports the one group's error as the run's.
+                        Err(_) if report.single_group => {}
                         Err(e) => scoped.warn(e.to_string()),
                     }
                     let mut slots = results.lock().unwrap_or_else(|e| e.into_inner());
@@ -410,11 +397,7 @@ pub fn run_root(plan: &RootPlan, reporter: &Reporter) -> Result<RootOutcome, Del
 pub fn outcome_line(outcome: &Outcome) -> String {
     let m = &outcome.manifest;
     let (kept, all) = (m.kept_total(), m.resources_total());
-    let share = if all == 0 {
-        String::new()
-    } else {
-        format!(" ({:.1} %)", kept as f64 * 100.0 / all as f64)
-    };
+    let share = share(kept, all);
     let against = match &m.previous {
         Some(p) => format!("against {}", p.name),
         None => "the group's first export: everything is new".to_string(),
@@ -432,6 +415,15 @@ pub fn outcome_line(outcome: &Outcome) -> String {
         crate::console::thousands(all),
         crate::console::thousands(deleted),
     )
+}
+
+/// ` (8.2 %)`: the share of lines kept, or nothing when there were none.
+pub fn share(kept: u64, all: u64) -> String {
+    if all == 0 {
+        String::new()
+    } else {
+        format!(" ({:.1} %)", kept as f64 * 100.0 / all as f64)
+    }
 }
 
 /// Totals over many groups' manifests.

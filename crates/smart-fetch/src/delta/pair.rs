@@ -9,7 +9,7 @@ use super::DeltaError;
 use super::manifest::ExportRef;
 use crate::folder::OutputMetadata;
 use crate::folder::workdir::{self, Workdir};
-use crate::status::{self, LeafState};
+use crate::status::{self, Completion, LeafState};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -153,6 +153,10 @@ pub fn choose(
 fn check(w: &Workdir) -> Result<Made, DeltaError> {
     let leaf = status::read_leaf(&w.name, &w.path);
     let finished = match &leaf.state {
+        // `status` knows a delta by its manifest (it has no `.metadata`).
+        LeafState::Complete(Completion::Delta(_)) => {
+            return Err(DeltaError::IsDelta(w.path.display().to_string()));
+        }
         LeafState::Complete(c) => c.finished().map(str::to_string),
         other => {
             return Err(DeltaError::NotComplete {
@@ -165,9 +169,6 @@ fn check(w: &Workdir) -> Result<Made, DeltaError> {
         leaf: w.path.display().to_string(),
         state: format!("its .metadata cannot be read: {e}"),
     })?;
-    if crate::delta::manifest::present(&w.path) {
-        return Err(DeltaError::IsDelta(w.path.display().to_string()));
-    }
     if let Some(since) = metadata.since() {
         return Err(DeltaError::NotFull {
             leaf: w.path.display().to_string(),

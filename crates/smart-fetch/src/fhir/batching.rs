@@ -53,7 +53,9 @@ pub enum Verdict {
 
 #[derive(Default)]
 pub struct BatchSupport {
-    state: Mutex<HashMap<String, Entry>>,
+    /// By kind: a fixed set of names (a resource type, a lookup parameter), so the map is
+    /// read on every turn of a caller's loop without making a `String` each time.
+    state: Mutex<HashMap<&'static str, Entry>>,
     changed: Notify,
     /// `--no-search-lists`: every kind is one value per request.
     off: AtomicBool,
@@ -66,7 +68,7 @@ struct Entry {
 }
 
 impl BatchSupport {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<&'static str, Entry>> {
         // Every update is one assignment, so the map stays usable after a panic elsewhere.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -78,11 +80,11 @@ impl BatchSupport {
 
     /// Where `kind` stands; `declared` (the CapabilityStatement lists the parameter for
     /// the type) decides the start: undeclared kinds are never tried.
-    pub fn get(&self, kind: &str, declared: bool) -> Support {
+    pub fn get(&self, kind: &'static str, declared: bool) -> Support {
         let declared = declared && !self.off.load(Ordering::Relaxed);
         let mut state = self.lock();
         state
-            .entry(kind.to_string())
+            .entry(kind)
             .or_insert(Entry {
                 support: if declared {
                     Support::Unknown
@@ -98,7 +100,7 @@ impl BatchSupport {
     /// sends one list search and settles the probe with what came back. `None` when
     /// another caller probes, or when the kind is decided. A probe dropped unsettled (its
     /// export was cancelled or failed) hands the probe on to the next caller.
-    pub fn begin_probe(self: &Arc<Self>, kind: &str) -> Option<Probe> {
+    pub fn begin_probe(self: &Arc<Self>, kind: &'static str) -> Option<Probe> {
         let mut state = self.lock();
         let entry = state.get_mut(kind)?;
         let (from, next) = match entry.support {
@@ -109,7 +111,7 @@ impl BatchSupport {
         entry.support = next;
         Some(Probe {
             owner: self.clone(),
-            kind: kind.to_string(),
+            kind,
             from,
             settled: false,
         })
@@ -117,16 +119,27 @@ impl BatchSupport {
 
     /// Record how a list search of `kind` that was not its probe ended: a server that
     /// refused or ignored a list after accepting the probe gets one value per request
-    /// from now on; anything else changes nothing. Returns the new standing.
-    pub fn note(&self, kind: &str, verdict: Verdict) -> Support {
-        self.settle(kind, false, false, verdict)
+    /// from now on; anything else changes nothing. Returns the new standing, and whether
+    /// this answer is the one that ended lists (of several lists out when the server
+    /// turned, only one is, so the caller says so once).
+    pub fn note(&self, kind: &str, verdict: Verdict) -> (Support, bool) {
+        let (before, now) = self.settle(kind, false, false, verdict);
+        (now, now == Support::Single && before != Support::Single)
     }
 
-    fn settle(&self, kind: &str, probe: bool, patient_scoped: bool, verdict: Verdict) -> Support {
+    /// The standing before and after.
+    fn settle(
+        &self,
+        kind: &str,
+        probe: bool,
+        patient_scoped: bool,
+        verdict: Verdict,
+    ) -> (Support, Support) {
         let mut state = self.lock();
         let Some(entry) = state.get_mut(kind) else {
-            return Support::Single;
+            return (Support::Single, Support::Single);
         };
+        let before = entry.support;
         let by_patient = matches!(
             entry.support,
             Support::ProbingByPatient | Support::ByPatient | Support::TryByPatient
@@ -151,7 +164,7 @@ impl BatchSupport {
         let support = entry.support;
         drop(state);
         self.changed.notify_waiters();
-        support
+        (before, support)
     }
 
     fn abandon(&self, kind: &str, from: Support) {
@@ -175,7 +188,7 @@ impl BatchSupport {
 /// The one probe of a kind that is out. Settle it with what the list search brought.
 pub struct Probe {
     owner: Arc<BatchSupport>,
-    kind: String,
+    kind: &'static str,
     /// Where the kind stood before (`Unknown` or `TryByPatient`).
     from: Support,
     settled: bool,
@@ -191,14 +204,16 @@ impl Probe {
     /// the patient named, should plain lists be refused. Returns the new standing.
     pub fn settle(mut self, patient_scoped: bool, verdict: Verdict) -> Support {
         self.settled = true;
-        self.owner.settle(&self.kind, true, patient_scoped, verdict)
+        self.owner
+            .settle(self.kind, true, patient_scoped, verdict)
+            .1
     }
 }
 
 impl Drop for Probe {
     fn drop(&mut self) {
         if !self.settled {
-            self.owner.abandon(&self.kind, self.from);
+            self.owner.abandon(self.kind, self.from);
         }
     }
 }
@@ -225,8 +240,19 @@ mod tests {
         let now = probe.map(|p| p.settle(true, Verdict::Confirmed));
         assert_eq!(now, Some(Support::Lists));
         // A later list that fails changes nothing; one that brings strangers ends lists.
-        assert_eq!(s.note("Observation", Verdict::Failed), Support::Lists);
-        assert_eq!(s.note("Observation", Verdict::Ignored), Support::Single);
+        assert_eq!(
+            s.note("Observation", Verdict::Failed),
+            (Support::Lists, false)
+        );
+        // Of several lists out when the server turned, the first answer ends lists.
+        assert_eq!(
+            s.note("Observation", Verdict::Ignored),
+            (Support::Single, true)
+        );
+        assert_eq!(
+            s.note("Observation", Verdict::Refused),
+            (Support::Single, false)
+        );
         assert!(s.begin_probe("Observation").is_none());
     }
 

@@ -318,13 +318,20 @@ impl Budget {
             return None;
         }
         state.successes = 0;
-        if state.limit > 1 && state.since_cut >= 2 * state.limit {
-            state.since_cut = 0;
-            let new_limit = state.limit - 1;
-            self.shrink(&mut state, new_limit);
-            return Some(new_limit);
+        self.cut_once_per_round(&mut state)
+    }
+
+    /// The server is slow or sick: one connection less per round of outcomes (every
+    /// `2 × limit`, so each cut can show before the next), down to one. Returns the new
+    /// limit when it changed.
+    fn cut_once_per_round(&self, state: &mut State) -> Option<usize> {
+        if state.limit <= 1 || state.since_cut < 2 * state.limit {
+            return None;
         }
-        None
+        state.since_cut = 0;
+        let new_limit = state.limit - 1;
+        self.shrink(state, new_limit);
+        Some(new_limit)
     }
 
     fn push_outcome(state: &mut State, failed: bool) {
@@ -377,13 +384,7 @@ impl Budget {
         state.since_cut = state.since_cut.saturating_add(1);
         if median(&state.excess).is_some_and(|m| m > 0.0) {
             state.successes = 0;
-            if state.limit > 1 && state.since_cut >= 2 * state.limit {
-                state.since_cut = 0;
-                let new_limit = state.limit - 1;
-                self.shrink(&mut state, new_limit);
-                return Some(new_limit);
-            }
-            return None;
+            return self.cut_once_per_round(&mut state);
         }
         if state.limit >= self.inner.max {
             return None;

@@ -1,11 +1,13 @@
 //! Reading many referenced resources of one type in one search: `<Type>?_id=a,b,c&_count=N`,
 //! or `<Type>?patient=P&_id=a,b,c&_count=N` on servers that search only within one
 //! patient's chart. Builds the URL (at most `MAX_IDS` ids and `MAX_URL_BYTES` of URL) and
-//! reads every page of the answer, keeping each resource exactly as a read of it would give
-//! it. Every resource must be one that was asked for: anything else means the server
-//! dropped the parameter, and the whole answer is thrown away. Decides nothing about what
-//! to do next (`reference` does, with `fhir::batching`); writes nothing.
+//! reads every page of the answer (with `crawl::search`'s page reader and loop guard),
+//! keeping each resource exactly as a read of it would give it. Every resource must be one
+//! that was asked for: anything else means the server dropped the parameter, and the whole
+//! answer is thrown away. Decides nothing about what to do next (`reference` does, with
+//! `fhir::batching`); writes nothing.
 
+use crate::crawl::search::{PageGuard, RawPage, is_error_outcome};
 use crate::fhir::batching::Verdict;
 use crate::fhir::{FhirClient, FhirError, Request};
 use crate::resources::ResourceType;
@@ -78,33 +80,6 @@ impl Answer {
     }
 }
 
-#[derive(Deserialize)]
-struct Page<'a> {
-    #[serde(rename = "resourceType", borrow, default)]
-    resource_type: Option<Cow<'a, str>>,
-    /// Matches of the whole search, when the server says (any JSON: only a number is read).
-    #[serde(borrow, default)]
-    total: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    entry: Option<Vec<Entry<'a>>>,
-    #[serde(borrow, default)]
-    link: Option<Vec<Link<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct Entry<'a> {
-    #[serde(borrow, default)]
-    resource: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Link<'a> {
-    #[serde(borrow, default)]
-    relation: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    url: Option<Cow<'a, str>>,
-}
-
 /// Read every page of the list search for `ids` of type `t`. Only errors that end the run
 /// come back as `Err`; anything else the server does is a verdict.
 pub async fn fetch(
@@ -116,12 +91,11 @@ pub async fn fetch(
     let asked: HashSet<&str> = ids.iter().copied().collect();
     let mut found: HashMap<String, Value> = HashMap::new();
     let mut next = Some(url(t, ids, patient));
-    let mut pages: HashSet<String> = HashSet::new();
+    // A list of k ids fits in k pages even one resource a page; more, or a page read
+    // before, means the server is not answering the list.
+    let mut pages = PageGuard::with_limit(ids.len());
     while let Some(url) = next.take() {
-        // A list of k ids fits in k pages even one resource a page; more, or a page read
-        // before, means the server is not answering the list.
-        let relative = url.strip_prefix(client.base_url()).unwrap_or(&url);
-        if pages.len() >= ids.len() || !pages.insert(relative.to_string()) {
+        if pages.admit(client, &url).is_err() {
             return Ok(Answer::not_used(
                 Verdict::Ignored,
                 "its pages did not end".to_string(),
@@ -138,7 +112,7 @@ pub async fn fetch(
                 return Ok(Answer::not_used(verdict, err.to_string()));
             }
         };
-        let Ok(page) = serde_json::from_slice::<Page>(&response.body) else {
+        let Ok(page) = serde_json::from_slice::<RawPage>(&response.body) else {
             return Ok(Answer::not_used(
                 Verdict::Refused,
                 "the answer is not a search Bundle".to_string(),
@@ -152,14 +126,13 @@ pub async fn fetch(
         }
         // More matches than ids asked for: the list was dropped, even when this page
         // happens to hold only resources asked for (a small pool's first page).
-        let total = page.total.and_then(|t| t.get().parse::<u64>().ok());
-        if total.is_some_and(|t| t > ids.len() as u64) {
+        if let Some(total) = page.total().filter(|t| *t > ids.len() as u64) {
             return Ok(Answer::not_used(
                 Verdict::Ignored,
-                format!("it matched {} resources", total.unwrap_or_default()),
+                format!("it matched {total} resources"),
             ));
         }
-        for entry in page.entry.into_iter().flatten() {
+        for entry in page.entry.iter().flatten() {
             let Some(raw) = entry.resource else {
                 continue;
             };
@@ -179,14 +152,7 @@ pub async fn fetch(
                 }
             }
         }
-        next = page
-            .link
-            .into_iter()
-            .flatten()
-            .find(|l| l.relation.as_deref() == Some("next"))
-            .and_then(|l| l.url)
-            .filter(|u| !u.is_empty())
-            .map(Cow::into_owned);
+        next = page.next_page();
     }
     let verdict = if found.is_empty() {
         Verdict::Empty
@@ -231,7 +197,7 @@ fn take(
     let id = head.as_ref().and_then(|h| h.id.as_deref());
     if resource_type == Some("OperationOutcome") {
         let outcome: Value = serde_json::from_str(raw.get()).unwrap_or_default();
-        return match crate::crawl::search::is_error_outcome(&outcome) {
+        return match is_error_outcome(&outcome) {
             true => Taken::Error,
             false => Taken::Note,
         };

@@ -144,8 +144,6 @@ enum Job {
         wants: Vec<Want>,
         patient: Option<String>,
         probe: Option<Probe>,
-        /// The type's standing when the list was sent, to tell what changed.
-        before: Support,
     },
 }
 
@@ -154,7 +152,6 @@ enum Done {
     List {
         wants: Vec<Want>,
         probe: Option<Probe>,
-        before: Support,
         answer: Result<Answer, crate::fhir::FhirError>,
     },
 }
@@ -169,7 +166,6 @@ async fn perform(h: &Hydrator, task: &Task, job: Job) -> Done {
             wants,
             patient,
             probe,
-            before,
         } => {
             let answer = {
                 let ids: Vec<&str> = wants
@@ -181,7 +177,6 @@ async fn perform(h: &Hydrator, task: &Task, job: Job) -> Done {
             Done::List {
                 wants,
                 probe,
-                before,
                 answer,
             }
         }
@@ -419,39 +414,38 @@ impl<'a> State<'a> {
             wants,
             patient,
             probe,
-            before: support,
         })
     }
 
-    /// Whether the pending references of `patient` (all, for `None`) fill a list.
-    fn full_list(&self, patient: Option<&str>) -> bool {
+    /// How many of the pending references of `patient` (all, for `None`) go into the next
+    /// list, from the front, and whether that list is full (the next one would not fit).
+    fn list_room(&self, patient: Option<&str>) -> (usize, bool) {
         let mut length = self.list_url_start(patient);
         let mut count = 0;
         for want in self.matching(patient) {
             let id_len = want.reference.len() - self.kind.len() - 1;
             if count == MAX_IDS || !batch::fits(self.base_len, length, id_len) {
-                return true;
+                return (count, true);
             }
             length += id_len + 1;
             count += 1;
         }
-        count == MAX_IDS
+        (count, count == MAX_IDS)
+    }
+
+    /// Whether the pending references of `patient` (all, for `None`) fill a list.
+    fn full_list(&self, patient: Option<&str>) -> bool {
+        self.list_room(patient).1
     }
 
     /// Take the first pending references of `patient` (all, for `None`) that fit a list.
     fn take_list(&mut self, patient: Option<&str>) -> Vec<Want> {
-        let mut length = self.list_url_start(patient);
-        let mut list = Vec::new();
+        let (count, _) = self.list_room(patient);
+        let mut list = Vec::with_capacity(count);
         let mut rest = VecDeque::with_capacity(self.pending.len());
-        let mut full = false;
         for want in self.pending.drain(..) {
-            let id_len = want.reference.len() - self.kind.len() - 1;
             let matches = patient.is_none() || want.patient.as_deref() == patient;
-            if matches && !full {
-                full = list.len() == MAX_IDS || !batch::fits(self.base_len, length, id_len);
-            }
-            if matches && !full {
-                length += id_len + 1;
+            if matches && list.len() < count {
                 list.push(want);
             } else {
                 rest.push_back(want);
@@ -487,16 +481,15 @@ impl<'a> State<'a> {
             Done::List {
                 wants,
                 probe,
-                before,
                 answer,
             } => {
                 let mut answer = answer?;
                 let was_probe = probe.is_some();
-                let now = match probe {
-                    Some(probe) => probe.settle(self.patient_scoped, answer.verdict),
+                let (now, ended) = match probe {
+                    Some(probe) => (probe.settle(self.patient_scoped, answer.verdict), false),
                     None => h.client.batch_support().note(self.kind, answer.verdict),
                 };
-                self.announce(h, before, now, was_probe, &answer);
+                self.announce(h, now, was_probe, ended, &answer);
                 match answer.verdict {
                     Verdict::Confirmed | Verdict::Empty => {
                         for want in wants {
@@ -524,8 +517,9 @@ impl<'a> State<'a> {
         }
     }
 
-    /// Say what a list showed about the server, when it changed how the type is read.
-    fn announce(&self, h: &Hydrator, before: Support, now: Support, probe: bool, answer: &Answer) {
+    /// Say what a list showed about the server, when it changed how the type is read;
+    /// `ended`: this list (not a probe) is the one that ended lists.
+    fn announce(&self, h: &Hydrator, now: Support, probe: bool, ended: bool, answer: &Answer) {
         let t = self.task.output;
         let detail = crate::text::printable(&answer.detail).into_owned();
         match (probe, now) {
@@ -541,7 +535,7 @@ impl<'a> State<'a> {
             (true, Support::Single) => h.reporter().verbose(|| {
                 format!("The server did not read several {t}s in one search ({detail}); reading them one at a time.")
             }),
-            (false, Support::Single) if before != Support::Single => h.reporter().warn(format!(
+            (false, _) if ended => h.reporter().warn(format!(
                 "The server answered a search for several {t}s wrongly ({detail}); nothing of that answer was kept, and {t}s are read one at a time from now on."
             )),
             _ => {}

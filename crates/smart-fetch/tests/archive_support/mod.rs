@@ -212,15 +212,27 @@ pub fn clean_command(program: &Path, env: &[(String, String)]) -> Command {
     command
 }
 
-fn archive_command(args: &[&str], env: &[(String, String)]) -> Command {
+fn smart_fetch(subcommand: &str, args: &[&str], env: &[(String, String)]) -> Command {
     let mut command = clean_command(Path::new(support::bin()), env);
     command
-        .arg("archive")
+        .arg(subcommand)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
+}
+
+fn archive_command(args: &[&str], env: &[(String, String)]) -> Command {
+    smart_fetch("archive", args, env)
+}
+
+/// `smart-fetch status ARGS` (for `--archive` with a store's settings in `env`).
+pub fn status(args: &[&str], env: &[(String, String)]) -> Output {
+    let child = smart_fetch("status", args, env)
+        .spawn()
+        .expect("start smart-fetch");
+    support::wait(child, Duration::from_secs(300))
 }
 
 /// `smart-fetch archive ARGS` to completion (killed after 5 minutes).
