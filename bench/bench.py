@@ -356,6 +356,8 @@ def one_run(tool, tool_path, scenario, bins, work, run_index, mrn_file, keep_url
     result["searches"] = after["searches"] - before["searches"]
     result["reads"] = after["reads"] - before["reads"]
     result["max_in_flight"] = after["max_in_flight"]
+    if scenario.kind == "bulk":
+        result["max_downloads"] = after.get("max_downloads_in_flight")
     result["faults"] = after.get("faults", 0) - before.get("faults", 0)
     if cpu_before is not None and cpu_after is not None:
         result["server_cpu"] = cpu_after - cpu_before
@@ -787,7 +789,7 @@ def summarize(scenario, rust, python):
         if not results:
             return None
         f = {k: mean(results, k) for k in ("wall", "cpu", "rss", "requests", "resources",
-                                            "bytes", "max_in_flight", "server_cpu",
+                                            "bytes", "max_in_flight", "max_downloads", "server_cpu",
                                             "download_wall", "searches", "reads")}
         f["per_patient"] = f["requests"] / scenario.patients
         if scenario.kind == "hydrate" and f["searches"] is not None:
@@ -821,7 +823,7 @@ def fmt_value(key, value):
         return f"{value:.2f} s"
     if key == "rss":
         return f"{value / MIB:.1f} MiB"
-    if key in ("requests", "resources", "max_in_flight"):
+    if key in ("requests", "resources", "max_in_flight", "max_downloads"):
         return f"{value:,.0f}"
     if key in ("per_patient", "searches_pp", "reads_pp"):
         return f"{value:.2f}"
@@ -847,6 +849,7 @@ ROWS = [
     ("download_wall", "Downloading (first file request to last file complete)"),
     ("throughput", "Download rate (uncompressed NDJSON ÷ downloading time)"),
     ("max_in_flight", "Most requests in flight (server)"),
+    ("max_downloads", "Most file downloads at once (server)"),
     ("server_cpu", "fake-ehr's CPU time in the run"),
     ("bound", "Connection-budget bound (requests × latency ÷ connections)"),
     ("efficiency", "Efficiency (bound ÷ wall)"),
@@ -893,7 +896,8 @@ def table(results, python_notes):
             else:
                 theirs_text = fmt_value(field, theirs)
             ratio = ""
-            if ours is not None and theirs and field not in ("bound", "max_in_flight"):
+            if ours is not None and theirs and field not in ("bound", "max_in_flight",
+                                                             "max_downloads"):
                 ratio = f"{ours / theirs:.2f}"
             if field == "bound":
                 ratio = ""
