@@ -30,6 +30,7 @@ pub mod filters;
 pub mod folder;
 pub mod groups;
 pub mod hydrate;
+pub mod id_set;
 pub mod json;
 pub mod json_fields;
 pub mod ndjson;

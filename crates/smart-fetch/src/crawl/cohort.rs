@@ -6,7 +6,7 @@ use super::CrawlError;
 use super::membership::linked_patients;
 use crate::folder::discovery;
 use crate::report::Reporter;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// The Patients of a folder: their ids (sorted) and, for the few with a `link`, the records
@@ -46,7 +46,9 @@ pub fn folder_patients(dir: &Path, reporter: &Reporter) -> FolderCohort {
 
 /// IDs from both sources, de-duplicated, in a stable order; empty values dropped.
 pub fn read_ids(id_list: Option<&str>, id_file: Option<&Path>) -> Result<Vec<String>, CrawlError> {
-    let mut ids = BTreeSet::new();
+    // Sorted and without repeats, as a set would give them, but half the memory of a
+    // `BTreeSet` for a cohort of 100,000 MRNs.
+    let mut ids = Vec::new();
     if let Some(list) = id_list {
         ids.extend(
             list.split(',')
@@ -75,7 +77,9 @@ pub fn read_ids(id_list: Option<&str>, id_file: Option<&Path>) -> Result<Vec<Str
             );
         }
     }
-    Ok(ids.into_iter().collect())
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 fn read_csv_ids(path: &Path, text: &str) -> Result<Vec<String>, CrawlError> {

@@ -11,6 +11,7 @@
 
 use super::CrawlError;
 use super::cohort;
+use super::id_queue::IdQueue;
 use super::lookups;
 use super::membership::{Expected, linked_patients};
 use super::patient_lists;
@@ -23,6 +24,7 @@ use crate::fhir::batching::{BatchSupport, Probe, Support, Verdict};
 use crate::filters::{self, Filters, Since};
 use crate::folder::{ExportContext, OutputMetadata, log};
 use crate::folder::{discovery, history};
+use crate::id_set::IdSet;
 use crate::report::{Counters, Reporter};
 use crate::resources::ResourceType;
 use crate::timestamp;
@@ -91,7 +93,7 @@ pub struct CrawlOutcome {
     pub accepted: BTreeSet<ResourceType>,
 }
 
-pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, CrawlError> {
+pub async fn run(client: FhirClient, mut plan: CrawlPlan) -> Result<CrawlOutcome, CrawlError> {
     std::fs::create_dir_all(&plan.workdir).map_err(|e| {
         CrawlError::Message(format!("Could not create {}: {e}", plan.workdir.display()))
     })?;
@@ -106,13 +108,14 @@ pub async fn run(client: FhirClient, plan: CrawlPlan) -> Result<CrawlOutcome, Cr
     if patient_selected && metadata.is_done(ResourceType::Patient) {
         reporter.info("Skipping Patient, already done.");
         cohort_dir = Some(plan.workdir.clone());
-    } else if let Some(ids) = &plan.ids {
+    } else if let Some(ids) = plan.ids.take() {
         reporter.info("Fetching Patients for the provided IDs.");
         if metadata.is_done(ResourceType::Patient) {
             // Unlike the Python tool, a resumed crawl does not look the IDs up again.
             cohort_dir = Some(plan.workdir.clone());
         } else {
-            lookup_ids = Some(ids.clone());
+            // Moved into the lookup queue, not copied (megabytes for a large cohort).
+            lookup_ids = Some(ids);
         }
     } else if patient_selected {
         let Some(bulk) = &plan.bulk else {
@@ -416,7 +419,7 @@ impl LookupPlan {
 
     /// The next lookups to start: a list where the server takes lists (the first list is
     /// the probe), else one. `None` while another list is out as the probe.
-    fn take(&self, queue: &mut VecDeque<String>) -> Option<(Vec<String>, Option<Probe>)> {
+    fn take(&self, queue: &mut IdQueue) -> Option<(Vec<String>, Option<Probe>)> {
         if queue.is_empty() {
             // Before any probe is taken: taking and dropping one wakes every waiter.
             return None;
@@ -447,7 +450,7 @@ impl LookupPlan {
             None => {
                 // Another caller took the probe meanwhile: these wait for its answer.
                 for id in ids.into_iter().rev() {
-                    queue.push_front(id);
+                    queue.push_front(&id);
                 }
                 None
             }
@@ -516,7 +519,7 @@ struct QueueState {
     /// The flag asks for full histories (patients new since the last export).
     patients: VecDeque<(String, bool)>,
     /// IDs or MRNs of Patient lookups, each of which adds a patient's searches.
-    lookups: VecDeque<String>,
+    lookups: IdQueue,
     /// Lookups to make one at a time: what a list did not find, or could not be used for.
     single_lookups: VecDeque<String>,
     in_flight: usize,
@@ -524,7 +527,7 @@ struct QueueState {
     queued: usize,
     finished: usize,
     /// Patients whose searches are already queued (one patient may have several MRNs).
-    enqueued: HashSet<String>,
+    enqueued: IdSet,
     /// Types whose searches returned other patients' data: their chains are dropped.
     stopped: HashSet<ResourceType>,
     aborted: bool,
@@ -851,7 +854,7 @@ impl Planner {
     /// lookup starts only when few searches are ready, so this stays bounded).
     fn enqueue_found(&self, queue: &Queue, patient: &str, full_history: bool) {
         let mut s = queue.lock();
-        if !s.enqueued.insert(patient.to_string()) {
+        if !s.enqueued.insert(patient) {
             return;
         }
         self.counters.add_patients(1);
@@ -864,7 +867,7 @@ impl Planner {
 
     /// Queue a patient known up front: its searches are made when the queue runs low.
     fn enqueue_known(&self, s: &mut QueueState, patient: &str, full_history: bool) {
-        if !s.enqueued.insert(patient.to_string()) {
+        if !s.enqueued.insert(patient) {
             return;
         }
         self.counters.add_patients(1);
@@ -962,7 +965,7 @@ async fn crawl(
                 continue;
             }
             s.queued += 1;
-            s.lookups.push_back(id);
+            s.lookups.push_back(&id);
         }
     }
     // A resumed lookup kept only ids, so a merge is recognised only for patients whose

@@ -8,6 +8,7 @@
 //! server did not search by the list, and every MRN of it is looked up on its own. Builds
 //! URLs and splits answers; the engine sends and queues.
 
+use super::id_queue::IdQueue;
 use super::membership::Expected;
 use super::report::{ChainOutcome, Dropped, FailureKind};
 use super::sink::ChainResult;
@@ -15,7 +16,6 @@ use crate::fhir::batching::Verdict;
 use crate::hydrate::batch::{MAX_IDS, MAX_URL_BYTES};
 use crate::url_encoding::quote as encode_query_value;
 use serde_json::Value;
-use std::collections::VecDeque;
 
 /// The support kind (`fhir::batching`) of lookup lists: by identifier or by id.
 pub fn kind(id_system: Option<&str>) -> &'static str {
@@ -52,7 +52,7 @@ fn value(id_system: Option<&str>, id: &str) -> String {
 /// `base_len` bytes of base URL, before filters of up to `filter_len` bytes) fits
 /// `MAX_URL_BYTES`, or the first id alone when it cannot go into a list.
 pub fn take(
-    queue: &mut VecDeque<String>,
+    queue: &mut IdQueue,
     id_system: Option<&str>,
     base_len: usize,
     filter_len: usize,
@@ -172,8 +172,12 @@ mod tests {
     use crate::crawl::sink::Record;
     use crate::resources::ResourceType;
 
-    fn ids(list: &[&str]) -> VecDeque<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn ids(list: &[&str]) -> IdQueue {
+        let mut queue = IdQueue::default();
+        for id in list {
+            queue.push_back(id);
+        }
+        queue
     }
 
     #[test]
@@ -190,7 +194,8 @@ mod tests {
 
     #[test]
     fn lists_are_bounded_by_count_and_url_length() {
-        let mut queue: VecDeque<String> = (0..200).map(|i| format!("{i:08}")).collect();
+        let all: Vec<String> = (0..200).map(|i| format!("{i:08}")).collect();
+        let mut queue = ids(&all.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(take(&mut queue, None, 30, 0).len(), MAX_IDS);
         let system = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14";
         let taken = take(&mut queue, Some(system), 40, 100);

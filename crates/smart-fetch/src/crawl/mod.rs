@@ -9,6 +9,7 @@
 pub mod cohort;
 pub mod engine;
 pub mod error_file;
+pub mod id_queue;
 pub mod lookups;
 pub mod membership;
 pub mod patient_lists;

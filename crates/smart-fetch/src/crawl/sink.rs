@@ -13,6 +13,7 @@
 use super::CrawlError;
 use super::error_file;
 use super::report::{ChainOutcome, Dropped};
+use crate::id_set::IdSet;
 use crate::report::Reporter;
 use crate::resources::ResourceType;
 use crate::safe_file;
@@ -130,7 +131,7 @@ impl Sink {
         let (tx, rx) = mpsc::channel(8);
         let thread = std::thread::Builder::new()
             .name("crawl-writer".into())
-            .spawn(move || writer_loop(rx, states, error_target, state_dir, reporter))
+            .spawn(move || writer_loop(rx, states, compress, error_target, state_dir, reporter))
             .map_err(|e| CrawlError::Message(format!("Could not start the output writer: {e}")))?;
         Ok((Sink { tx, thread }, resumed))
     }
@@ -186,11 +187,15 @@ async fn join(thread: WriterThread) -> Result<BTreeMap<ResourceType, Timestamp>,
 fn writer_loop(
     mut rx: mpsc::Receiver<Msg>,
     mut states: HashMap<ResourceType, TypeState>,
+    compress: bool,
     error_target: PathBuf,
     state_dir: PathBuf,
     reporter: Reporter,
 ) -> Result<BTreeMap<ResourceType, Timestamp>, CrawlError> {
     let mut finish = None;
+    // One deflate state for every type: commits are made here one after another, and each
+    // is a gzip member of its own. One per type held 13 of them (about 5 MiB) all run long.
+    let mut gzip = compress.then(MemberEncoder::new);
     while let Some(msg) = rx.blocking_recv() {
         let mut batch: HashMap<ResourceType, Vec<ChainResult>> = HashMap::new();
         let mut push = |msg: Msg, finish: &mut Option<Finish>| match msg {
@@ -206,7 +211,7 @@ fn writer_loop(
             let state = states.get_mut(&t).ok_or_else(|| {
                 CrawlError::Message(format!("No output file was opened for {t}."))
             })?;
-            let written = state.commit(results)?;
+            let written = state.commit(results, gzip.as_mut())?;
             reporter.counters().add_resources(written);
         }
         if finish.is_some() {
@@ -279,12 +284,10 @@ struct TypeState {
     errors_len: u64,
     journal: File,
     journal_path: PathBuf,
-    /// Compresses every commit of this type (none when the output is plain NDJSON).
-    gzip: Option<MemberEncoder>,
     start: Timestamp,
     max_date: Option<Timestamp>,
     /// Patient lookups may find one patient under two MRNs; write it once.
-    seen: Option<HashSet<String>>,
+    seen: Option<IdSet>,
     /// Chains whose last try failed, with their OperationOutcome lines.
     failed: BTreeMap<String, Vec<String>>,
 }
@@ -348,7 +351,8 @@ impl TypeState {
                 .map(Some)
                 .map_err(|e| io_error(path, e))
         };
-        let seen = (t == ResourceType::Patient).then(|| journal.found.iter().cloned().collect());
+        let seen = (t == ResourceType::Patient)
+            .then(|| journal.found.iter().map(String::as_str).collect());
         let state = TypeState {
             data: open_append(&tmp, data_len)?,
             errors: open_append(&errors_path, errors_len)?,
@@ -359,7 +363,6 @@ impl TypeState {
             errors_len,
             journal: journal_file,
             journal_path,
-            gzip: compress.then(MemberEncoder::new),
             start,
             max_date,
             seen,
@@ -369,7 +372,12 @@ impl TypeState {
     }
 
     /// Commit finished chains; returns how many resources were written.
-    fn commit(&mut self, results: Vec<ChainResult>) -> Result<u64, CrawlError> {
+    /// Commits `results`; `gzip` compresses the data (none when the output is plain NDJSON).
+    fn commit(
+        &mut self,
+        results: Vec<ChainResult>,
+        gzip: Option<&mut MemberEncoder>,
+    ) -> Result<u64, CrawlError> {
         let mut written = 0;
         let mut lines = Vec::new();
         let mut errors = Vec::new();
@@ -396,7 +404,7 @@ impl TypeState {
             for record in r.records {
                 if let (Some(seen), Some(id)) = (self.seen.as_mut(), record.id.as_ref()) {
                     found.push(id.clone());
-                    if !seen.insert(id.clone()) {
+                    if !seen.insert(id) {
                         continue;
                     }
                 }
@@ -411,7 +419,7 @@ impl TypeState {
             }
         }
         if !lines.is_empty() {
-            let bytes = match self.gzip.as_mut() {
+            let bytes = match gzip {
                 Some(gzip) => gzip.member(&lines),
                 None => lines,
             };
@@ -691,11 +699,15 @@ mod tests {
         let (mut state, journal) = TypeState::open(&dir, t, true).expect("open");
         assert!(journal.keys.is_empty());
         let failed = ChainOutcome::Failed(FailureKind::Unusable);
+        let mut gzip = MemberEncoder::new();
         state
-            .commit(vec![
-                result("p1", ChainOutcome::Complete),
-                result("p2", failed.clone()),
-            ])
+            .commit(
+                vec![
+                    result("p1", ChainOutcome::Complete),
+                    result("p2", failed.clone()),
+                ],
+                Some(&mut gzip),
+            )
             .expect("commit");
         drop(state);
 
@@ -705,7 +717,9 @@ mod tests {
         // Only the committed chain's data and warning are in the files.
         assert_eq!(state.error_lines(false, &Reporter::silent()).len(), 1);
         assert_eq!(state.error_lines(true, &Reporter::silent()).len(), 2);
-        state.commit(vec![result("p2", failed)]).expect("commit");
+        state
+            .commit(vec![result("p2", failed)], Some(&mut gzip))
+            .expect("commit");
         drop(state);
         let (mut state, _) = TypeState::open(&dir, t, true).expect("reopen");
         assert_eq!(state.failed.len(), 1, "failed twice, listed once");
@@ -715,7 +729,7 @@ mod tests {
         );
         assert_eq!(state.error_lines(true, &Reporter::silent()).len(), 2);
         state
-            .commit(vec![result("p2", ChainOutcome::Complete)])
+            .commit(vec![result("p2", ChainOutcome::Complete)], Some(&mut gzip))
             .expect("commit");
         drop(state);
 
