@@ -3,7 +3,7 @@
 //!
 //! Library modules never print: every message goes through a `report::Reporter` value, so
 //! one run can be shown as console text, log lines or JSON, and many exports can share one
-//! process. Only `cli` (and the reporter's own sinks) may write to stdout or stderr.
+//! process. Only `cli` opens stdout and stderr; it hands them to the reporter.
 //! (`print!`-style macros are denied for the whole workspace in Cargo.toml; the process's
 //! streams, `std::io::stdout`/`stderr`, by clippy.toml.)
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]

@@ -10,7 +10,7 @@
 //! "a warning (or verbose line) that the text format prints on stdout".
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,16 +134,26 @@ impl std::fmt::Debug for Counters {
     }
 }
 
+/// The process's two streams as the CLI hands them over: library code never opens them.
+pub struct Streams {
+    pub stdout: Box<dyn Write + Send>,
+    pub stderr: Box<dyn Write + Send>,
+    pub stdout_is_terminal: bool,
+    /// Live progress is drawn (on stderr) only when stderr is a terminal.
+    pub stderr_is_terminal: bool,
+}
+
 /// The text format on the process's stdout and stderr. With live progress, every line is
 /// written while the bars are lifted (`suspend`), so lines and bars never share a row.
 struct Console {
     multi: Option<MultiProgress>,
     /// Asked once: rule lines are as wide as the terminal, when stdout is one.
     rule_width: usize,
+    stdout: Mutex<Box<dyn Write + Send>>,
+    stderr: Mutex<Box<dyn Write + Send>>,
 }
 
 impl Sink for Console {
-    #[allow(clippy::disallowed_methods)]
     fn line(&self, kind: Kind, scope: Option<&str>, text: &str) {
         let line = match (kind, scope) {
             (Kind::Rule, _) => crate::console::rule_line(self.rule_width) + "\n",
@@ -152,11 +162,12 @@ impl Sink for Console {
         };
         // A closed pipe (`| head`) is the reader's choice: nothing to report, no panic.
         let write = || {
-            if kind.text_on_stdout() {
-                let _ = std::io::stdout().lock().write_all(line.as_bytes());
-            } else {
-                let _ = std::io::stderr().lock().write_all(line.as_bytes());
-            }
+            let stream = match kind.text_on_stdout() {
+                true => &self.stdout,
+                false => &self.stderr,
+            };
+            let mut out = stream.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
         };
         match &self.multi {
             Some(multi) => multi.suspend(write),
@@ -272,30 +283,25 @@ impl std::fmt::Debug for Reporter {
 }
 
 impl Reporter {
-    /// The process's output in `format`: text on stdout and stderr (live progress when
-    /// stderr is a terminal), plain and JSON lines on stderr.
-    #[allow(clippy::disallowed_methods)]
-    pub fn new(format: Format, verbose: bool) -> Self {
+    /// The process's output in `format` on the `streams` the CLI hands over: text on
+    /// stdout and stderr (live progress when stderr is a terminal), plain and JSON lines on
+    /// stderr.
+    pub fn new(format: Format, verbose: bool, streams: Streams) -> Self {
         match format {
             Format::Text => {
-                let multi = std::io::stderr()
-                    .is_terminal()
+                let multi = streams
+                    .stderr_is_terminal
                     .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
                 let sink = Arc::new(Console {
                     multi: multi.clone(),
-                    rule_width: crate::console::terminal_width(std::io::stdout().is_terminal()),
+                    rule_width: crate::console::terminal_width(streams.stdout_is_terminal),
+                    stdout: Mutex::new(streams.stdout),
+                    stderr: Mutex::new(streams.stderr),
                 });
                 Self::build(sink, verbose, format, multi)
             }
-            Format::Plain | Format::Json => {
-                Self::to_writer(format, verbose, Box::new(std::io::stderr()))
-            }
+            Format::Plain | Format::Json => Self::to_writer(format, verbose, streams.stderr),
         }
-    }
-
-    /// The text format on the console: byte for byte what the tool always printed.
-    pub fn console(verbose: bool) -> Self {
-        Self::new(Format::Text, verbose)
     }
 
     /// Every line in `format` into one writer (a log file, a test's buffer); never live

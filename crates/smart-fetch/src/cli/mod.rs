@@ -121,6 +121,17 @@ pub fn finish(result: Result<(), AppError>, reporter: &Reporter) -> ExitCode {
     }
 }
 
+/// The process's stdout and stderr, for the reporter: the one place they are opened.
+fn streams() -> crate::report::Streams {
+    use std::io::IsTerminal;
+    crate::report::Streams {
+        stdout: Box::new(std::io::stdout()),
+        stderr: Box::new(std::io::stderr()),
+        stdout_is_terminal: std::io::stdout().is_terminal(),
+        stderr_is_terminal: std::io::stderr().is_terminal(),
+    }
+}
+
 /// The whole program: parse, run on a multi-thread runtime, report.
 pub fn main<I, T>(argv: I) -> ExitCode
 where
@@ -131,7 +142,7 @@ where
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    let reporter = Reporter::new(cli.general.log_format(), cli.general.verbose);
+    let reporter = Reporter::new(cli.general.log_format(), cli.general.verbose, streams());
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

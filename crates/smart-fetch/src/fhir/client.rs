@@ -119,7 +119,7 @@ impl Default for ClientOptions {
             token_url: None,
             smart_jku: None,
             ca_file: None,
-            reporter: Reporter::console(false),
+            reporter: Reporter::silent(),
             retry: RetryPolicy::data(),
             startup_retry: RetryPolicy::startup(),
             read_timeout: DEFAULT_READ_TIMEOUT,
