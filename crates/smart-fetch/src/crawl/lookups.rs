@@ -10,8 +10,8 @@
 
 use super::id_queue::IdQueue;
 use super::membership::Expected;
-use super::report::{ChainOutcome, Dropped, FailureKind};
-use super::sink::ChainResult;
+use super::report::{ChainOutcome, FailureKind};
+use super::sink::{ChainResult, ListExtras};
 use crate::fhir::batching::Verdict;
 use crate::hydrate::batch::{MAX_IDS, MAX_URL_BYTES};
 use crate::url_encoding::quote as encode_query_value;
@@ -128,7 +128,7 @@ pub fn split(
         .collect();
     let mut found = Vec::new();
     let mut missing = Vec::new();
-    let mut extras = Some((result.errors, result.max_date, result.dropped));
+    let mut extras = ListExtras::new(result.errors, result.max_date, result.dropped);
     for id in ids {
         let expected = match id_system {
             Some(system) => Expected::Identifier {
@@ -148,20 +148,7 @@ pub fn split(
             missing.push(id.clone());
             continue;
         }
-        let (errors, max_date, dropped) = extras
-            .take()
-            .unwrap_or_else(|| (Vec::new(), None, Dropped::default()));
-        found.push(ChainResult {
-            resource_type: result.resource_type,
-            key: id.clone(),
-            records,
-            errors,
-            max_date,
-            outcome: ChainOutcome::Complete,
-            dropped,
-            links: Vec::new(),
-            owners: Vec::new(),
-        });
+        found.push(extras.part(result.resource_type, id.clone(), records));
     }
     (found, missing)
 }
@@ -169,6 +156,7 @@ pub fn split(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crawl::report::Dropped;
     use crate::crawl::sink::Record;
     use crate::resources::ResourceType;
 

@@ -14,8 +14,8 @@
 //! and splits answers; the engine sends and queues.
 
 use super::membership::Expected;
-use super::report::{ChainOutcome, Dropped, FailureKind};
-use super::sink::ChainResult;
+use super::report::ChainOutcome;
+use super::sink::{ChainResult, ListExtras};
 use crate::fhir::batching::Verdict;
 use crate::hydrate::batch::{MAX_URL_BYTES, is_plain_id};
 use crate::resources::ResourceType;
@@ -124,12 +124,8 @@ pub fn verdict(result: &ChainResult) -> Verdict {
                 _ => Verdict::Confirmed,
             }
         }
-        ChainOutcome::Foreign(_) => Verdict::Ignored,
-        ChainOutcome::Failed(FailureKind::Http(status)) if (400..500).contains(status) => {
-            Verdict::Refused
-        }
-        ChainOutcome::Failed(FailureKind::NotBundle | FailureKind::ErrorInPage) => Verdict::Refused,
-        ChainOutcome::Failed(_) => Verdict::Failed,
+        // Refusals, strangers and failures read as for lookup lists.
+        _ => super::lookups::verdict(result),
     }
 }
 
@@ -144,26 +140,11 @@ pub fn split(result: ChainResult, patients: &[String]) -> Vec<ChainResult> {
             bucket.push(record);
         }
     }
-    let mut extras = Some((result.errors, result.max_date, result.dropped));
+    let mut extras = ListExtras::new(result.errors, result.max_date, result.dropped);
     patients
         .iter()
         .zip(records)
-        .map(|(patient, records)| {
-            let (errors, max_date, dropped) = extras
-                .take()
-                .unwrap_or_else(|| (Vec::new(), None, Dropped::default()));
-            ChainResult {
-                resource_type: result.resource_type,
-                key: patient.clone(),
-                records,
-                errors,
-                max_date,
-                outcome: ChainOutcome::Complete,
-                dropped,
-                links: Vec::new(),
-                owners: Vec::new(),
-            }
-        })
+        .map(|(patient, records)| extras.part(result.resource_type, patient.clone(), records))
         .collect()
 }
 
@@ -178,6 +159,7 @@ pub fn expected(field: &'static str, patients: &[String]) -> Expected {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crawl::report::{Dropped, FailureKind};
     use crate::crawl::sink::Record;
 
     fn strings(list: &[&str]) -> Vec<String> {

@@ -59,6 +59,42 @@ pub struct ChainResult {
     pub owners: Vec<usize>,
 }
 
+/// What a list search's answer holds for the whole list (its OperationOutcome lines, latest
+/// date and left-out counts), as it is split into one result per lookup or patient: they go
+/// with the first part only, since the journal keeps one latest date per type and adds the
+/// rest up.
+pub struct ListExtras(Option<(Vec<String>, Option<Timestamp>, Dropped)>);
+
+impl ListExtras {
+    pub fn new(errors: Vec<String>, max_date: Option<Timestamp>, dropped: Dropped) -> Self {
+        ListExtras(Some((errors, max_date, dropped)))
+    }
+
+    /// One complete part of the list's answer, under `key`.
+    pub fn part(
+        &mut self,
+        resource_type: ResourceType,
+        key: String,
+        records: Vec<Record>,
+    ) -> ChainResult {
+        let (errors, max_date, dropped) = self
+            .0
+            .take()
+            .unwrap_or_else(|| (Vec::new(), None, Dropped::default()));
+        ChainResult {
+            resource_type,
+            key,
+            records,
+            errors,
+            max_date,
+            outcome: ChainOutcome::Complete,
+            dropped,
+            links: Vec::new(),
+            owners: Vec::new(),
+        }
+    }
+}
+
 /// What earlier runs already committed, per type.
 #[derive(Default)]
 pub struct Resumed {
